@@ -1,0 +1,120 @@
+"""The one error hierarchy of contextgrid.
+
+    ContextGridError
+    ├── InvalidInput        (field, reason)   -> 400 / 422
+    │   ├── PayloadTooLarge                   -> 413
+    │   ├── UnsupportedFormat                 -> 406
+    │   ├── RuleError       (file, rule, field)
+    │   └── TariffError     (key)
+    ├── NotFound                              -> 404
+    ├── Conflict                              -> 409
+    ├── Unauthorized                          -> 401
+    ├── Forbidden                             -> 403
+    └── ShardUnavailable    (retry_after)     -> 503
+
+Foreign errors (Ray, msgpack, pyarrow, YAML) are translated where they arise, ``raise ... from exc``.
+The gateway's one middleware maps this tree to HTTP status codes and ``application/problem+json``.
+"""
+from __future__ import annotations
+
+
+class ContextGridError(Exception):
+    """Base of every error contextgrid raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str = "", **extra):
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = {k: v for k, v in extra.items() if v is not None}
+
+    def problem(self) -> dict:
+        """RFC 9457 problem body."""
+        body = {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail}
+        body.update(self.extra)
+        return body
+
+    def __reduce__(self):  # survive pickling across Ray processes with their extra fields
+        return (_rebuild, (type(self), self.detail, self.extra))
+
+
+def _rebuild(cls, detail, extra):
+    return cls(detail, **extra)
+
+
+class InvalidInput(ContextGridError):
+    """A request or argument is malformed; ``field`` names the offending part."""
+
+    status = 422
+    title = "Invalid input"
+
+    def __init__(self, detail: str = "", field: str | None = None, reason: str | None = None, **extra):
+        super().__init__(detail, field=field, reason=reason, **extra)
+        self.field = field
+        self.reason = reason
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than the configured limit."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedFormat(InvalidInput):
+    """No registered encoder serves the requested media type."""
+
+    status = 406
+    title = "Not acceptable"
+
+
+class RuleError(InvalidInput):
+    """A rule file is invalid; names file, rule and field."""
+
+    title = "Invalid rule"
+
+
+class TariffError(InvalidInput):
+    """A tariff is invalid; ``field`` names the URDB key."""
+
+    title = "Invalid tariff"
+
+
+class NotFound(ContextGridError):
+    """The addressed resource does not exist (or is not visible to the caller)."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(ContextGridError):
+    """The write conflicts with the current state."""
+
+    status = 409
+    title = "Conflict"
+
+
+class Unauthorized(ContextGridError):
+    """No valid API key was presented."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(ContextGridError):
+    """The key is valid but its role may not do this."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class ShardUnavailable(ContextGridError):
+    """The owning shard is recovering or unreachable; retry after ``retry_after`` seconds."""
+
+    status = 503
+    title = "Shard unavailable"
+
+    def __init__(self, detail: str = "", retry_after: int = 1, **extra):
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
