@@ -8,6 +8,7 @@
     │   └── TariffError     (key)
     ├── NotFound                              -> 404
     ├── Conflict                              -> 409
+    │   └── PreconditionFailed                -> 412
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403
     └── ShardUnavailable    (retry_after)     -> 503
@@ -93,6 +94,13 @@ class Conflict(ContextGridError):
 
     status = 409
     title = "Conflict"
+
+
+class PreconditionFailed(Conflict):
+    """An ``If-Match`` version no longer matches the context."""
+
+    status = 412
+    title = "Precondition failed"
 
 
 class Unauthorized(ContextGridError):

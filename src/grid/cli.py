@@ -1,0 +1,171 @@
+"""``contextgrid``: generate a base, load it, serve the gateway."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from grid.errors import ContextGridError
+
+
+def _progress(total: int, desc: str, unit: str = "customers"):
+    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+    return bar, bar.update
+
+
+def cmd_generate(args) -> int:
+    from grid.synth import generate_base
+
+    bar, tick = _progress(args.customers, "generating")
+    with bar:
+        manifest = generate_base(args.out, args.customers, args.seed, first_month=args.first_month,
+                                 months=args.months, chunk_customers=args.chunk, progress=tick)
+    print(f"wrote {manifest['customers']} customers, {len(manifest['months'])} months to {args.out}")
+    return 0
+
+
+def _grid(args):
+    from grid.cluster import Grid
+
+    return Grid.start(data_dir=args.data_dir, shards=args.shards, address=args.address)
+
+
+def _load(grid, base_dir: str) -> int:
+    from grid.base import read_manifest
+
+    manifest = read_manifest(base_dir)
+    bar, tick = _progress(int(manifest["customers"]), "loading")
+    with bar:
+        return grid.load(base_dir, progress=tick)
+
+
+def cmd_load(args) -> int:
+    grid = _grid(args)
+    n = _load(grid, args.base)
+    print(f"loaded {n} customers into {len(grid.shards)} shards")
+    for s in grid.stats():
+        print(f"  shard {s['shard']}: {s['customers']} customers, {s['service_points']} service points")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    import yaml
+
+    from grid.gateway.auth import digest, new_key
+
+    path = Path(args.file)
+    data = yaml.safe_load(path.read_text()) if path.exists() else {}
+    entries = (data or {}).get("keys") or []
+    key = new_key()
+    entry = {"id": args.id, "role": args.role, "sha256": digest(key)}
+    if args.customer:
+        entry["customers"] = args.customer
+    entries.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"keys": entries}, sort_keys=False))
+    path.chmod(0o600)
+    print(key)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from grid.gateway.auth import KeyStore, new_key, write_keys_file
+    from grid.gateway.config import GatewayConfig
+    from grid.gateway.server import run_server
+
+    data_dir = Path(args.data_dir)
+    grid = _grid(args)
+    announce = []
+    if args.demo:
+        base = data_dir / "base"
+        if not (base / "manifest.json").exists():
+            from grid.synth import generate_base
+
+            bar, tick = _progress(args.demo, "generating demo base")
+            with bar:
+                generate_base(base, args.demo, seed=args.seed, progress=tick)
+        if sum(s["customers"] for s in grid.stats()) == 0:
+            _load(grid, str(base))
+    keys_file = args.keys
+    if keys_file is None:
+        # no keys file given: mint a fresh operator key and a customer key for one demo customer
+        first = grid.list_customers(limit=1)
+        op_key, cust_key = new_key(), new_key()
+        entries = [("demo-operator", op_key, "operator", [])]
+        announce.append(f"operator key: {op_key}")
+        if first:
+            cid = first[0]["customer_id"]
+            entries.append((f"demo-customer-{cid}", cust_key, "customer", [cid]))
+            announce.append(f"customer key: {cust_key} ({cid})")
+        keys_file = str(data_dir / "keys.yaml")
+        write_keys_file(keys_file, entries)
+    config = GatewayConfig(host=args.host, port=args.port, keys_file=keys_file,
+                           max_body_bytes=args.max_body_bytes, near_cache_ttl_s=args.near_cache_ttl)
+    keys = KeyStore.load(keys_file)
+    asyncio.run(run_server(grid, config, keys, announce))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="contextgrid", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write a synthetic customer base as Parquet")
+    g.add_argument("--customers", type=int, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True)
+    g.add_argument("--first-month", default="2025-11")
+    g.add_argument("--months", type=int, default=12)
+    g.add_argument("--chunk", type=int, default=2000, help="customers per Parquet part")
+    g.set_defaults(func=cmd_generate)
+
+    def grid_args(q):
+        q.add_argument("--data-dir", default="data/grid", help="partition table, shard snapshots and logs")
+        q.add_argument("--shards", type=int, default=2)
+        q.add_argument("--address", default=None, help="join this Ray cluster (default: start a local one)")
+
+    ld = sub.add_parser("load", help="load a generated base into the grid's shards")
+    ld.add_argument("--base", required=True)
+    grid_args(ld)
+    ld.set_defaults(func=cmd_load)
+
+    s = sub.add_parser("serve", help="serve the HTTP gateway and portal")
+    grid_args(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--keys", default=None, help="keys file (YAML, hashed keys); default: mint demo keys")
+    s.add_argument("--demo", type=int, default=0, metavar="N",
+                   help="generate a base of N customers into DATA_DIR/base if missing and load it")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--near-cache-ttl", type=float, default=1.0, help="seconds; 0 disables the near cache")
+    s.set_defaults(func=cmd_serve)
+
+    k = sub.add_parser("keys", help="add an API key to a keys file and print it (shown once)")
+    k.add_argument("--file", required=True)
+    k.add_argument("--id", required=True)
+    k.add_argument("--role", choices=["operator", "agent", "customer"], required=True)
+    k.add_argument("--customer", action="append", help="customer id bound to a customer key (repeatable)")
+    k.set_defaults(func=cmd_keys)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ContextGridError as exc:
+        print(f"error: {exc.detail}" + (f" ({exc.extra.get('field')})" if exc.extra.get("field") else ""),
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""``grid.Grid``: start or join a Ray cluster, own the shard actors, route calls to the owning shard.
+
+Used in-process by the gateway (async methods, ``a*``) and by the CLI, tests and notebooks (sync methods).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from grid.base import read_manifest
+from grid.errors import ContextGridError, InvalidInput, ShardUnavailable
+from grid.partitions import PartitionTable
+from grid.shard_actor import ShardActor, actor_options
+from grid.timegrid import DEFAULT_TIMEZONE
+
+log = logging.getLogger(__name__)
+
+try:  # ray >= 2.10 raises this while an actor restarts
+    from ray.exceptions import ActorUnavailableError
+except ImportError:  # pragma: no cover
+    ActorUnavailableError = RayActorError
+
+
+@dataclass
+class GridConfig:
+    data_dir: str = "data/grid"
+    shards: int = 2
+    address: str | None = None
+    namespace: str = "contextgrid"
+    timezone: str = DEFAULT_TIMEZONE
+    call_timeout_s: float = 30.0
+    num_cpus: int | None = None
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The contextgrid error inside a Ray task error, if there is one."""
+    if isinstance(exc, RayTaskError):
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, ContextGridError):
+            return cause
+        inner = getattr(exc, "cause", None)
+        if isinstance(inner, ContextGridError):
+            return inner
+    return exc
+
+
+class Grid:
+    """Handle on a running grid; see the module docstring."""
+
+    def __init__(self, config: GridConfig):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(namespace=config.namespace, include_dashboard=False,
+                                          log_to_driver=False, configure_logging=False)
+            if config.address:
+                kwargs["address"] = config.address
+            else:
+                kwargs["num_cpus"] = config.num_cpus or max(2, config.shards)
+            ray.init(**kwargs)
+        self.table = PartitionTable.load_or_create(self.data_dir / "partition_table.json", config.shards)
+        self.shards = [self._actor(i) for i in range(self.table.shards)]
+        ray.get([s.ready.remote() for s in self.shards], timeout=120)
+
+    @classmethod
+    def start(cls, data_dir: str = "data/grid", shards: int = 2, address: str | None = None, **kw) -> "Grid":
+        return cls(GridConfig(data_dir=data_dir, shards=shards, address=address, **kw))
+
+    def _actor(self, shard_id: int):
+        shard_dir = self.data_dir / "shards" / f"shard-{shard_id}"
+        return ShardActor.options(**actor_options(shard_id, self.config.namespace)).remote(
+            shard_id, self.table.partitions_of_shard(shard_id), str(shard_dir), self.config.timezone)
+
+    # -- routing ------------------------------------------------------------------------------------------
+    def shard_index(self, customer_id: str) -> int:
+        return self.table.shard_of(customer_id)
+
+    def owner(self, customer_id: str):
+        return self.shards[self.shard_index(customer_id)]
+
+    def _get(self, ref, timeout: float | None = None):
+        try:
+            return ray.get(ref, timeout=timeout or self.config.call_timeout_s)
+        except (RayActorError, ActorUnavailableError, GetTimeoutError) as exc:
+            raise ShardUnavailable("shard is unavailable; retry shortly", retry_after=1) from exc
+        except RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    async def _aget(self, ref, timeout: float | None = None):
+        try:
+            return await asyncio.wait_for(ref, timeout or self.config.call_timeout_s)
+        except (RayActorError, ActorUnavailableError, asyncio.TimeoutError) as exc:
+            raise ShardUnavailable("shard is unavailable; retry shortly", retry_after=1) from exc
+        except RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    # -- loading ------------------------------------------------------------------------------------------
+    def load(self, base_dir: str | Path, progress: Callable[[int], None] | None = None) -> int:
+        """Load a generated base into the shards, every shard reading every chunk in parallel.
+
+        ``progress(n)`` is called with the number of customers loaded as each chunk finishes.
+        """
+        base_dir = str(Path(base_dir).resolve())
+        manifest = read_manifest(base_dir)
+        pending = {}
+        for chunk in range(int(manifest["chunks"])):
+            for s in self.shards:
+                pending[s.load_chunk.remote(base_dir, chunk)] = chunk
+        total = 0
+        refs = list(pending)
+        while refs:
+            done, refs = ray.wait(refs, num_returns=1, timeout=self.config.call_timeout_s * 10)
+            if not done:
+                raise ShardUnavailable("loading stalled: a shard does not answer", retry_after=5)
+            n = self._get(done[0], timeout=1)
+            total += n
+            if progress:
+                progress(n)
+        self._get([s.finish_load.remote() for s in self.shards])
+        return total
+
+    # -- sync API -----------------------------------------------------------------------------------------
+    def get(self, customer_id: str) -> dict:
+        return self._get(self.owner(customer_id).get.remote(customer_id))
+
+    def call(self, customer_id: str, method: str, *args):
+        return self._get(self.owner(customer_id).call.remote(method, *args))
+
+    def write(self, kind: str, customer_id: str, body: dict, write_id: str | None = None,
+              if_match: str | None = None) -> dict:
+        op = make_op(kind, customer_id, body, write_id, if_match)
+        return self._get(self.owner(customer_id).write.remote(op))
+
+    def patch(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
+        return self.write("patch", customer_id, body, write_id)
+
+    def replace(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
+        return self.write("replace", customer_id, body, write_id)
+
+    def append_usage(self, customer_id: str, readings: list[dict], write_id: str | None = None) -> dict:
+        return self.write("usage", customer_id, {"readings": readings}, write_id)
+
+    def scatter(self, fn: Callable, *args) -> list:
+        """``fn(shard, *args)`` on every shard at once; results in shard order."""
+        refs = [s.run.remote(fn, *args) for s in self.shards]
+        return self._get(refs, timeout=self.config.call_timeout_s * 10)
+
+    def stats(self) -> list[dict]:
+        return self._get([s.ready.remote() for s in self.shards])
+
+    def checksum(self) -> str:
+        import hashlib
+        parts = self._get([s.call.remote("checksum") for s in self.shards])
+        return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+    def list_customers(self, filters: dict | None = None, after: str | None = None, limit: int = 50) -> list[dict]:
+        pages = self._get([s.call.remote("list", filters or {}, after, limit) for s in self.shards])
+        return merge_pages(pages, limit)
+
+    # -- async API (gateway) ------------------------------------------------------------------------------
+    async def aget(self, customer_id: str) -> dict:
+        return await self._aget(self.owner(customer_id).get.remote(customer_id))
+
+    async def aget_many(self, shard_index: int, customer_ids: list[str]) -> list[dict | None]:
+        return await self._aget(self.shards[shard_index].get_many.remote(customer_ids))
+
+    async def acall(self, customer_id: str, method: str, *args):
+        return await self._aget(self.owner(customer_id).call.remote(method, *args))
+
+    async def awrite(self, op: dict) -> dict:
+        return await self._aget(self.owner(op["customer_id"]).write.remote(op))
+
+    async def alist(self, filters: dict, after: str | None, limit: int) -> list[dict]:
+        pages = await asyncio.gather(*(self._aget(s.call.remote("list", filters, after, limit))
+                                       for s in self.shards))
+        return merge_pages(pages, limit)
+
+    async def astats(self) -> list[dict]:
+        out = []
+        for i, s in enumerate(self.shards):
+            try:
+                out.append(await self._aget(s.ready.remote(), timeout=2))
+            except ShardUnavailable:
+                out.append({"shard": i, "status": "unavailable"})
+        return out
+
+    def shutdown(self) -> None:
+        for s in self.shards:
+            try:
+                ray.kill(s, no_restart=True)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+
+
+def make_op(kind: str, customer_id: str, body: dict, write_id: str | None = None,
+            if_match: str | None = None) -> dict:
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be an object", field="body")
+    return {"kind": kind, "customer_id": customer_id, "body": body, "write_id": write_id or uuid.uuid4().hex,
+            "if_match": if_match}
+
+
+def merge_pages(pages: Iterable[list[dict]], limit: int) -> list[dict]:
+    """k-way merge of per-shard pages (each sorted by customer_id) into one page."""
+    import heapq
+    return list(heapq.merge(*pages, key=lambda s: s["customer_id"]))[:limit]

@@ -1,0 +1,1 @@
+"""The HTTP gateway: routes reads, writes and what-ifs to the owning shard (aiohttp)."""

@@ -1,0 +1,73 @@
+"""``create_app(grid, config) -> web.Application``: routes, middlewares, start-up and shut-down."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from grid.gateway import customers
+from grid.gateway.auth import KeyStore
+from grid.gateway.config import GatewayConfig
+from grid.gateway.keys import CONFIG, CONTRACT, GRID, KEYS, METRICS, READS
+from grid.gateway.metrics import Metrics
+from grid.gateway.problems import problems
+from grid.gateway.reads import Reads
+from grid.gateway.validation import OPENAPI_PATH, Contract
+
+
+@web.middleware
+async def contract(request: web.Request, handler):
+    """Authenticate, then validate parameters and body against the OpenAPI contract."""
+    resource = request.match_info.route.resource
+    op = request.app[CONTRACT].operation(request.method, resource.canonical) if resource is not None else None
+    if op is None:
+        return await handler(request)
+    if not op.public:
+        request["principal"] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+    c = request.app[CONTRACT]
+    request["params"] = c.check_parameters(op, request.query, request.headers, request.match_info)
+    raw = await request.read() if op.body is not None else b""
+    request["body"] = c.check_body(op, raw, request.headers.get("Content-Type", ""))
+    return await handler(request)
+
+
+async def get_health(request: web.Request) -> web.Response:
+    shards = await request.app[GRID].astats()
+    status = "ok" if all(s.get("status") != "unavailable" for s in shards) else "degraded"
+    for s in shards:
+        if "customers" in s:
+            request.app[METRICS].shard_customers.labels(str(s["shard"])).set(s["customers"])
+    return web.json_response({"status": status, "shards": shards})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/yaml")
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    body, ctype = request.app[METRICS].render()
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = ctype
+    return resp
+
+
+def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None = None) -> web.Application:
+    config = config or GatewayConfig()
+    app = web.Application(middlewares=[problems, contract], client_max_size=config.max_body_bytes)
+    metrics = Metrics()
+    app[GRID] = grid
+    app[CONFIG] = config
+    app[KEYS] = keys if keys is not None else (KeyStore.load(config.keys_file) if config.keys_file else KeyStore())
+    app[CONTRACT] = Contract()
+    app[METRICS] = metrics
+    app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics)
+    r = app.router
+    r.add_get("/v1/health", get_health, name="get_health")
+    r.add_get("/v1/openapi.yaml", get_openapi, name="get_openapi")
+    r.add_get("/metrics", get_metrics, name="metrics")
+    r.add_get("/v1/customers", customers.list_customers, name="list_customers")
+    r.add_get("/v1/customers/{id}", customers.get_customer, name="get_customer")
+    r.add_patch("/v1/customers/{id}", customers.patch_customer, name="patch_customer")
+    r.add_get("/v1/customers/{id}/accounts", customers.get_accounts, name="get_accounts")
+    r.add_get("/v1/customers/{id}/bills", customers.get_bills, name="get_bills")
+    r.add_get("/v1/customers/{id}/usage", customers.get_usage, name="get_usage")
+    r.add_post("/v1/customers/{id}/usage", customers.post_usage, name="post_usage")
+    return app

@@ -1,0 +1,14 @@
+"""Gateway settings (CLI flags and environment)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    keys_file: str | None = None
+    max_body_bytes: int = 1 << 20  # 1 MiB: a month of 15-minute readings for a few meters fits
+    near_cache_ttl_s: float = 1.0
+    near_cache_capacity: int = 100_000

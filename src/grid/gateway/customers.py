@@ -1,0 +1,116 @@
+"""Handlers for ``/v1/customers``: each request goes to the owning shard only (listing excepted)."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+
+from grid.cluster import make_op
+from grid.errors import Forbidden, InvalidInput
+from grid.gateway.keys import GRID, READS
+from grid.gateway.responses import respond
+
+CUSTOMER_PATCHABLE = {"contacts", "notes"}  # what a customer may change about itself
+FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name")
+
+
+def _customer_id(request: web.Request) -> str:
+    cid = request["params"]["id"]
+    request["principal"].check_customer(cid)
+    return cid
+
+
+def _write_id(request: web.Request, cid: str) -> str | None:
+    key = request["params"].get("Idempotency-Key")
+    # scope client keys by customer and by API key, so two clients' keys never collide
+    return f"{request['principal'].key_id}:{cid}:{key}" if key else None
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    rec = await request.app[READS].read(cid)
+    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+
+
+async def get_accounts(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    return respond(request, {"items": await request.app[GRID].acall(cid, "accounts", cid)}, "accounts")
+
+
+async def get_bills(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    p = request["params"]
+    bills = await request.app[GRID].acall(cid, "customer_bills", cid, p.get("period"), p.get("account_id"))
+    return respond(request, {"items": bills}, "bills")
+
+
+async def get_usage(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    p = request["params"]
+    data = await request.app[GRID].acall(cid, "customer_usage", cid, p["month"], p.get("service_point_id"),
+                                         p.get("resolution", "interval"))
+    return respond(request, data, "usage")
+
+
+async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
+    op = make_op(kind, cid, body, _write_id(request, cid), request["params"].get("If-Match"))
+    out = await request.app[GRID].awrite(op)
+    request.app[READS].cache.written(cid, out["version"])
+    return out
+
+
+async def patch_customer(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    body = request["body"]
+    principal = request["principal"]
+    if principal.role == "customer":
+        denied = sorted(set(body) - CUSTOMER_PATCHABLE)
+        if denied:
+            raise Forbidden(f"a customer key may not change {denied[0]!r}", field=denied[0])
+    out = await _write(request, "patch", cid, body)
+    rec = out["record"]
+    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+
+
+async def post_usage(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    request["principal"].require("operator", "agent")
+    out = await _write(request, "usage", cid, request["body"])
+    return respond(request, {"written": out["written"], "version": out["version"]}, "usage")
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("cursor is not one this server issued", field="cursor") from None
+
+
+def _encode_cursor(customer_id: str) -> str:
+    return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
+
+
+async def list_customers(request: web.Request) -> web.Response:
+    p = request["params"]
+    principal = request["principal"]
+    filters = {k: p[k] for k in FILTERS if k in p}
+    limit = p.get("limit", 50)
+    after = _decode_cursor(p.get("cursor"))
+    grid = request.app[GRID]
+    if principal.role == "customer":
+        from grid import context as ctx
+        mine = sorted(c for c in principal.customers if after is None or c > after)
+        items = []
+        for cid in mine:
+            rec = await request.app[READS].read(cid)
+            if ctx.matches(rec, filters):
+                items.append(ctx.summary(rec))
+    else:
+        items = await grid.alist(filters, after, limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    nxt = _encode_cursor(items[-1]["customer_id"]) if more and items else None
+    return respond(request, {"items": items, "next": nxt}, "customers")

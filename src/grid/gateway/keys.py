@@ -1,0 +1,21 @@
+"""Typed application keys (aiohttp ``web.AppKey``) shared by the gateway's modules."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from grid.cluster import Grid
+    from grid.gateway.auth import KeyStore
+    from grid.gateway.config import GatewayConfig
+    from grid.gateway.metrics import Metrics
+    from grid.gateway.reads import Reads
+    from grid.gateway.validation import Contract
+
+GRID: web.AppKey["Grid"] = web.AppKey("grid")
+KEYS: web.AppKey["KeyStore"] = web.AppKey("keys")
+CONTRACT: web.AppKey["Contract"] = web.AppKey("contract")
+CONFIG: web.AppKey["GatewayConfig"] = web.AppKey("config")
+READS: web.AppKey["Reads"] = web.AppKey("reads")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
