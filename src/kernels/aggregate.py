@@ -1,0 +1,249 @@
+"""Whole-base group-by as per-shard partials: sum, max, count and exact distinct counts per int64 key.
+
+Each shard reduces its own rows with :func:`group_partials`; the caller gathers the partials and combines them
+with :func:`merge_partials`. Sums, maxima and counts merge by adding and taking the maximum; distinct counts do
+not (a value seen on two shards must count once), so a partial keeps each group's set of distinct values and the
+merge unites the sets. Every result is exact: int64 sums that would overflow raise instead of wrapping.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from grid.errors import InvalidInput
+from kernels import _groupby
+
+__all__ = ["GroupPartials", "group_partials", "merge_partials"]
+
+INT64_MIN = np.iinfo(np.int64).min
+INT64_MAX = np.iinfo(np.int64).max
+# Keys whose range is at most (rows + this) get one accumulator slot per possible key (no sort, no hashing);
+# wider ranges are ranked with np.unique first. Bounds the accumulators at 24 bytes x (rows + 64k).
+_DENSE_SLACK = 1 << 16
+
+
+@dataclass(frozen=True)
+class GroupPartials:
+    """Per-key reductions of some rows; arrays are aligned with ``keys`` (ascending, unique).
+
+    ``sum`` and ``max`` are None when no values were given; ``distinct`` and ``distinct_offsets`` are None when no
+    distinct column was given. The distinct values of group ``i`` are
+    ``distinct[distinct_offsets[i]:distinct_offsets[i + 1]]``, ascending.
+    """
+
+    keys: np.ndarray                       # int64 (g,)
+    sum: np.ndarray | None                 # int64 (g,)
+    max: np.ndarray | None                 # int64 (g,)
+    count: np.ndarray                      # int64 (g,) rows per key
+    distinct: np.ndarray | None = None     # int64 (d,) distinct values, group after group
+    distinct_offsets: np.ndarray | None = None  # int64 (g + 1,)
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    def distinct_count(self) -> np.ndarray:
+        """Number of distinct values per key, int64 (g,); exact across merged shards."""
+        if self.distinct_offsets is None:
+            raise InvalidInput("these partials were computed without a distinct column", field="distinct")
+        return np.diff(self.distinct_offsets)
+
+
+def _as_int64(value, name: str) -> np.ndarray:
+    """1-D C-contiguous int64 array, copied only when needed.
+
+    Other integer dtypes are converted when every value fits; floats, bools and out-of-range values are refused.
+    """
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise InvalidInput(f"{name} must be 1-D, got {arr.ndim}-D", field=name)
+    if arr.dtype != np.int64:
+        if arr.size and arr.dtype.kind not in "iu":
+            raise InvalidInput(f"{name} must be int64, got {arr.dtype}", field=name)
+        if arr.size and not np.can_cast(arr.dtype, np.int64, "safe") and int(arr.max()) > 2**63 - 1:
+            raise InvalidInput(f"{name} must be int64, got {arr.dtype} with values outside its range", field=name)
+        arr = arr.astype(np.int64)
+    return np.ascontiguousarray(arr)
+
+
+def _slot_plan(keys: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray | None]:
+    """Dense accumulator slots for ``keys``: (kernel keys, key offset, number of slots, ranked keys or None)."""
+    if keys.size == 0:
+        return keys, 0, 0, None
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo + 1 <= keys.size + _DENSE_SLACK:
+        return keys, lo, hi - lo + 1, None
+    ranked, inverse = np.unique(keys, return_inverse=True)
+    return inverse.astype(np.int64, copy=False), 0, int(ranked.size), ranked
+
+
+def _used_slots(counts: np.ndarray, offset: int, ranked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(group keys, slot indices to keep or None when every slot is a group)."""
+    if ranked is not None:
+        return ranked, None
+    used = np.flatnonzero(counts)
+    if used.size == counts.size:
+        return used + offset, None
+    return used + offset, used
+
+
+def _distinct_sets(keys: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values per key from (key, value) pairs: (values group after group, offsets (n_groups + 1,))."""
+    offsets = np.zeros(n_groups + 1, dtype=np.int64)
+    if keys.size == 0:
+        return np.empty(0, dtype=np.int64), offsets
+    klo, khi = int(keys.min()), int(keys.max())
+    vlo, vhi = int(values.min()), int(values.max())
+    kspan, vspan = khi - klo + 1, vhi - vlo + 1
+    if kspan * vspan <= INT64_MAX:
+        # Both columns fit in one int64 code: a plain sort (SIMD in numpy) beats a two-key argsort and gathers.
+        code = (keys - klo) * vspan + (values - vlo)
+        code.sort()
+        skeys, svalues = np.divmod(code, vspan)
+        svalues += vlo
+    else:
+        order = np.lexsort((values, keys))
+        skeys, svalues = keys[order], values[order]
+    out_values = np.empty(keys.size, dtype=np.int64)
+    out_counts = np.empty(n_groups, dtype=np.int64)
+    written = _groupby.distinct_sorted_pairs(skeys, svalues, out_values, out_counts)
+    np.cumsum(out_counts, out=offsets[1:])
+    return out_values[:written].copy(), offsets
+
+
+def group_partials(keys: np.ndarray, values: np.ndarray | None = None, *,
+                   distinct: np.ndarray | None = None) -> GroupPartials:
+    """Reduce rows by key: sum, max and count of ``values``, and the distinct ``distinct`` values per key.
+
+    Parameters
+    ----------
+    keys : ndarray of int64, shape (n,)
+        Group key of each row, any order (account index, portfolio id...).
+    values : ndarray of int64, shape (n,), optional
+        Value of each row (cents, Wh, W). Without it only counts (and distinct sets) are computed.
+    distinct : ndarray of int64, shape (n,), optional
+        A column whose distinct values are counted per key (e.g. service-point ids for "number of sites").
+
+    Returns
+    -------
+    GroupPartials
+        One entry per key present, keys ascending. Merge partials of disjoint row sets with
+        :func:`merge_partials`; the result equals reducing all rows at once.
+
+    Raises
+    ------
+    InvalidInput
+        If an array is not a 1-D integer array castable to int64, lengths differ, or a key's sum overflows int64.
+    """
+    keys = _as_int64(keys, "keys")
+    n = keys.shape[0]
+    columns = {}
+    for name, column in (("values", values), ("distinct", distinct)):
+        if column is not None:
+            column = _as_int64(column, name)
+            if column.shape[0] != n:
+                raise InvalidInput(f"{name} must have the same length as keys ({n}), got {column.shape[0]}",
+                                   field=name)
+        columns[name] = column
+    values, distinct = columns["values"], columns["distinct"]
+
+    slot_keys, offset, n_slots, ranked = _slot_plan(keys)
+    counts = np.zeros(n_slots, dtype=np.int64)
+    if values is None:
+        sums = maxes = np.empty(0, dtype=np.int64)
+        failed = _groupby.group_sum_max_count(slot_keys, sums, sums, maxes, counts, offset)
+    else:
+        sums = np.zeros(n_slots, dtype=np.int64)
+        maxes = np.full(n_slots, INT64_MIN, dtype=np.int64)
+        failed = _groupby.group_sum_max_count(slot_keys, values, sums, maxes, counts, offset)
+    if failed >= 0:
+        raise InvalidInput(f"sum of values for key {int(keys[failed])} overflows int64", field="values")
+
+    group_keys, keep = _used_slots(counts, offset, ranked)
+    if keep is not None:
+        counts = counts[keep]
+        if values is not None:
+            sums, maxes = sums[keep], maxes[keep]
+    dvalues = doffsets = None
+    if distinct is not None:
+        dvalues, doffsets = _distinct_sets(keys, distinct, group_keys.size)
+    return GroupPartials(group_keys, sums if values is not None else None, maxes if values is not None else None,
+                         counts, dvalues, doffsets)
+
+
+def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
+    """Combine partials of disjoint row sets (one per shard) into the partials of all their rows.
+
+    Parameters
+    ----------
+    parts : iterable of GroupPartials
+        All computed alike: with or without values, with or without a distinct column.
+
+    Returns
+    -------
+    GroupPartials
+        Sums added, maxima and counts combined, distinct sets united. No parts give an empty result that
+        carries counts only.
+
+    Raises
+    ------
+    InvalidInput
+        If the parts were computed differently, are malformed, or a merged sum overflows int64.
+    """
+    parts = list(parts)
+    for i, part in enumerate(parts):
+        if not isinstance(part, GroupPartials):
+            raise InvalidInput(f"parts[{i}] must be GroupPartials, got {type(part).__name__}", field="parts")
+    if not parts:
+        return GroupPartials(np.empty(0, np.int64), None, None, np.empty(0, np.int64))
+    if len({p.sum is None for p in parts}) > 1:
+        raise InvalidInput("cannot merge partials with values and partials without", field="values")
+    if len({p.distinct is None for p in parts}) > 1:
+        raise InvalidInput("cannot merge partials with a distinct column and partials without", field="distinct")
+    with_values = parts[0].sum is not None
+    with_distinct = parts[0].distinct is not None
+
+    def column(name: str) -> np.ndarray:
+        arrays = [_as_int64(getattr(p, name), name) for p in parts]
+        for p, arr in zip(parts, arrays):
+            if arr.shape[0] != p.keys.shape[0]:
+                raise InvalidInput(f"partial {name} has {arr.shape[0]} entries for {p.keys.shape[0]} keys",
+                                   field=name)
+        return np.concatenate(arrays)
+
+    keys = np.concatenate([_as_int64(p.keys, "keys") for p in parts])
+    counts_in = column("count")
+    slot_keys, offset, n_slots, ranked = _slot_plan(keys)
+    counts = np.zeros(n_slots, dtype=np.int64)
+    if with_values:
+        sums = np.zeros(n_slots, dtype=np.int64)
+        maxes = np.full(n_slots, INT64_MIN, dtype=np.int64)
+        failed = _groupby.merge_sum_max_count(slot_keys, column("sum"), column("max"), counts_in,
+                                              sums, maxes, counts, offset)
+    else:
+        sums = maxes = np.empty(0, dtype=np.int64)
+        failed = _groupby.merge_sum_max_count(slot_keys, sums, maxes, counts_in, sums, maxes, counts, offset)
+    if failed >= 0:
+        raise InvalidInput(f"merged sum for key {int(keys[failed])} overflows int64", field="values")
+
+    group_keys, keep = _used_slots(counts, offset, ranked)
+    if keep is not None:
+        counts = counts[keep]
+        if with_values:
+            sums, maxes = sums[keep], maxes[keep]
+    dvalues = doffsets = None
+    if with_distinct:
+        pair_keys, pair_values = [], []
+        for p in parts:
+            offsets = _as_int64(p.distinct_offsets, "distinct_offsets")
+            dvals = _as_int64(p.distinct, "distinct")
+            if offsets.shape[0] != p.keys.shape[0] + 1 or (offsets.size and int(offsets[-1]) != dvals.shape[0]):
+                raise InvalidInput("partial distinct_offsets do not match its keys and distinct values",
+                                   field="distinct_offsets")
+            pair_keys.append(np.repeat(p.keys, np.diff(offsets)))
+            pair_values.append(dvals)
+        dvalues, doffsets = _distinct_sets(np.concatenate(pair_keys).astype(np.int64, copy=False),
+                                           np.concatenate(pair_values), group_keys.size)
+    return GroupPartials(group_keys, sums if with_values else None, maxes if with_values else None,
+                         counts, dvalues, doffsets)
