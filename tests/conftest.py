@@ -22,3 +22,48 @@ def ray_session():
                  log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def grid(ray_session, tmp_path_factory):
+    """A two-shard grid holding 40 small hand-made contexts (see tests/factories.py)."""
+    from factories import populate
+
+    from grid.cluster import Grid
+
+    g = Grid.start(data_dir=str(tmp_path_factory.mktemp("grid")), shards=2, namespace="cg-test-main")
+    g.test_ids = populate(g, 40)
+    yield g
+    g.shutdown()
+
+
+KEYS = {"operator": "op-key-0123456789", "agent": "agent-key-0123456789", "customer": "cust-key-0123456789"}
+OWN_CUSTOMER = "C0000001"
+
+
+@pytest.fixture(scope="session")
+def keystore():
+    from grid.gateway.auth import KeyStore, digest
+
+    return KeyStore([
+        {"id": "ops", "role": "operator", "sha256": digest(KEYS["operator"])},
+        {"id": "desk", "role": "agent", "sha256": digest(KEYS["agent"])},
+        {"id": "portal", "role": "customer", "sha256": digest(KEYS["customer"]), "customers": [OWN_CUSTOMER]},
+    ])
+
+
+def auth(role: str) -> dict:
+    return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+@pytest.fixture(scope="session")
+async def api(grid, keystore):
+    """An aiohttp test client on a real loopback server in front of the session grid."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from grid.gateway.app import create_app
+    from grid.gateway.config import GatewayConfig
+
+    app = create_app(grid, GatewayConfig(max_body_bytes=64 * 1024), keystore)
+    async with TestClient(TestServer(app)) as client:
+        yield client

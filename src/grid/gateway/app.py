@@ -6,7 +6,7 @@ from aiohttp import web
 from grid.gateway import customers
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
-from grid.gateway.keys import CONFIG, CONTRACT, GRID, KEYS, METRICS, READS
+from grid.gateway.keys import BODY, CONFIG, CONTRACT, GRID, KEYS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
 from grid.gateway.reads import Reads
@@ -21,11 +21,11 @@ async def contract(request: web.Request, handler):
     if op is None:
         return await handler(request)
     if not op.public:
-        request["principal"] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+        request[PRINCIPAL] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
     c = request.app[CONTRACT]
-    request["params"] = c.check_parameters(op, request.query, request.headers, request.match_info)
+    request[PARAMS] = c.check_parameters(op, request.query, request.headers, request.match_info)
     raw = await request.read() if op.body is not None else b""
-    request["body"] = c.check_body(op, raw, request.headers.get("Content-Type", ""))
+    request[BODY] = c.check_body(op, raw, request.headers.get("Content-Type", ""))
     return await handler(request)
 
 

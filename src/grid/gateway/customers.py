@@ -8,7 +8,7 @@ from aiohttp import web
 
 from grid.cluster import make_op
 from grid.errors import Forbidden, InvalidInput
-from grid.gateway.keys import GRID, READS
+from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
 
 CUSTOMER_PATCHABLE = {"contacts", "notes"}  # what a customer may change about itself
@@ -16,15 +16,15 @@ FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_s
 
 
 def _customer_id(request: web.Request) -> str:
-    cid = request["params"]["id"]
-    request["principal"].check_customer(cid)
+    cid = request[PARAMS]["id"]
+    request[PRINCIPAL].check_customer(cid)
     return cid
 
 
 def _write_id(request: web.Request, cid: str) -> str | None:
-    key = request["params"].get("Idempotency-Key")
+    key = request[PARAMS].get("Idempotency-Key")
     # scope client keys by customer and by API key, so two clients' keys never collide
-    return f"{request['principal'].key_id}:{cid}:{key}" if key else None
+    return f"{request[PRINCIPAL].key_id}:{cid}:{key}" if key else None
 
 
 async def get_customer(request: web.Request) -> web.Response:
@@ -40,21 +40,21 @@ async def get_accounts(request: web.Request) -> web.Response:
 
 async def get_bills(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    p = request["params"]
+    p = request[PARAMS]
     bills = await request.app[GRID].acall(cid, "customer_bills", cid, p.get("period"), p.get("account_id"))
     return respond(request, {"items": bills}, "bills")
 
 
 async def get_usage(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    p = request["params"]
+    p = request[PARAMS]
     data = await request.app[GRID].acall(cid, "customer_usage", cid, p["month"], p.get("service_point_id"),
                                          p.get("resolution", "interval"))
     return respond(request, data, "usage")
 
 
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
-    op = make_op(kind, cid, body, _write_id(request, cid), request["params"].get("If-Match"))
+    op = make_op(kind, cid, body, _write_id(request, cid), request[PARAMS].get("If-Match"))
     out = await request.app[GRID].awrite(op)
     request.app[READS].cache.written(cid, out["version"])
     return out
@@ -62,8 +62,8 @@ async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
 
 async def patch_customer(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    body = request["body"]
-    principal = request["principal"]
+    body = request[BODY]
+    principal = request[PRINCIPAL]
     if principal.role == "customer":
         denied = sorted(set(body) - CUSTOMER_PATCHABLE)
         if denied:
@@ -75,8 +75,8 @@ async def patch_customer(request: web.Request) -> web.Response:
 
 async def post_usage(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    request["principal"].require("operator", "agent")
-    out = await _write(request, "usage", cid, request["body"])
+    request[PRINCIPAL].require("operator", "agent")
+    out = await _write(request, "usage", cid, request[BODY])
     return respond(request, {"written": out["written"], "version": out["version"]}, "usage")
 
 
@@ -84,7 +84,8 @@ def _decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)).decode()
+        return base64.b64decode(cursor.encode() + b"=" * (-len(cursor) % 4), altchars=b"-_",
+                                validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("cursor is not one this server issued", field="cursor") from None
 
@@ -94,8 +95,8 @@ def _encode_cursor(customer_id: str) -> str:
 
 
 async def list_customers(request: web.Request) -> web.Response:
-    p = request["params"]
-    principal = request["principal"]
+    p = request[PARAMS]
+    principal = request[PRINCIPAL]
     filters = {k: p[k] for k in FILTERS if k in p}
     limit = p.get("limit", 50)
     after = _decode_cursor(p.get("cursor"))

@@ -19,3 +19,10 @@ CONTRACT: web.AppKey["Contract"] = web.AppKey("contract")
 CONFIG: web.AppKey["GatewayConfig"] = web.AppKey("config")
 READS: web.AppKey["Reads"] = web.AppKey("reads")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+
+if TYPE_CHECKING:
+    from grid.gateway.auth import Principal
+
+PRINCIPAL: web.RequestKey["Principal"] = web.RequestKey("principal")
+PARAMS: web.RequestKey[dict] = web.RequestKey("params")
+BODY: web.RequestKey[object] = web.RequestKey("body")

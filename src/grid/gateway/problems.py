@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from grid.errors import ContextGridError, PayloadTooLarge, ShardUnavailable
-from grid.gateway.keys import METRICS
+from grid.gateway.keys import CONFIG, METRICS
 
 log = logging.getLogger("grid.gateway")
 
@@ -40,8 +40,9 @@ async def problems(request: web.Request, handler):
         resp = await handler(request)
     except ContextGridError as exc:
         resp = from_error(exc)
-    except web.HTTPRequestEntityTooLarge as exc:
-        resp = from_error(PayloadTooLarge(f"body larger than {exc.max_size} bytes", field="body"))
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].max_body_bytes
+        resp = from_error(PayloadTooLarge(f"body larger than the {limit}-byte limit", field="body"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

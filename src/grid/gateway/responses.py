@@ -4,11 +4,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from grid.gateway.formats import negotiate
+from grid.gateway.keys import PARAMS
 
 
 def respond(request: web.Request, data, root: str, status: int = 200, headers: dict | None = None) -> web.Response:
     """``data`` in the format the client asked for (``?format=`` or ``Accept``; JSON by default)."""
-    params = request.get("params") or {}
+    params = request.get(PARAMS) or {}
     fmt = negotiate(params.get("format") or request.query.get("format"), request.headers.get("Accept"))
     body = fmt.encode(data, root)
     charset = "utf-8" if fmt.media_type.startswith("text/") or fmt.media_type.endswith("xml") else None

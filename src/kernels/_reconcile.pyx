@@ -1,0 +1,139 @@
+"""Computed bills against legacy bills, line by line by code (DOMAIN section 4).
+
+# Design:
+# Each side is a flat table of lines (bill index, code id, amount in cents) sorted by (bill, code) by the
+# wrapper, so the comparison is one merge of two sorted streams: no hashing, no per-bill Python. Repeated
+# (bill, code) lines on one side are summed first, so a pair is compared once. Outcome codes are ordered by
+# precedence (match 0 < amount_mismatch 1 < missing_line 2 < missing_bill 3), so a bill's outcome is the maximum
+# over its lines, initialised to missing_bill when there is no legacy bill. Amounts are integer cents and the
+# wrapper has checked that no sum can overflow, so the loop cannot fail.
+"""
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
+
+# line_status codes (see reconcile.LINE_STATUSES)
+cdef enum:
+    EQUAL = 0
+    DIFFERS = 1
+    COMPUTED_ONLY = 2
+    LEGACY_ONLY = 3
+
+cdef enum:
+    MATCH = 0
+    AMOUNT_MISMATCH = 1
+    MISSING_LINE = 2
+    MISSING_BILL = 3
+
+
+cdef inline int _cmp(int64_t bill_a, int32_t code_a, int64_t bill_b, int32_t code_b) noexcept nogil:
+    if bill_a != bill_b:
+        return -1 if bill_a < bill_b else 1
+    if code_a != code_b:
+        return -1 if code_a < code_b else 1
+    return 0
+
+
+def count_pairs_sorted(
+    const int64_t[::1] comp_bill,     # IN (nc,) sorted by (bill, code)
+    const int32_t[::1] comp_code,     # IN (nc,)
+    const int64_t[::1] legacy_bill,   # IN (nl,) sorted by (bill, code)
+    const int32_t[::1] legacy_code,   # IN (nl,)
+) -> Py_ssize_t:
+    """Number of distinct (bill, code) pairs over both sides: the length of the per-line report."""
+    cdef Py_ssize_t nc = comp_bill.shape[0], nl = legacy_bill.shape[0]
+    cdef Py_ssize_t i = 0, j = 0, pairs = 0
+    cdef int c
+    cdef int64_t bill
+    cdef int32_t code
+    with nogil:
+        while i < nc or j < nl:
+            if j >= nl:
+                c = -1
+            elif i >= nc:
+                c = 1
+            else:
+                c = _cmp(comp_bill[i], comp_code[i], legacy_bill[j], legacy_code[j])
+            if c <= 0:
+                bill = comp_bill[i]
+                code = comp_code[i]
+            else:
+                bill = legacy_bill[j]
+                code = legacy_code[j]
+            while i < nc and comp_bill[i] == bill and comp_code[i] == code:
+                i += 1
+            while j < nl and legacy_bill[j] == bill and legacy_code[j] == code:
+                j += 1
+            pairs += 1
+    return pairs
+
+
+def reconcile_sorted(
+    const int64_t[::1] comp_bill,       # IN  (nc,) bill index of each computed line, sorted by (bill, code)
+    const int32_t[::1] comp_code,       # IN  (nc,) code id
+    const int64_t[::1] comp_amount,     # IN  (nc,) cents
+    const int64_t[::1] legacy_bill,     # IN  (nl,) bill index of each legacy line, sorted by (bill, code)
+    const int32_t[::1] legacy_code,     # IN  (nl,) code id
+    const int64_t[::1] legacy_amount,   # IN  (nl,) cents
+    const uint8_t[::1] legacy_present,  # IN  (n_bills,) 1 when the bill has a legacy bill
+    int8_t[::1] outcome,                # OUT (n_bills,) outcome code
+    int64_t[::1] diff_cents,            # OUT (n_bills,) sum over the bill's pairs of |computed - legacy|
+    int64_t[::1] line_bill,             # OUT (n_pairs,) from count_pairs_sorted
+    int32_t[::1] line_code,             # OUT (n_pairs,)
+    int64_t[::1] line_computed,         # OUT (n_pairs,) cents, 0 when the pair is legacy only
+    int64_t[::1] line_legacy,           # OUT (n_pairs,) cents, 0 when the pair is computed only
+    int8_t[::1] line_status,            # OUT (n_pairs,) line status code
+    int64_t tolerance_cents,            # a pair with |computed - legacy| <= tolerance is equal
+) -> Py_ssize_t:
+    """Compare the two sides; return the number of pairs written (equals count_pairs_sorted)."""
+    cdef Py_ssize_t nc = comp_bill.shape[0], nl = legacy_bill.shape[0], n_bills = outcome.shape[0]
+    cdef Py_ssize_t i = 0, j = 0, k = 0, b
+    cdef int c
+    cdef int8_t status, severity
+    cdef int64_t bill, comp, legacy, gap
+    cdef int32_t code
+    cdef bint has_comp, has_legacy
+    with nogil:
+        for b in range(n_bills):
+            outcome[b] = MATCH if legacy_present[b] else MISSING_BILL
+            diff_cents[b] = 0
+        while i < nc or j < nl:
+            if j >= nl:
+                c = -1
+            elif i >= nc:
+                c = 1
+            else:
+                c = _cmp(comp_bill[i], comp_code[i], legacy_bill[j], legacy_code[j])
+            if c <= 0:
+                bill = comp_bill[i]
+                code = comp_code[i]
+            else:
+                bill = legacy_bill[j]
+                code = legacy_code[j]
+            comp = 0
+            legacy = 0
+            has_comp = c <= 0
+            has_legacy = c >= 0
+            while i < nc and comp_bill[i] == bill and comp_code[i] == code:
+                comp += comp_amount[i]
+                i += 1
+            while j < nl and legacy_bill[j] == bill and legacy_code[j] == code:
+                legacy += legacy_amount[j]
+                j += 1
+            gap = comp - legacy
+            if gap < 0:
+                gap = -gap
+            if has_comp and has_legacy:
+                status = EQUAL if gap <= tolerance_cents else DIFFERS
+                severity = MATCH if status == EQUAL else AMOUNT_MISMATCH
+            else:
+                status = COMPUTED_ONLY if has_comp else LEGACY_ONLY
+                severity = MISSING_LINE
+            line_bill[k] = bill
+            line_code[k] = code
+            line_computed[k] = comp
+            line_legacy[k] = legacy
+            line_status[k] = status
+            k += 1
+            diff_cents[bill] += gap
+            if severity > outcome[bill]:
+                outcome[bill] = severity
+    return k

@@ -1,0 +1,187 @@
+"""Reconciliation: every computed bill against the legacy bill of the same account and period (DOMAIN §4).
+
+Bills and codes arrive as dense integers (bill index 0..n_bills-1, code ids from one dictionary shared by both
+sides) so a whole bill run is compared by one Cython merge. Rules, as a billing team reads them:
+
+- Lines are compared by code; repeated lines of one code on one side of a bill are summed first.
+- A pair whose ``|computed - legacy| <= tolerance_cents`` is equal; a code on one side only is a missing line,
+  whatever its amount (a zero-cent line that one side prints and the other drops is still a difference in the
+  bill's layout).
+- A bill's outcome takes the most severe of its lines: missing_bill > missing_line > amount_mismatch > match.
+  A bill with no legacy bill is missing_bill; its computed lines are reported as computed only.
+- ``diff_cents`` is the exact sum of ``|computed - legacy|`` over the bill's pairs, tolerated differences
+  included, so the run total is the true size of the gap between the two billers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from grid.errors import InvalidInput
+from kernels import _reconcile
+
+__all__ = ["OUTCOMES", "LINE_STATUSES", "Reconciliation", "reconcile_lines"]
+
+OUTCOMES = ("match", "amount_mismatch", "missing_line", "missing_bill")  # index = outcome code (int8)
+LINE_STATUSES = ("equal", "amount_differs", "computed_only", "legacy_only")  # index = line_status (int8)
+_INT64_LIMIT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Outcome per bill and the compared (bill, code) pairs behind it, pairs sorted by (bill, code)."""
+
+    outcome: np.ndarray        # int8 (n_bills,), index into OUTCOMES
+    diff_cents: np.ndarray     # int64 (n_bills,), sum over the bill's pairs of |computed - legacy|
+    line_bill: np.ndarray      # int64 (p,)
+    line_code: np.ndarray      # int32 (p,)
+    line_computed: np.ndarray  # int64 (p,) cents, 0 when legacy only
+    line_legacy: np.ndarray    # int64 (p,) cents, 0 when computed only
+    line_status: np.ndarray    # int8 (p,), index into LINE_STATUSES
+
+    def counts(self) -> dict[str, int]:
+        """Bills per outcome, every outcome present (zero included)."""
+        per_code = np.bincount(self.outcome.astype(np.intp), minlength=len(OUTCOMES))
+        return {name: int(n) for name, n in zip(OUTCOMES, per_code)}
+
+    def total_diff_cents(self) -> int:
+        """Sum of absolute differences over the whole run, in cents."""
+        return int(self.diff_cents.sum())
+
+    def held_bills(self) -> np.ndarray:
+        """Indices of the bills that do not match (they are held, not sent), ascending, int64."""
+        return np.flatnonzero(self.outcome != 0).astype(np.int64)
+
+
+def _as_1d(value, name: str, dtype) -> np.ndarray:
+    """1-D C-contiguous array of ``dtype``, copied only when needed.
+
+    Other integer dtypes are converted when every value fits (a code column held as int64 is fine); floats,
+    bools and out-of-range values are refused.
+    """
+    arr = np.asarray(value)
+    dtype = np.dtype(dtype)
+    if arr.ndim != 1:
+        raise InvalidInput(f"{name} must be 1-D, got {arr.ndim}-D", field=name)
+    if arr.dtype != dtype:
+        if arr.size and arr.dtype.kind not in "iu":
+            raise InvalidInput(f"{name} must be {dtype.name}, got {arr.dtype}", field=name)
+        if arr.size and not np.can_cast(arr.dtype, dtype, "safe"):
+            info = np.iinfo(dtype)
+            if int(arr.min()) < info.min or int(arr.max()) > info.max:
+                raise InvalidInput(f"{name} must be {dtype.name}, got {arr.dtype} with values outside its range",
+                                   field=name)
+        arr = arr.astype(dtype)
+    return np.ascontiguousarray(arr)
+
+
+def _abs_bound(amount: np.ndarray) -> int:
+    """Largest absolute value in ``amount`` as a Python int (no int64 overflow on INT64_MIN)."""
+    if amount.size == 0:
+        return 0
+    return max(-int(amount.min()), int(amount.max()))
+
+
+def _sorted_side(bill: np.ndarray, code: np.ndarray, amount: np.ndarray, n_bills: int):
+    """The side's lines sorted by (bill, code); untouched (no copy) when already sorted, as a biller emits them."""
+    if bill.size < 2:
+        return bill, code, amount
+    if n_bills <= 2**31:
+        # One int64 key, bill in the high 32 bits and the code shifted to unsigned in the low 32 bits.
+        key = (bill << 32) | (code.astype(np.int64) + 2**31)
+        if np.all(key[1:] >= key[:-1]):
+            return bill, code, amount
+        order = np.argsort(key, kind="stable")
+    else:
+        order = np.lexsort((code, bill))
+    return bill[order], code[order], amount[order]
+
+
+def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code, legacy_amount,
+                    n_bills: int, legacy_present, tolerance_cents: int = 0) -> Reconciliation:
+    """Compare computed and legacy bills line by line by code.
+
+    Parameters
+    ----------
+    comp_bill, legacy_bill : ndarray of int64, shape (nc,) and (nl,)
+        Bill index of each line, ``0 <= bill < n_bills``, any order.
+    comp_code, legacy_code : ndarray of int32, shape (nc,) and (nl,)
+        Line code ids from one dictionary shared by both sides.
+    comp_amount, legacy_amount : ndarray of int64, shape (nc,) and (nl,)
+        Line amounts in cents.
+    n_bills : int
+        Number of computed bills in the run.
+    legacy_present : ndarray of bool, shape (n_bills,)
+        Whether the system of record has a bill for the same account and period.
+    tolerance_cents : int, default 0
+        A pair whose amounts differ by at most this many cents counts as equal.
+
+    Returns
+    -------
+    Reconciliation
+        ``outcome`` and ``diff_cents`` per bill, and one row per compared (bill, code) pair.
+
+    Raises
+    ------
+    InvalidInput
+        On a wrong dtype, shape or length, a bill index out of range, legacy lines on a bill marked as
+        having no legacy bill, a negative tolerance, or amounts whose sums could overflow int64.
+    """
+    comp_bill = _as_1d(comp_bill, "comp_bill", np.int64)
+    comp_code = _as_1d(comp_code, "comp_code", np.int32)
+    comp_amount = _as_1d(comp_amount, "comp_amount", np.int64)
+    legacy_bill = _as_1d(legacy_bill, "legacy_bill", np.int64)
+    legacy_code = _as_1d(legacy_code, "legacy_code", np.int32)
+    legacy_amount = _as_1d(legacy_amount, "legacy_amount", np.int64)
+    present = np.asarray(legacy_present)
+    if present.dtype != np.bool_ or present.ndim != 1:
+        raise InvalidInput(f"legacy_present must be a 1-D bool array, got {present.ndim}-D {present.dtype}",
+                           field="legacy_present")
+    present = np.ascontiguousarray(present)
+
+    for side, arrays in (("comp", (comp_bill, comp_code, comp_amount)),
+                         ("legacy", (legacy_bill, legacy_code, legacy_amount))):
+        lengths = {a.shape[0] for a in arrays}
+        if len(lengths) != 1:
+            raise InvalidInput(f"{side}_bill, {side}_code and {side}_amount must have the same length, got "
+                               f"{[a.shape[0] for a in arrays]}", field=f"{side}_amount")
+    if isinstance(n_bills, bool) or not isinstance(n_bills, (int, np.integer)) or n_bills < 0:
+        raise InvalidInput(f"n_bills must be a non-negative integer, got {n_bills!r}", field="n_bills")
+    n_bills = int(n_bills)
+    if present.shape[0] != n_bills:
+        raise InvalidInput(f"legacy_present must have n_bills ({n_bills}) entries, got {present.shape[0]}",
+                           field="legacy_present")
+    for name, bill in (("comp_bill", comp_bill), ("legacy_bill", legacy_bill)):
+        if bill.size and (int(bill.min()) < 0 or int(bill.max()) >= n_bills):
+            raise InvalidInput(f"{name} must hold bill indices in [0, {n_bills}), got values in "
+                               f"[{int(bill.min())}, {int(bill.max())}]", field=name)
+    if legacy_bill.size and not present[legacy_bill].all():
+        orphan = int(legacy_bill[~present[legacy_bill]][0])
+        raise InvalidInput(f"bill {orphan} has legacy lines but legacy_present is False", field="legacy_present")
+    if isinstance(tolerance_cents, bool) or not isinstance(tolerance_cents, (int, np.integer)) \
+            or not 0 <= tolerance_cents <= _INT64_LIMIT:
+        raise InvalidInput(f"tolerance_cents must be a non-negative integer, got {tolerance_cents!r}",
+                           field="tolerance_cents")
+    # Every running sum in the kernel is bounded by the sum of all |amounts|: check that bound fits in int64.
+    bound = _abs_bound(comp_amount) * comp_amount.size + _abs_bound(legacy_amount) * legacy_amount.size
+    if bound > _INT64_LIMIT:
+        exact = float(np.abs(comp_amount.astype(np.float64)).sum() + np.abs(legacy_amount.astype(np.float64)).sum())
+        if exact >= 2**62:  # float rounding is far below the 2**62 margin
+            raise InvalidInput("line amounts are too large to sum exactly in int64 cents", field="comp_amount")
+
+    comp_bill, comp_code, comp_amount = _sorted_side(comp_bill, comp_code, comp_amount, n_bills)
+    legacy_bill, legacy_code, legacy_amount = _sorted_side(legacy_bill, legacy_code, legacy_amount, n_bills)
+
+    n_pairs = _reconcile.count_pairs_sorted(comp_bill, comp_code, legacy_bill, legacy_code)
+    outcome = np.empty(n_bills, dtype=np.int8)
+    diff_cents = np.empty(n_bills, dtype=np.int64)
+    line_bill = np.empty(n_pairs, dtype=np.int64)
+    line_code = np.empty(n_pairs, dtype=np.int32)
+    line_computed = np.empty(n_pairs, dtype=np.int64)
+    line_legacy = np.empty(n_pairs, dtype=np.int64)
+    line_status = np.empty(n_pairs, dtype=np.int8)
+    _reconcile.reconcile_sorted(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code, legacy_amount,
+                                present.view(np.uint8), outcome, diff_cents, line_bill, line_code,
+                                line_computed, line_legacy, line_status, int(tolerance_cents))
+    return Reconciliation(outcome, diff_cents, line_bill, line_code, line_computed, line_legacy, line_status)
