@@ -105,8 +105,7 @@ _STATES = {
 }
 _STATE_PHRASES = {tuple(name.split()): code for name, code in _STATES.items()}
 _COUNTRY_PHRASES = (("united", "states", "of", "america"), ("united", "states"), ("usa",), ("us",))
-_PO_BOX = {("p", "o", "box"): ("po", "box"), ("post", "office", "box"): ("po", "box"), ("pob",): ("po", "box"),
-           ("po", "b"): ("po", "box")}
+_PO_BOX = {("p", "o", "box"): ("po", "box"), ("post", "office", "box"): ("po", "box"), ("pob",): ("po", "box")}
 
 
 def _fold(text: str, field: str) -> str:
@@ -175,7 +174,7 @@ def normalize_name(name: str) -> str:
     tokens = [_NAME_WORDS.get(t, t) for t in tokens]
     if tokens:
         tokens = _replace_phrases(tokens, _NAME_PHRASES)
-    if tokens and tokens[0] == "the":
+    if len(tokens) > 1 and tokens[0] == "the":
         tokens = tokens[1:]
     # "Smith & Co., Inc." -> "smith": legal forms, then a dangling "and" or an inverted "The", from the end.
     while len(tokens) > 1 and (tokens[-1] in _LEGAL_SUFFIXES or tokens[-1] in ("and", "the")):
