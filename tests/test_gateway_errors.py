@@ -134,3 +134,15 @@ async def test_if_match_and_idempotency_key(api):
     assert r1.status == r2.status == 200
     notes = (await ctx(api, cid))["notes"]
     assert [n["text"] for n in notes].count("only once") == 1
+
+
+async def test_write_made_elsewhere_reaches_readers_through_the_near_cache(api, grid):
+    cid = "C0000014"
+    await ctx(api, cid)  # cached now
+    out = grid.patch(cid, {"attributes": {"set_by": "python-client"}})  # not through the gateway
+    for _ in range(50):  # the shard's change log is polled every 0.1 s
+        got = await ctx(api, cid)
+        if got["version"] >= out["version"]:
+            break
+        await asyncio.sleep(0.1)
+    assert got["attributes"]["set_by"] == "python-client"

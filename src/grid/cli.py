@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate a base of N customers into DATA_DIR/base if missing and load it")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-body-bytes", type=int, default=1 << 20)
-    s.add_argument("--near-cache-ttl", type=float, default=1.0, help="seconds; 0 disables the near cache")
+    s.add_argument("--near-cache-ttl", type=float, default=30.0,
+                   help="seconds; bounds staleness if a shard's change log is unreachable; 0 disables the cache")
     s.set_defaults(func=cmd_serve)
 
     k = sub.add_parser("keys", help="add an API key to a keys file and print it (shown once)")

@@ -178,6 +178,9 @@ class Grid:
     async def awrite(self, op: dict) -> dict:
         return await self._aget(self.owner(op["customer_id"]).write.remote(op))
 
+    async def achanges(self, shard_index: int, seq: int) -> tuple[int, list[str] | None]:
+        return await self._aget(self.shards[shard_index].call.remote("changes_since", seq), timeout=2)
+
     async def alist(self, filters: dict, after: str | None, limit: int) -> list[dict]:
         pages = await asyncio.gather(*(self._aget(s.call.remote("list", filters, after, limit))
                                        for s in self.shards))

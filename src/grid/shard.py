@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import msgpack
@@ -24,6 +24,7 @@ from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
 from grid.usage import UsageStore
 
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
+CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
 
 
 class Shard:
@@ -40,6 +41,8 @@ class Shard:
         self.sp_owner: dict[str, tuple[str, int]] = {}  # service point -> (customer, interval minutes)
         self.bills = BillStore()
         self.applied: OrderedDict[str, dict] = OrderedDict()
+        self.change_seq = 0
+        self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._entities: dict | None = None
 
     # -- loading ------------------------------------------------------------------------------------------
@@ -179,6 +182,19 @@ class Shard:
             h.update(repr(t.column(col).to_pylist()).encode())
         return h.hexdigest()
 
+    def changed(self, customer_id: str) -> None:
+        """Record that a context changed, for caches that watch this shard."""
+        self.change_seq += 1
+        self.changes.append((self.change_seq, customer_id))
+
+    def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+        """(current seq, customers changed after ``seq``); None when ``seq`` is too old to tell."""
+        if seq >= self.change_seq:
+            return self.change_seq, []
+        if not self.changes or self.changes[0][0] > seq + 1:
+            return self.change_seq, None
+        return self.change_seq, [c for s, c in self.changes if s > seq]
+
     # -- writes -------------------------------------------------------------------------------------------
     def owns(self, customer_id: str) -> bool:
         return bool(self.owned[partition_of(customer_id)])
@@ -227,6 +243,7 @@ class Shard:
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
         self.applied[op["write_id"]] = result
+        self.changed(cid)
         while len(self.applied) > APPLIED_WRITE_IDS:
             self.applied.popitem(last=False)
         return result

@@ -56,7 +56,8 @@ class ShardServer:
 
     async def call(self, method: str, *args) -> Any:
         """Read-only views (accounts, bills, usage, list, checksum) by name."""
-        if method not in ("accounts", "customer_bills", "customer_usage", "list", "checksum", "stats"):
+        if method not in ("accounts", "customer_bills", "customer_usage", "list", "checksum", "stats",
+                          "changes_since"):
             raise AttributeError(method)
         return getattr(self.shard, method)(*args)
 

@@ -1,6 +1,9 @@
 """``create_app(grid, config) -> web.Application``: routes, middlewares, start-up and shut-down."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
 
 from grid.gateway import customers
@@ -49,6 +52,15 @@ async def get_metrics(request: web.Request) -> web.Response:
     return resp
 
 
+async def _watch_shards(app: web.Application):
+    """Keep the near cache coherent with writes made anywhere (see grid.gateway.cache)."""
+    task = asyncio.create_task(app[READS].watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None = None) -> web.Application:
     config = config or GatewayConfig()
     app = web.Application(middlewares=[problems, contract], client_max_size=config.max_body_bytes)
@@ -58,7 +70,9 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     app[KEYS] = keys if keys is not None else (KeyStore.load(config.keys_file) if config.keys_file else KeyStore())
     app[CONTRACT] = Contract()
     app[METRICS] = metrics
-    app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics)
+    app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics,
+                       invalidate_interval_s=config.invalidate_interval_s)
+    app.cleanup_ctx.append(_watch_shards)
     r = app.router
     r.add_get("/v1/health", get_health, name="get_health")
     r.add_get("/v1/openapi.yaml", get_openapi, name="get_openapi")

@@ -5,8 +5,10 @@ for a short TTL and (2) folds concurrent reads for one shard into one ``get_many
 
 Consistency: a write through this gateway raises ``floor[customer]`` to the acknowledged version and drops the
 cached entry *before* the write's response is sent; a read result older than the floor is never cached, so a
-read never returns a context older than an acknowledged write made through the same gateway. Writes through
-other gateways are seen within the TTL.
+read never returns a context older than an acknowledged write made through the same gateway. Writes made
+elsewhere (other gateways, the Python client, bill runs) are invalidated by the owning shard: the gateway polls
+each shard's change log every ``invalidate_interval_s`` (see ``Reads.watch``), and the TTL bounds staleness
+should a shard be unreachable.
 """
 from __future__ import annotations
 
@@ -51,6 +53,10 @@ class NearCache:
         if len(self._floor) > 4 * self.capacity:  # old floors matter only while entries can be stale
             self._floor.clear()
             self._items.clear()
+
+    def invalidate(self, customer_ids) -> None:
+        for c in customer_ids:
+            self._items.pop(c, None)
 
     def clear(self) -> None:
         self._items.clear()

@@ -10,5 +10,6 @@ class GatewayConfig:
     port: int = 8080
     keys_file: str | None = None
     max_body_bytes: int = 1 << 20  # 1 MiB: a month of 15-minute readings for a few meters fits
-    near_cache_ttl_s: float = 1.0
+    near_cache_ttl_s: float = 30.0  # upper bound on staleness if a shard's change log cannot be read
+    invalidate_interval_s: float = 0.1  # how often shards' change logs are polled
     near_cache_capacity: int = 100_000
