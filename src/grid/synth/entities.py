@@ -33,6 +33,7 @@ _LEGAL_SUFFIXES = {"llc", "inc", "incorporated", "corp", "corporation", "co", "c
 _ADDRESS_WORDS = {"street": "st", "avenue": "ave", "road": "rd", "drive": "dr", "lane": "ln", "court": "ct",
                   "boulevard": "blvd", "place": "pl", "circle": "cir", "suite": "ste", "north": "n", "south": "s",
                   "east": "e", "west": "w"}
+_NOT_ALNUM = re.compile(r"[^a-z0-9 ]")
 
 
 def guard_key(name: str, address: str) -> str:
@@ -41,9 +42,9 @@ def guard_key(name: str, address: str) -> str:
     Coarser than any sensible normalizer (legal suffixes dropped, ZIP dropped), so two unrelated entities that
     differ here differ under the project's matching rules too.
     """
-    n = re.sub(r"[^a-z0-9 ]", "", name.lower().replace("&", " and "))
+    n = _NOT_ALNUM.sub("", name.lower().replace("&", " and "))
     n = " ".join(t for t in n.split() if t not in _LEGAL_SUFFIXES)
-    a = re.sub(r"[^a-z0-9 ]", "", address.lower())
+    a = _NOT_ALNUM.sub("", address.lower())
     tokens = [_ADDRESS_WORDS.get(t, t) for t in a.split()]
     if tokens and tokens[-1].isdigit() and len(tokens[-1]) == 5:
         tokens = tokens[:-1]  # ZIP
@@ -159,7 +160,7 @@ class _Planner:
             name = self.unique_name(lambda: f"{base} {word}{tag} {nm.pick(self.rng, ('LLC', 'LP'))}", hq, g)
             h = self.entity(name, self.ein() if self.rng.random() < 0.8 else None, hq, root, g, "parent")
             if self.rng.random() < 0.4:  # a fund level in between: four levels deep
-                fund = self.unique_name(lambda: f"{base} Fund {int(self.rng.integers(1, 9))} LP", hq, g)
+                fund = self.unique_name(lambda: f"{base} Fund {k + 1} LP", hq, g)
                 h = self.entity(fund, self.ein(), hq, h, g, "parent")
             holdings.append(h)
         for i, (customer, segment) in enumerate(zip(members, segments)):

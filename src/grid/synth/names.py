@@ -198,7 +198,8 @@ def random_street_address(rng: np.random.Generator, *, suite: bool = False) -> s
 
 def company_base(rng: np.random.Generator) -> str:
     """A distinctive two-word stem such as ``"Summit Harbor"`` that related entities share."""
-    a, b = rng.choice(len(COMPANY_WORDS), size=2, replace=False)
+    a = int(rng.integers(len(COMPANY_WORDS)))
+    b = (a + 1 + int(rng.integers(len(COMPANY_WORDS) - 1))) % len(COMPANY_WORDS)  # never the same word twice
     return f"{COMPANY_WORDS[a]} {COMPANY_WORDS[b]}"
 
 
