@@ -8,10 +8,11 @@ a segment seqs are consecutive, so truncating the log past a snapshot deletes wh
 
 ``submit`` runs on the shard actor's event loop: it encodes the record, takes the next seq and queues the
 frame under one short lock, so WAL order is the order in which the loop applied the writes. One flusher
-thread owns the file: it writes every queued frame with one ``write`` and, under policy ``batch``, covers
-them with one ``fsync`` (group commit) before their waiters resolve. It waits at most ``max_wait_ms`` after
-the oldest queued frame was submitted (or until ``max_batch`` are queued), so a lone writer pays at most
-that much extra latency, and writers arriving during an fsync share the next one.
+thread owns the file: it writes the queued frames with one ``write`` and, under ``batch``, one ``fsync``
+(group commit) before their waiters resolve. Before flushing it waits until as many frames are queued as
+the last batch held (the writers it just released, coming back), but never past ``max_wait_ms`` after the
+oldest was submitted nor beyond ``max_batch`` frames: steady concurrent writers share each fsync without
+a fixed delay, and a lone writer waits for nobody.
 
 A torn or corrupt frame (short, CRC mismatch, seq out of order) ends the log: its segment is cut back to
 the last good frame and later segments are removed. Opening checks the newest segment (where a crash
@@ -111,14 +112,13 @@ class WriteAheadLog:
 
     def __init__(self, directory: str | Path, *, fsync: str = "batch", max_wait_ms: float = 2.0,
                  max_batch: int = 512, segment_bytes: int = 64 << 20):
-        if fsync not in FSYNC_POLICIES:
-            raise InvalidInput(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}", field="fsync")
-        if not max_wait_ms >= 0:
-            raise InvalidInput(f"max_wait_ms must be >= 0, got {max_wait_ms!r}", field="max_wait_ms")
-        if max_batch < 1:
-            raise InvalidInput(f"max_batch must be >= 1, got {max_batch!r}", field="max_batch")
-        if segment_bytes < 1:
-            raise InvalidInput(f"segment_bytes must be >= 1, got {segment_bytes!r}", field="segment_bytes")
+        for field, value, ok, expected in (
+                ("fsync", fsync, fsync in FSYNC_POLICIES, f"one of {FSYNC_POLICIES}"),
+                ("max_wait_ms", max_wait_ms, max_wait_ms >= 0, ">= 0"),
+                ("max_batch", max_batch, max_batch >= 1, ">= 1"),
+                ("segment_bytes", segment_bytes, segment_bytes >= 1, ">= 1")):
+            if not ok:
+                raise InvalidInput(f"{field} must be {expected}, got {value!r}", field=field)
         self.directory = Path(directory)
         self.fsync = fsync
         self._max_wait = max_wait_ms / 1000.0
@@ -143,7 +143,7 @@ class WriteAheadLog:
             self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ShardUnavailable(f"cannot open WAL directory {self.directory}: {exc}") from exc
-        try:
+        try:  # a restarted actor whose predecessor still runs must not interleave frames with it
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._lock_fd)
@@ -218,6 +218,8 @@ class WriteAheadLog:
             payload = msgpack.packb(record, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInput(f"record cannot be encoded as msgpack: {exc}", field="record") from exc
+        if len(payload) > 0xFFFFFFFF:
+            raise InvalidInput(f"record is {len(payload)} bytes, over the 4 GiB frame limit", field="record")
         with self._cond:
             if self._error is not None:
                 raise ShardUnavailable(self._error.detail) from self._error.__cause__
@@ -403,11 +405,9 @@ class WriteAheadLog:
             try:
                 with open(path, "rb") as f:
                     data = f.read(active_size if nxt is None else -1)
-            except FileNotFoundError:
-                if first in self._segments:
-                    raise ShardUnavailable(f"WAL segment {path} vanished") from None
-                continue  # truncated meanwhile
             except OSError as exc:
+                if isinstance(exc, FileNotFoundError) and first not in self._segments:
+                    continue  # truncated meanwhile
                 raise ShardUnavailable(f"cannot read WAL segment {path}: {exc}") from exc
             end, last = 0, first - 1
             for frame_end, seq, payload in _scan(data, first):
@@ -432,18 +432,15 @@ class WriteAheadLog:
         """
         removed = 0
         with self._io_lock:
-            keep = []
-            for i, first in enumerate(self._segments):
-                nxt = self._segments[i + 1] if i + 1 < len(self._segments) else None
-                if nxt is not None and nxt - 1 <= seq:
-                    try:
-                        (self.directory / _segment_name(first)).unlink(missing_ok=True)
-                    except OSError as exc:
-                        raise ShardUnavailable(f"cannot delete WAL segment: {exc}") from exc
-                    removed += 1
-                else:
-                    keep.append(first)
-            self._segments = keep
+            # Segment i holds seqs below the next one's first seq; the active (last) one is never covered.
+            covered = [first for first, nxt in zip(self._segments, self._segments[1:]) if nxt - 1 <= seq]
+            for first in covered:
+                try:
+                    (self.directory / _segment_name(first)).unlink(missing_ok=True)
+                except OSError as exc:
+                    raise ShardUnavailable(f"cannot delete WAL segment: {exc}") from exc
+                self._segments.remove(first)
+                removed += 1
             if self._seg_size > 0 and self._seg_next - 1 <= seq:
                 self._rotate = True
         if removed:
@@ -497,6 +494,3 @@ class WriteAheadLog:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"WriteAheadLog({str(self.directory)!r}, fsync={self.fsync!r}, last_seq={self.last_seq})"
