@@ -216,3 +216,22 @@ def test_recovery_falls_back_to_older_snapshot_plus_longer_wal(tmp_path):
         for _, rec in wal.replay(after_seq=snap.seq):
             rebuilt[rec["key"]] = rebuilt.get(rec["key"], 0) + rec["add"]
     assert rebuilt == expected
+
+
+def test_every_file_and_both_directories_are_fsynced(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    path = SnapshotStore(tmp_path).write(2, *state(2)).path
+    monkeypatch.undo()
+    names = [Path(p).name for p in synced]
+    files = ["customers.arrow", "bills.arrow", "idempotency.bin", "empty.bin", "manifest.json"]
+    assert sorted(names[:5]) == sorted(files)
+    assert names[5].startswith(".tmp-snap-")  # the new directory's entries, before the rename
+    assert Path(synced[6]) == tmp_path        # the rename itself
+    assert (path / "manifest.json").exists()
