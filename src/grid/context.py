@@ -82,7 +82,7 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
     if "contacts" in body:
         _patch_contacts(new, body["contacts"])
     if "programs" in body:
-        _patch_programs(new, body["programs"])
+        _patch_programs(new, body["programs"], at[:10])
     if "notes" in body:
         for i, note in enumerate(body["notes"].get("add", [])):
             if not isinstance(note, dict) or not isinstance(note.get("text"), str) or not note["text"]:
@@ -110,7 +110,7 @@ def _patch_contacts(new: dict, body: dict) -> None:
     new["contacts"] = list(by_id.values())
 
 
-def _patch_programs(new: dict, body: dict) -> None:
+def _patch_programs(new: dict, body: dict, today: str) -> None:
     accounts = {a["account_id"]: a for a in new["accounts"]}
     for group in ("remove", "add"):
         for i, item in enumerate(body.get(group, [])):
@@ -126,11 +126,14 @@ def _patch_programs(new: dict, body: dict) -> None:
                 acct["programs"] = [p for p in acct["programs"] if p["code"] != item["code"]]
             elif item["code"] not in codes:
                 acct["programs"].append({"code": item["code"],
-                                         "enrolled": item.get("enrolled") or dt.date.today().isoformat()})
+                                         "enrolled": item.get("enrolled") or today})
 
 
-def validate_replacement(customer_id: str, body: dict) -> dict:
-    """A whole context given by a client, checked for the fields every reader relies on."""
+def validate_replacement(customer_id: str, body: dict, at: str | None = None) -> dict:
+    """A whole context given by a client, checked for the fields every reader relies on.
+
+    ``at`` stamps ``created_at`` when the client gave none (fixed when the write is accepted, for replay).
+    """
     if not isinstance(body, dict):
         raise InvalidInput("a context must be an object", field="body")
     unknown = set(body) - set(CONTEXT_FIELDS)
@@ -143,7 +146,7 @@ def validate_replacement(customer_id: str, body: dict) -> dict:
     if not isinstance(body.get("name"), str) or not body["name"]:
         raise InvalidInput("name must be a non-empty string", field="name")
     rec = {"customer_id": customer_id, "name": body["name"], "kind": body["kind"],
-           "segment": body.get("segment", body["kind"]), "created_at": body.get("created_at") or _now(),
+           "segment": body.get("segment", body["kind"]), "created_at": body.get("created_at") or at or _now(),
            "version": 0, "attributes": dict(body.get("attributes") or {}),
            "ownership": list(body.get("ownership") or []), "accounts": list(body.get("accounts") or []),
            "contacts": list(body.get("contacts") or []), "payments": list(body.get("payments") or []),

@@ -218,7 +218,7 @@ class Shard:
             else:
                 self.check_readings(cid, op["body"].get("readings", []))
         elif kind == "replace":
-            ctx.validate_replacement(cid, op["body"])
+            ctx.validate_replacement(cid, op["body"], op["at"])
         else:
             raise InvalidInput(f"unknown write kind {kind!r}", field="kind")
         return op
@@ -234,7 +234,7 @@ class Shard:
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
         elif kind == "replace":
-            new = ctx.validate_replacement(cid, op["body"])
+            new = ctx.validate_replacement(cid, op["body"], op.get("at"))
             old = self.records.get(cid)
             new["version"] = (old["version"] if old else 0) + 1
             self._index_service_points(new)
@@ -309,3 +309,38 @@ class Shard:
         new["version"] = rec["version"] + 1
         self.records[customer_id] = new
         return {"customer_id": customer_id, "written": len(checked), "version": new["version"]}
+
+
+# -- snapshots --------------------------------------------------------------------------------------------------
+def to_snapshot(shard: Shard) -> tuple[dict, dict]:
+    """(Arrow tables, blobs) holding the whole state of ``shard``; arrays are copies, so writes may go on."""
+    import pyarrow as pa
+
+    tables: dict[str, pa.Table] = {"bills": shard.bills.table}
+    for iv, store in shard.usage.items():
+        for name, t in store.to_tables().items():
+            tables[f"u{iv}-{name}"] = t
+    meta = {"shard_id": shard.shard_id, "timezone": shard.timezone,
+            "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
+            "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
+    blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
+             "meta": msgpack.packb(meta, use_bin_type=True)}
+    return tables, blobs
+
+
+def from_snapshot(tables: dict, blobs: dict) -> Shard:
+    meta = msgpack.unpackb(blobs["meta"], raw=False, strict_map_key=False)
+    shard = Shard(meta["shard_id"], meta["owned"], meta["timezone"])
+    shard.records = msgpack.unpackb(blobs["records"], raw=False, strict_map_key=False)
+    shard.applied = OrderedDict((k, v) for k, v in meta["applied"])
+    shard.change_seq = meta["change_seq"]
+    for iv in meta["intervals"]:
+        prefix = f"u{iv}-"
+        store_tables = {k[len(prefix):]: t for k, t in tables.items() if k.startswith(prefix)}
+        shard.usage[iv] = UsageStore.from_tables(iv, shard.timezone, store_tables)
+    for rec in shard.records.values():
+        for a in rec["accounts"]:
+            for sp in a["service_points"]:
+                shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
+    shard.bills = BillStore(tables["bills"])
+    return shard

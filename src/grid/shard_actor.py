@@ -1,22 +1,31 @@
-"""The Ray actor around :class:`grid.shard.Shard`: names, options, and the write path.
+"""The Ray actor around :class:`grid.shard.Shard`: names, options, durability and the write path.
 
-A shard actor is an asyncio actor: a write is checked and applied on the actor's event loop (so log order is
-apply order, and no lock is needed), then awaits durability before it is acknowledged.
+A shard actor is an asyncio actor. A write is checked and applied on the actor's event loop (so log order is
+apply order and no lock is needed), submitted to the write-ahead log in the same step, and acknowledged only
+once the log says it is durable. Ray restarts a dead actor by running its constructor again; the constructor
+rebuilds the state from the newest valid snapshot plus the log after it, so an acknowledged write survives.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import ray
 
-from grid.shard import Shard
+from grid.errors import ContextGridError, ShardUnavailable
+from grid.shard import Shard, from_snapshot, to_snapshot
+from grid.snapshots import SnapshotStore
+from grid.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
 ACTOR_PREFIX = "contextgrid-shard-"
+READ_METHODS = ("accounts", "customer_bills", "customer_usage", "list", "checksum", "stats", "changes_since")
 
 
 def actor_name(shard_id: int) -> str:
@@ -26,28 +35,66 @@ def actor_name(shard_id: int) -> str:
 class ShardServer:
     """Methods the grid calls on a shard (the body of the Ray actor)."""
 
-    def __init__(self, shard_id: int, partitions: list[int], data_dir: str, timezone: str):
-        self.shard = Shard(shard_id, partitions, timezone)
-        self.data_dir = data_dir
+    def __init__(self, shard_id: int, partitions: list[int], data_dir: str, timezone: str,
+                 fsync: str = "batch", snapshot_every: int = 50_000):
+        t0 = time.perf_counter()
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.snapshots = SnapshotStore(self.dir / "snapshots")
+        self.snapshot_every = snapshot_every
+        self.writes_since_snapshot = 0
+        self._snapshotting: asyncio.Lock | None = None
+        snap = self.snapshots.latest()
+        if snap is not None:
+            self.shard = from_snapshot(snap.tables, snap.blobs)
+            base_seq = snap.seq
+        else:
+            self.shard = Shard(shard_id, partitions, timezone)
+            base_seq = 0
+        owned = self.dir / "owned.json"  # rebalancing rewrites it; it beats the constructor's (stale) argument
+        if owned.exists():
+            self.shard.owned[:] = False
+            self.shard.owned[json.loads(owned.read_text())] = True
+        self.wal = WriteAheadLog(self.dir / "wal", fsync=fsync)
+        replayed = 0
+        for _, op in self.wal.replay(after_seq=base_seq):
+            try:
+                self.shard.apply(op)
+            except ContextGridError as exc:  # checked before it was logged; a failure here is a bug to see
+                log.error("shard %s: replay of write %s failed: %s", shard_id, op.get("write_id"), exc)
+            replayed += 1
+        self.wal.skip_to(base_seq)
+        self.recovery = {"snapshot_seq": base_seq, "replayed": replayed,
+                         "seconds": round(time.perf_counter() - t0, 3)}
         self.started = time.time()
+        log.info("shard %s ready: %s", shard_id, self.recovery)
 
+    # -- status -------------------------------------------------------------------------------------------
     async def ready(self) -> dict:
         return self.stats()
 
     def stats(self) -> dict:
         s = self.shard.stats()
         s["node_id"] = ray.get_runtime_context().get_node_id()
+        s["pid"] = os.getpid()
         s["uptime_s"] = round(time.time() - self.started, 3)
+        s["wal_seq"] = self.wal.last_seq
+        s["recovery"] = self.recovery
+        s["data_dir"] = str(self.dir)
         return s
 
+    # -- loading ------------------------------------------------------------------------------------------
     async def load_chunk(self, base_dir: str, chunk: int) -> int:
         # Parquet decoding releases the GIL; run it off the event loop so reads keep being served.
         return await asyncio.get_running_loop().run_in_executor(None, self.shard.load_chunk, base_dir, chunk)
 
     async def finish_load(self) -> dict:
+        """End a bulk load: bulk loads bypass the log, so the loaded state is made durable as a snapshot."""
         self.shard.finish_load()
+        await self.snapshot()
         return self.stats()
 
+    # -- reads --------------------------------------------------------------------------------------------
     async def get(self, customer_id: str) -> dict:
         return self.shard.get(customer_id)
 
@@ -55,22 +102,58 @@ class ShardServer:
         return self.shard.get_many(customer_ids)
 
     async def call(self, method: str, *args) -> Any:
-        """Read-only views (accounts, bills, usage, list, checksum) by name."""
-        if method not in ("accounts", "customer_bills", "customer_usage", "list", "checksum", "stats",
-                          "changes_since"):
+        """Read-only views by name."""
+        if method not in READ_METHODS:
             raise AttributeError(method)
         return getattr(self.shard, method)(*args)
-
-    async def write(self, op: dict) -> dict:
-        op = self.shard.prepare(op)
-        out = dict(self.shard.apply(op))
-        if op["kind"] in ("patch", "replace"):
-            out["record"] = self.shard.records[op["customer_id"]]
-        return out
 
     async def run(self, fn: Callable, *args) -> Any:
         """Scatter-gather: ``fn(shard, *args)`` on this shard's state."""
         return fn(self.shard, *args)
+
+    # -- writes -------------------------------------------------------------------------------------------
+    async def write(self, op: dict) -> dict:
+        op = self.shard.prepare(op)
+        if op["write_id"] in self.shard.applied:
+            # a retry: make sure the first attempt is durable before acknowledging again
+            await asyncio.get_running_loop().run_in_executor(None, self.wal.sync)
+            out = dict(self.shard.applied[op["write_id"]])
+        else:
+            _, durable = self.wal.submit(op)  # raises ShardUnavailable if the log cannot be written
+            out = dict(self.shard.apply(op))
+            try:
+                await asyncio.wrap_future(durable)
+            except ShardUnavailable:
+                # applied in memory but not durable: fail-stop so Ray restarts us from disk
+                log.critical("shard %s: WAL failed after apply; restarting from disk", self.shard.shard_id)
+                os._exit(70)
+            self.writes_since_snapshot += 1
+            if self.writes_since_snapshot >= self.snapshot_every:
+                asyncio.ensure_future(self.snapshot())
+        if op["kind"] in ("patch", "replace"):
+            out["record"] = self.shard.records[op["customer_id"]]
+        return out
+
+    async def snapshot(self) -> dict:
+        """Write a snapshot of the current state and truncate the log behind the oldest kept snapshot."""
+        if self._snapshotting is None:
+            self._snapshotting = asyncio.Lock()
+        async with self._snapshotting:
+            seq = self.wal.last_seq  # every submitted write is already applied (same event-loop step)
+            tables, blobs = to_snapshot(self.shard)
+            self.writes_since_snapshot = 0
+            loop = asyncio.get_running_loop()
+
+            def persist():
+                self.wal.sync()  # a snapshot through seq S needs the log durable through S
+                snap = self.snapshots.write(seq, tables, blobs)
+                self.wal.truncate_through(self.snapshots.oldest_kept_seq())
+                return snap
+
+            t0 = time.perf_counter()
+            snap = await loop.run_in_executor(None, persist)
+            return {"shard": self.shard.shard_id, "seq": snap.seq, "path": str(snap.path),
+                    "seconds": round(time.perf_counter() - t0, 3)}
 
 
 ShardActor = ray.remote(ShardServer)
@@ -83,7 +166,7 @@ def actor_options(shard_id: int, namespace: str) -> dict:
         get_if_exists=True,
         num_cpus=0,  # an actor mostly waits; CPU goes to tasks and kernels, which release the GIL
         max_restarts=-1,
-        max_task_retries=-1,
+        max_task_retries=-1,  # at-least-once delivery; write ids make every write apply once
         max_concurrency=1000,
         scheduling_strategy="SPREAD",
     )

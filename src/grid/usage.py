@@ -156,11 +156,11 @@ class UsageStore:
         """Arrow tables for a snapshot: one for the row index, one per month."""
         n = self.n_rows
         tables = {"rows": pa.table({"service_point_id": pa.array(self.sp_ids, pa.string()),
-                                    "export_row": pa.array(self.export_row[:n]),
-                                    "filled_through": pa.array(self.filled_through[:n])})}
+                                    "export_row": pa.array(self.export_row[:n].copy()),
+                                    "filled_through": pa.array(self.filled_through[:n].copy())})}
         for month, b in self.months.items():
-            imp = b.imp[:n]
-            exp = b.exp[: self.n_export]
+            imp = b.imp[:n].copy()  # copies: the live matrices keep taking writes while a snapshot is written
+            exp = b.exp[: self.n_export].copy()
             tables[f"m{month}"] = pa.table({
                 "imp": pa.FixedSizeListArray.from_arrays(pa.array(imp.reshape(-1)), b.n_intervals)})
             tables[f"x{month}"] = pa.table({
