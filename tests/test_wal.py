@@ -170,6 +170,15 @@ def test_submit_returns_future_with_seq(tmp_path):
         assert wal.sync() == 5 and wal.durable_seq == 5
 
 
+async def test_submit_awaitable_resolves_once_durable_in_submit_order(tmp_path, file_fsyncs):
+    with WriteAheadLog(tmp_path, fsync="batch", max_wait_ms=50) as wal:
+        # The shard's write path: submit, apply in memory, then await durability.
+        pairs = [wal.submit_awaitable({"i": i}) for i in range(30)]
+        assert [seq for seq, _ in pairs] == list(range(1, 31))
+        assert await asyncio.gather(*(w for _, w in pairs)) == list(range(1, 31))
+        assert wal.durable_seq == 30 and 0 < len(file_fsyncs) < 30
+
+
 @settings(max_examples=40)
 @given(n=st.integers(1, 8), data=st.data())
 def test_torn_tail_keeps_every_complete_frame(n, data):
