@@ -26,13 +26,13 @@ HEADER = 16  # u32 length + u64 seq + u32 crc
 
 @pytest.fixture
 def file_fsyncs(monkeypatch):
-    """Count fsync calls on regular files (directory fsyncs at segment creation are not frames)."""
-    calls: list[int] = []
+    """Paths of the regular files fsynced, one entry per call (directory fsyncs are not counted)."""
+    calls: list[str] = []
     real = os.fsync
 
     def counting(fd):
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            calls.append(fd)
+            calls.append(os.readlink(f"/proc/self/fd/{fd}"))
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", counting)
@@ -160,6 +160,12 @@ def test_off_mode_writes_without_fsync_until_close(tmp_path, file_fsyncs):
     wal.close()
     assert len(file_fsyncs) == 1
     assert [s for s, _ in replay_all(tmp_path)] == seqs
+
+
+def test_off_mode_close_syncs_every_segment_it_wrote(tmp_path, file_fsyncs):
+    write_records(tmp_path, [{"i": i, "pad": "o" * 40} for i in range(20)], fsync="off", segment_bytes=200)
+    assert len(segments(tmp_path)) > 1
+    assert sorted(file_fsyncs) == [str(p) for p in segments(tmp_path)]
 
 
 def test_submit_returns_future_with_seq(tmp_path):

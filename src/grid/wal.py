@@ -136,6 +136,7 @@ class WriteAheadLog:
         self._seg_size = 0              # bytes written to the active segment
         self._seg_next = 0              # seq the active segment takes next
         self._rotate = False            # start a new segment before the next frame
+        self._unsynced: list[int] = []  # under "off": segments closed without fsync, for close() to sync
         self._durable_seq = 0
         self._target = 1                # frames the next batch waits for: as many as the last one had
         try:
@@ -356,6 +357,8 @@ class WriteAheadLog:
             else:
                 if durable:
                     os.fsync(self._fd)
+                else:
+                    self._unsynced.append(self._segments[-1])
                 os.close(self._fd)
             self._fd = None
         self._fd = os.open(self.directory / _segment_name(first),
@@ -475,7 +478,8 @@ class WriteAheadLog:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Write and fsync everything queued (under every policy), stop the flusher, unlock the directory."""
+        """Write and fsync everything queued (under every policy: ``off`` syncs every segment it wrote
+        and their directory here), stop the flusher, unlock the directory."""
         with self._cond:
             if self._closing:
                 return
@@ -486,6 +490,15 @@ class WriteAheadLog:
             with self._io_lock:
                 if self._fd is not None and self._error is None:
                     os.fsync(self._fd)
+                    for first in self._unsynced:
+                        if first in self._segments:
+                            fd = os.open(self.directory / _segment_name(first), os.O_RDONLY)
+                            try:
+                                os.fsync(fd)
+                            finally:
+                                os.close(fd)
+                    if self.fsync == "off":
+                        _fsync_dir(self.directory)
         except OSError as exc:
             raise ShardUnavailable(f"cannot fsync WAL {self.directory} on close: {exc}") from exc
         finally:
