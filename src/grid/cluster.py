@@ -153,6 +153,10 @@ class Grid:
         refs = [s.run.remote(fn, *args) for s in self.shards]
         return self._get(refs, timeout=self.config.call_timeout_s * 10)
 
+    def run(self, customer_id: str, fn: Callable, *args):
+        """``fn(shard, *args)`` on the shard that owns ``customer_id``."""
+        return self._get(self.owner(customer_id).run.remote(fn, *args))
+
     def stats(self) -> list[dict]:
         return self._get([s.ready.remote() for s in self.shards])
 
@@ -174,6 +178,15 @@ class Grid:
 
     async def acall(self, customer_id: str, method: str, *args):
         return await self._aget(self.owner(customer_id).call.remote(method, *args))
+
+    async def arun(self, customer_id: str, fn: Callable, *args):
+        """``fn(shard, *args)`` on the shard that owns ``customer_id`` (what-ifs run next to the data)."""
+        return await self._aget(self.owner(customer_id).run.remote(fn, *args))
+
+    async def ascatter(self, fn: Callable, *args) -> list:
+        """``fn(shard, *args)`` on every shard at once; results in shard order."""
+        return await asyncio.gather(*(self._aget(s.run.remote(fn, *args), timeout=self.config.call_timeout_s * 10)
+                                      for s in self.shards))
 
     async def awrite(self, op: dict) -> dict:
         return await self._aget(self.owner(op["customer_id"]).write.remote(op))
