@@ -347,6 +347,25 @@ async def test_failed_write_fails_async_waiters(tmp_path, monkeypatch):
         monkeypatch.undo()
 
 
+def test_cancelled_future_does_not_stop_the_flusher(tmp_path, monkeypatch):
+    gate, real = threading.Event(), os.fsync
+
+    def gated(fd):  # holds the flusher in its first fsync while the test queues and cancels
+        gate.wait(10)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", gated)
+    with WriteAheadLog(tmp_path) as wal:
+        first = wal.submit({"i": 0})[1]
+        futures = [wal.submit({"i": i})[1] for i in range(1, 20)]
+        assert futures[3].cancel()
+        gate.set()
+        assert first.result(timeout=10) == 1
+        assert wal.append({"i": 20}) == 21
+        assert [f.result(timeout=10) for f in futures if not f.cancelled()] == [i for i in range(2, 21) if i != 5]
+    assert len(replay_all(tmp_path)) == 21  # the cancelled caller's record is logged all the same
+
+
 def test_closed_log_refuses_writes(tmp_path):
     wal = WriteAheadLog(tmp_path)
     wal.close()

@@ -295,6 +295,13 @@ class WriteAheadLog:
             self._next_seq = max(self._next_seq, seq + 1)
 
     def _flusher(self) -> None:
+        try:
+            self._flush_until_closed()
+        except BaseException as exc:  # a dead flusher must fail writers, never leave them hanging
+            self._fail([], exc)
+            raise
+
+    def _flush_until_closed(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
@@ -372,8 +379,10 @@ class WriteAheadLog:
         by_loop: dict = {}
         for seq, _, waiter, _ in batch:
             if isinstance(waiter, concurrent.futures.Future):
-                if not waiter.done():
+                try:
                     waiter.set_exception(error) if error is not None else waiter.set_result(seq)
+                except concurrent.futures.InvalidStateError:
+                    pass  # cancelled by its caller; the record is in the log all the same
             else:
                 by_loop.setdefault(waiter.get_loop(), []).append((seq, waiter))
         for loop, waiters in by_loop.items():
