@@ -15,8 +15,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from grid.base import read_manifest
-from grid.errors import ContextGridError, InvalidInput, ShardUnavailable
-from grid.partitions import PartitionTable
+from grid.errors import ContextGridError, InvalidInput, ShardUnavailable, WrongShard
+from grid.partitions import PartitionTable, partition_of
 from grid.shard_actor import ShardActor, actor_options
 from grid.timegrid import DEFAULT_TIMEZONE
 
@@ -37,6 +37,8 @@ class GridConfig:
     timezone: str = DEFAULT_TIMEZONE
     call_timeout_s: float = 30.0
     num_cpus: int | None = None
+    move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
+    move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -68,6 +70,8 @@ class Grid:
             ray.init(**kwargs)
         self.table = PartitionTable.load_or_create(self.data_dir / "partition_table.json", config.shards)
         self.shards = [self._actor(i) for i in range(self.table.shards)]
+        self.moving: dict[int, asyncio.Event] = {}
+        self._scale_lock: asyncio.Lock | None = None
         ray.get([s.ready.remote() for s in self.shards], timeout=120)
 
     @classmethod
@@ -170,18 +174,38 @@ class Grid:
         return merge_pages(pages, limit)
 
     # -- async API (gateway) ------------------------------------------------------------------------------
+    async def route(self, customer_id: str) -> int:
+        """The owning shard's index, waiting (bounded) while the customer's partition moves."""
+        ev = self.moving.get(partition_of(customer_id))
+        if ev is not None:
+            try:
+                await asyncio.wait_for(ev.wait(), self.config.move_wait_s)
+            except asyncio.TimeoutError:
+                raise ShardUnavailable("the customer's partition is moving; retry shortly", retry_after=1) from None
+        return self.table.shard_of(customer_id)
+
+    async def _routed(self, customer_id: str, method: str, *args, timeout: float | None = None):
+        """Call ``method`` on the owning shard; re-route once if the partition moved under the call."""
+        for attempt in (0, 1):
+            shard = self.shards[await self.route(customer_id)]
+            try:
+                return await self._aget(getattr(shard, method).remote(*args), timeout)
+            except WrongShard:
+                if attempt:
+                    raise
+
     async def aget(self, customer_id: str) -> dict:
-        return await self._aget(self.owner(customer_id).get.remote(customer_id))
+        return await self._routed(customer_id, "get", customer_id)
 
     async def aget_many(self, shard_index: int, customer_ids: list[str]) -> list[dict | None]:
         return await self._aget(self.shards[shard_index].get_many.remote(customer_ids))
 
     async def acall(self, customer_id: str, method: str, *args):
-        return await self._aget(self.owner(customer_id).call.remote(method, *args))
+        return await self._routed(customer_id, "call", method, *args)
 
     async def arun(self, customer_id: str, fn: Callable, *args):
         """``fn(shard, *args)`` on the shard that owns ``customer_id`` (what-ifs run next to the data)."""
-        return await self._aget(self.owner(customer_id).run.remote(fn, *args))
+        return await self._routed(customer_id, "run", fn, *args)
 
     async def ascatter(self, fn: Callable, *args) -> list:
         """``fn(shard, *args)`` on every shard at once; results in shard order."""
@@ -189,7 +213,63 @@ class Grid:
                                       for s in self.shards))
 
     async def awrite(self, op: dict) -> dict:
-        return await self._aget(self.owner(op["customer_id"]).write.remote(op))
+        return await self._routed(op["customer_id"], "write", op)
+
+    # -- elastic scaling ----------------------------------------------------------------------------------
+    async def ascale(self, count: int, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Move whole partitions so that ``count`` shards share them; reads and writes go on meanwhile.
+
+        Per batch of partitions: mark them moving (their requests wait), export from the old shard (which
+        stops owning them), import into the new one (durable there by a snapshot), switch the table (saved),
+        drop them at the old shard, release the waiting requests. Only moved partitions' data travels.
+        """
+        if count < 1:
+            raise InvalidInput(f"shard count must be >= 1, got {count}", field="count")
+        if self._scale_lock is None:
+            self._scale_lock = asyncio.Lock()
+        async with self._scale_lock:
+            target = self.table.rebalanced(count)
+            for i in range(len(self.shards), count):
+                self.shards.append(self._actor(i))
+            await asyncio.gather(*(self._aget(s.ready.remote(), 120) for s in self.shards))
+            moves: dict[tuple[int, int], list[int]] = {}
+            for p, (a, b) in enumerate(zip(self.table.owner, target.owner)):
+                if a != b:
+                    moves.setdefault((a, b), []).append(p)
+            total = sum(len(v) for v in moves.values())
+            done = 0
+            long = self.config.call_timeout_s * 10
+            for (src, dst), parts in sorted(moves.items()):
+                for i in range(0, len(parts), self.config.move_batch):
+                    batch = parts[i:i + self.config.move_batch]
+                    for p in batch:
+                        self.moving[p] = asyncio.Event()
+                    try:
+                        payload = await self._aget(self.shards[src].export_partitions.remote(batch), long)
+                        try:
+                            await self._aget(self.shards[dst].import_partitions.remote(payload), long)
+                        except BaseException:
+                            await self._aget(self.shards[src].reown_partitions.remote(batch), long)
+                            raise
+                        for p in batch:
+                            self.table.owner[p] = dst
+                        self.table.shards = max(self.table.shards, count)
+                        self.table.version += 1
+                        self.table.save(self.data_dir / "partition_table.json")
+                        await self._aget(self.shards[src].drop_partitions.remote(batch), long)
+                    finally:
+                        for p in batch:
+                            self.moving.pop(p).set()
+                    done += len(batch)
+                    if progress:
+                        progress(done, total)
+            for s in self.shards[count:]:
+                ray.kill(s, no_restart=True)
+            del self.shards[count:]
+            self.table.shards = count
+            self.table.version += 1
+            self.table.save(self.data_dir / "partition_table.json")
+            return {"shards": count, "moved_partitions": total, "version": self.table.version}
 
     async def achanges(self, shard_index: int, seq: int) -> tuple[int, list[str] | None]:
         return await self._aget(self.shards[shard_index].call.remote("changes_since", seq), timeout=2)

@@ -12,6 +12,7 @@
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403
     └── ShardUnavailable    (retry_after)     -> 503
+        └── WrongShard                        (a partition moved; the caller re-routes)
 
 Foreign errors (Ray, msgpack, pyarrow, YAML) are translated where they arise, ``raise ... from exc``.
 The gateway's one middleware maps this tree to HTTP status codes and ``application/problem+json``.
@@ -126,3 +127,7 @@ class ShardUnavailable(ContextGridError):
     def __init__(self, detail: str = "", retry_after: int = 1, **extra):
         super().__init__(detail, retry_after=retry_after, **extra)
         self.retry_after = retry_after
+
+
+class WrongShard(ShardUnavailable):
+    """The addressed shard does not own the customer (its partition moved); re-route and retry."""

@@ -18,10 +18,10 @@ import numpy as np
 from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
-from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
-from grid.usage import UsageStore
+from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
@@ -87,6 +87,8 @@ class Shard:
     def record(self, customer_id: str) -> dict:
         rec = self.records.get(customer_id)
         if rec is None:
+            if not self.owns(customer_id):
+                raise WrongShard(f"customer {customer_id} is not on shard {self.shard_id}", retry_after=1)
             raise NotFound(f"no customer {customer_id!r}", field="id")
         return rec
 
@@ -195,6 +197,63 @@ class Shard:
             return self.change_seq, None
         return self.change_seq, [c for s, c in self.changes if s > seq]
 
+    # -- moving partitions ------------------------------------------------------------------------------------
+    def _customers_in(self, partitions: list[int]) -> list[str]:
+        ps = set(partitions)
+        return [c for c in self.records if partition_of(c) in ps]
+
+    def export_partitions(self, partitions: list[int]) -> dict:
+        """Stop owning ``partitions`` and hand back everything held for them (the data stays until dropped)."""
+        self.owned[partitions] = False
+        cids = self._customers_in(partitions)
+        cset = set(cids)
+        sps = {iv: [sp for sp, (c, i) in self.sp_owner.items() if c in cset and i == iv] for iv in self.usage}
+        t = self.bills.table
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        mask = pc.is_in(t.column("customer_id"), value_set=pa.array(sorted(cset), pa.string()))
+        return {"partitions": list(partitions), "records": {c: self.records[c] for c in cids},
+                "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
+                "bills": t.filter(mask),
+                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset]}
+
+    def import_partitions(self, payload: dict) -> int:
+        """Take over partitions exported by another shard."""
+        self.owned[payload["partitions"]] = True
+        for cid, rec in payload["records"].items():
+            self.records[cid] = rec
+            for a in rec["accounts"]:
+                for sp in a["service_points"]:
+                    self.sp_owner[sp["service_point_id"]] = (cid, int(sp["interval_minutes"]))
+            self.changed(cid)
+        for part in payload["usage"]:
+            insert_rows(self._store(part["interval_minutes"]), part)
+        self.bills.append(payload["bills"])
+        for k, v in payload["applied"]:
+            self.applied[k] = v
+        return len(payload["records"])
+
+    def drop_partitions(self, partitions: list[int]) -> int:
+        """Forget the customers of partitions this shard no longer owns."""
+        self.owned[partitions] = False
+        cids = set(self._customers_in(partitions))
+        for c in cids:
+            del self.records[c]
+            self.changed(c)
+        for iv, store in self.usage.items():
+            drop_rows(store, {sp for sp, (c, i) in self.sp_owner.items() if c in cids and i == iv})
+        self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
+        if cids:
+            self.bills.drop_customers(cids)
+        for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
+            del self.applied[k]
+        return len(cids)
+
+    def drop_unowned(self) -> int:
+        """After recovery: forget customers whose partitions moved away (ownership file beats snapshot)."""
+        stray = sorted({partition_of(c) for c in self.records if not self.owns(c)})
+        return self.drop_partitions(stray) if stray else 0
+
     # -- writes -------------------------------------------------------------------------------------------
     def owns(self, customer_id: str) -> bool:
         return bool(self.owned[partition_of(customer_id)])
@@ -206,7 +265,7 @@ class Shard:
         kind = op["kind"]
         cid = op["customer_id"]
         if not self.owns(cid):
-            raise Conflict(f"customer {cid} is not on shard {self.shard_id}", field="id")
+            raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
         op.setdefault("at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         if kind in ("patch", "usage"):
             rec = self.record(cid)

@@ -51,10 +51,12 @@ class ShardServer:
         else:
             self.shard = Shard(shard_id, partitions, timezone)
             base_seq = 0
-        owned = self.dir / "owned.json"  # rebalancing rewrites it; it beats the constructor's (stale) argument
-        if owned.exists():
+        self._owned_file = self.dir / "owned.json"  # moves rewrite it; it beats the constructor's (stale) argument
+        if self._owned_file.exists():
             self.shard.owned[:] = False
-            self.shard.owned[json.loads(owned.read_text())] = True
+            self.shard.owned[json.loads(self._owned_file.read_text())] = True
+        else:
+            self._save_owned()
         self.wal = WriteAheadLog(self.dir / "wal", fsync=fsync)
         replayed = 0
         for _, op in self.wal.replay(after_seq=base_seq):
@@ -64,6 +66,7 @@ class ShardServer:
                 log.error("shard %s: replay of write %s failed: %s", shard_id, op.get("write_id"), exc)
             replayed += 1
         self.wal.skip_to(base_seq)
+        self.shard.drop_unowned()
         self.recovery = {"snapshot_seq": base_seq, "replayed": replayed,
                          "seconds": round(time.perf_counter() - t0, 3)}
         self.started = time.time()
@@ -133,6 +136,37 @@ class ShardServer:
         if op["kind"] in ("patch", "replace"):
             out["record"] = self.shard.records[op["customer_id"]]
         return out
+
+    # -- moving partitions ------------------------------------------------------------------------------------
+    def _save_owned(self) -> None:
+        tmp = self._owned_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self._owned_file)
+
+    async def export_partitions(self, partitions: list[int]) -> dict:
+        payload = self.shard.export_partitions(partitions)
+        self._save_owned()
+        return payload
+
+    async def import_partitions(self, payload: dict) -> int:
+        """Take partitions over and make them durable here (a snapshot) before the table points at us."""
+        n = self.shard.import_partitions(payload)
+        self._save_owned()
+        await self.snapshot()
+        return n
+
+    async def drop_partitions(self, partitions: list[int]) -> int:
+        n = self.shard.drop_partitions(partitions)
+        self._save_owned()
+        await self.snapshot()
+        return n
+
+    async def reown_partitions(self, partitions: list[int]) -> None:
+        """Undo an export whose import failed."""
+        self.shard.owned[partitions] = True
+        self._save_owned()
 
     async def snapshot(self) -> dict:
         """Write a snapshot of the current state and truncate the log behind the oldest kept snapshot."""

@@ -191,3 +191,54 @@ def _fixed_list_matrix(col) -> np.ndarray:
     width = arr.type.list_size
     flat = arr.flatten().to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(flat.reshape(len(arr), width)).astype(np.int32, copy=True)
+
+
+def extract_rows(store: UsageStore, sp_ids: list[str]) -> dict:
+    """Copies of these service points' rows (every month), to move them to another shard."""
+    sp_ids = [s for s in sp_ids if s in store.row_of]
+    rows = np.array([store.row_of[s] for s in sp_ids], dtype=np.int64)
+    er = store.export_row[rows] if len(rows) else np.zeros(0, np.int32)
+    months = {}
+    for month, b in store.months.items():
+        imp = b.imp[rows].copy()
+        exp = np.zeros_like(imp)
+        has = er >= 0
+        if has.any():
+            exp[has] = b.exp[er[has]]
+        months[month] = (imp, exp)
+    return {"interval_minutes": store.interval_minutes, "sp_ids": sp_ids, "has_export": (er >= 0).tolist(),
+            "filled_through": store.filled_through[rows].copy() if len(rows) else np.zeros(0, np.int64),
+            "months": months}
+
+
+def insert_rows(store: UsageStore, part: dict) -> None:
+    """Add rows taken by :func:`extract_rows` from another shard."""
+    if not part["sp_ids"]:
+        return
+    rows = store.add_service_points(part["sp_ids"], part["has_export"])
+    mask = np.array(part["has_export"], dtype=bool)
+    for month, (imp, exp) in part["months"].items():
+        store.put_month(month, rows, imp, exp, mask)
+    store.filled_through[rows] = part["filled_through"]
+
+
+def drop_rows(store: UsageStore, sp_ids: set[str]) -> None:
+    """Remove these service points and compact every matrix (rows keep their relative order)."""
+    gone = {store.row_of[s] for s in sp_ids if s in store.row_of}
+    if not gone:
+        return
+    n = store.n_rows
+    keep = np.array([r for r in range(n) if r not in gone], dtype=np.int64)
+    old_er = store.export_row[:n]
+    keep_exp = old_er[keep]
+    exp_keep = keep_exp[keep_exp >= 0]
+    new_er = np.full(len(keep), -1, dtype=np.int32)
+    new_er[keep_exp >= 0] = np.arange(len(exp_keep), dtype=np.int32)
+    for b in store.months.values():
+        b.imp = np.ascontiguousarray(b.imp[keep])
+        b.exp = np.ascontiguousarray(b.exp[exp_keep]) if len(exp_keep) else np.zeros((1, b.n_intervals), np.int32)
+    store.sp_ids = [store.sp_ids[r] for r in keep]
+    store.row_of = {s: i for i, s in enumerate(store.sp_ids)}
+    store.filled_through = store.filled_through[keep].copy()
+    store.export_row = new_er
+    store.n_export = len(exp_keep)

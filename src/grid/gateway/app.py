@@ -7,9 +7,11 @@ import contextlib
 from aiohttp import web
 
 from grid.gateway import customers
+from grid.gateway.admin import setup_admin
+from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
-from grid.gateway.keys import BODY, CONFIG, CONTRACT, GRID, KEYS, METRICS, PARAMS, PRINCIPAL, READS
+from grid.gateway.keys import BODY, CONFIG, CONTRACT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
 from grid.gateway.reads import Reads
@@ -70,6 +72,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     app[KEYS] = keys if keys is not None else (KeyStore.load(config.keys_file) if config.keys_file else KeyStore())
     app[CONTRACT] = Contract()
     app[METRICS] = metrics
+    app[JOBS] = Jobs()
     app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics,
                        invalidate_interval_s=config.invalidate_interval_s)
     app.cleanup_ctx.append(_watch_shards)
@@ -84,4 +87,25 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     r.add_get("/v1/customers/{id}/bills", customers.get_bills, name="get_bills")
     r.add_get("/v1/customers/{id}/usage", customers.get_usage, name="get_usage")
     r.add_post("/v1/customers/{id}/usage", customers.post_usage, name="post_usage")
+    setup_admin(app)
+    # extension hooks: feature modules add their routes here
+    for setup in _feature_routes():
+        setup(app)
     return app
+
+
+def _feature_routes():
+    """Route setups of feature modules that are present (portal, billing, rules)."""
+    import importlib
+
+    out = []
+    for module, fn in (("grid.gateway.portal", "setup_portal"), ("grid.gateway.billing", "setup_billing"),
+                       ("grid.gateway.rules", "setup_rules")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        out.append(getattr(mod, fn))
+    return out

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from grid.cluster import Grid
     from grid.gateway.auth import KeyStore
     from grid.gateway.config import GatewayConfig
+    from grid.gateway.jobs import Jobs
     from grid.gateway.metrics import Metrics
     from grid.gateway.reads import Reads
     from grid.gateway.validation import Contract
@@ -19,6 +20,7 @@ CONTRACT: web.AppKey["Contract"] = web.AppKey("contract")
 CONFIG: web.AppKey["GatewayConfig"] = web.AppKey("config")
 READS: web.AppKey["Reads"] = web.AppKey("reads")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+JOBS: web.AppKey["Jobs"] = web.AppKey("jobs")
 
 if TYPE_CHECKING:
     from grid.gateway.auth import Principal

@@ -26,7 +26,7 @@ class Reads:
             self.metrics.cache.labels("hit" if rec is not None else "miss").inc()
         if rec is not None:
             return rec
-        rec = await self.coalescer.get(self.grid.shard_index(customer_id), customer_id)
+        rec = await self.coalescer.get(await self.grid.route(customer_id), customer_id)
         if rec is None:
             raise NotFound(f"no customer {customer_id!r}", field="id")
         self.cache.put(customer_id, rec)
