@@ -110,6 +110,61 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _http(args, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """A call to a running gateway (operations go through it: it is the router that must see every move)."""
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    key = args.key or os.environ.get("CONTEXTGRID_KEY")
+    if not key:
+        raise SystemExit("error: an operator key is needed (--key or CONTEXTGRID_KEY)")
+    req = urllib.request.Request(args.url.rstrip("/") + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        problem = json.loads(exc.read() or b"{}")
+        raise SystemExit(f"error: {exc.code} {problem.get('detail', '')} ({problem.get('field', '')})") from None
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"error: cannot reach {args.url}: {exc.reason}") from None
+
+
+def _follow_job(args, job: dict, desc: str) -> dict:
+    import time
+
+    bar = tqdm(total=job["progress"]["total"] or None, desc=desc, unit="partitions", file=sys.stderr)
+    with bar:
+        while job["state"] == "running":
+            time.sleep(0.2)
+            _, job = _http(args, "GET", f"/v1/admin/jobs/{job['job_id']}")
+            if job["progress"]["total"]:
+                bar.total = job["progress"]["total"]
+                bar.n = job["progress"]["done"]
+                bar.refresh()
+    if job["state"] != "done":
+        raise SystemExit(f"error: {desc} failed: {job.get('error')}")
+    return job
+
+
+def cmd_scale(args) -> int:
+    _, job = _http(args, "POST", "/v1/admin/shards", {"count": args.count})
+    job = _follow_job(args, job, f"scaling to {args.count} shards")
+    print(f"now {job['result']['shards']} shards; moved {job['result']['moved_partitions']} partitions "
+          f"(table version {job['result']['version']})")
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    _, out = _http(args, "POST", "/v1/admin/snapshots", {})
+    for s in out["items"]:
+        print(f"shard {s['shard']}: snapshot through seq {s['seq']} in {s['seconds']} s at {s['path']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="contextgrid", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -145,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--near-cache-ttl", type=float, default=30.0,
                    help="seconds; bounds staleness if a shard's change log is unreachable; 0 disables the cache")
     s.set_defaults(func=cmd_serve)
+
+    def http_args(q):
+        q.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway")
+        q.add_argument("--key", default=None, help="operator key (or CONTEXTGRID_KEY)")
+
+    sc = sub.add_parser("scale", help="move partitions so that N shards share them (through the gateway)")
+    sc.add_argument("count", type=int)
+    http_args(sc)
+    sc.set_defaults(func=cmd_scale)
+
+    sn = sub.add_parser("snapshot", help="snapshot every shard now (through the gateway)")
+    http_args(sn)
+    sn.set_defaults(func=cmd_snapshot)
 
     k = sub.add_parser("keys", help="add an API key to a keys file and print it (shown once)")
     k.add_argument("--file", required=True)
