@@ -5,6 +5,8 @@ its acknowledgement, as the shard actor's handlers do; every policy runs BENCH_W
 BENCH_WAL_SECONDS (3 s), interleaved so that a noisy neighbour hurts all policies alike, and the best
 round counts. Each run's log is replayed afterwards and checked to hold exactly the acknowledged records.
 The ratio ``batch / off`` is the cost of durability (goal >= 0.5); ``always`` shows what group commit saves.
+With every writer in each batch, ``batch`` cannot beat WRITERS / fsync latency, so the disk's own fsync
+latency is probed and printed beside the table: on a shared disk it moves the ratio more than the code does.
 
 Snapshots: write (hash + fsync + atomic rename) and verified load of BENCH_SNAPSHOT_MB (10,100) MB of Arrow
 data; recovery is one snapshot load plus one WAL replay, both printed.
@@ -93,7 +95,23 @@ def run_policy(base: Path, policy: str, seconds: float) -> dict:
             "replay_s": replay_s}
 
 
+def fsync_p50_ms(base: Path, size: int = 64 * 312, n: int = 50) -> float:
+    """The disk's own fsync latency for one batch-sized append: what the batch/off ratio hinges on."""
+    path = base / "probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    times = []
+    for _ in range(n):
+        os.write(fd, b"x" * size)
+        t0 = time.perf_counter()
+        os.fsync(fd)
+        times.append(time.perf_counter() - t0)
+    os.close(fd)
+    path.unlink()
+    return float(np.median(times)) * 1e3
+
+
 def bench_wal(base: Path) -> dict[str, dict]:
+    probe_before = fsync_p50_ms(base)
     best: dict[str, dict] = {}
     for _ in range(ROUNDS):
         for policy in POLICIES:
@@ -103,6 +121,8 @@ def bench_wal(base: Path) -> dict[str, dict]:
                 best[policy] = r
     print(f"\nWAL: {WRITERS} asyncio writers, ~{len(_packed(record(0, 0)))}-byte records, best of {ROUNDS} "
           f"rounds, files in {base} ({_fs_type(base)})")
+    print(f"disk: fsync of a {64 * 312 // 1024} KB append, p50 {probe_before:.2f} ms before the runs, "
+          f"{fsync_p50_ms(base):.2f} ms after")
     print(f"{'policy':>8} {'writes/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'fsyncs':>8} {'writes/fsync':>13} "
           f"{'replay frames/s':>16}")
     for policy in POLICIES:
