@@ -48,7 +48,8 @@ cdef inline int128_t round_half_up_div128(int128_t num, int128_t den) noexcept n
     """
     cdef int128_t q
     cdef int128_t r
-    if -4611686018427387904 < num < 4611686018427387904 and den < 4611686018427387904:
+    cdef int128_t lim = (<int128_t>1) << 62
+    if -lim < num < lim and den < lim:
         return round_half_up_div(<int64_t>num, <int64_t>den)
     q = num // den
     r = num - q * den

@@ -1,0 +1,52 @@
+import numpy as np
+import numpy.typing as npt
+
+OK: int
+BAD_IMPORT: int
+BAD_EXPORT: int
+
+def bill_intervals(
+    import_wh: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    export_wh: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    run_start: npt.NDArray[np.int64],
+    run_slot: npt.NDArray[np.int32],
+    run_demand: npt.NDArray[np.int32],
+    run_flat: npt.NDArray[np.int32],
+    slot_bound: npt.NDArray[np.int64],
+    pool_bound: npt.NDArray[np.int64],
+    pool_ntiers: npt.NDArray[np.int32],
+    ntiers: npt.NDArray[np.int32],
+    price: npt.NDArray[np.int64],
+    credit_price: npt.NDArray[np.int64],
+    energy_line: npt.NDArray[np.int32],
+    demand_bound: npt.NDArray[np.int64],
+    demand_price: npt.NDArray[np.int64],
+    demand_ntiers: npt.NDArray[np.int32],
+    rider_price: npt.NDArray[np.int64],
+    tax_micro_pct: npt.NDArray[np.int64],
+    quantity: npt.NDArray[np.int64],
+    amount_cents: npt.NDArray[np.int64],
+    total_cents: npt.NDArray[np.int64],
+    slot_import: npt.NDArray[np.int64],
+    slot_export: npt.NDArray[np.int64],
+    peak_w: npt.NDArray[np.int64],
+    peak_at: npt.NDArray[np.int64],
+    n_segments: int,
+    n_periods: int,
+    n_demand: int,
+    pooled: bool,
+    nem_mode: int,
+    w_per_wh: int,
+    line_demand: int,
+    line_flat: int,
+    line_fixed: int,
+    fixed_nano: int,
+    fixed_qty: int,
+    line_rider: int,
+    line_nem: int,
+    line_min: int,
+    min_cents: int,
+    min_qty: int,
+    line_tax: int,
+    tax_qty: int,
+) -> tuple[int, int]: ...
