@@ -1,6 +1,7 @@
 """The auth matrix: every role against every route."""
 import pytest
 from conftest import KEYS, OWN_CUSTOMER, auth
+from factories import context
 
 OTHER = "C0000003"
 
@@ -17,6 +18,7 @@ def routes(cid):
         "get_usage": ("GET", f"/v1/customers/{cid}/usage?month=2026-10&resolution=daily", None),
         "post_usage": ("POST", f"/v1/customers/{cid}/usage", reading),
         "list_customers": ("GET", "/v1/customers?limit=5", None),
+        "put_customer": ("PUT", f"/v1/customers/{cid}", context(int(cid[1:]))[1]),
     }
 
 
@@ -24,7 +26,7 @@ def routes(cid):
 EXPECT = {
     "operator": dict.fromkeys(routes(OWN_CUSTOMER), 200),
     "agent": dict.fromkeys(routes(OWN_CUSTOMER), 200),
-    "customer-own": {**dict.fromkeys(routes(OWN_CUSTOMER), 200), "post_usage": 403},
+    "customer-own": {**dict.fromkeys(routes(OWN_CUSTOMER), 200), "post_usage": 403, "put_customer": 403},
     "customer-other": {**dict.fromkeys(routes(OTHER), 404), "list_customers": 200},
     "missing": dict.fromkeys(routes(OWN_CUSTOMER), 401),
     "bad": dict.fromkeys(routes(OWN_CUSTOMER), 401),

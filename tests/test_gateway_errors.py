@@ -146,3 +146,22 @@ async def test_write_made_elsewhere_reaches_readers_through_the_near_cache(api, 
             break
         await asyncio.sleep(0.1)
     assert got["attributes"]["set_by"] == "python-client"
+
+
+async def test_put_creates_and_replaces_a_context(api):
+    from factories import context
+
+    cid, body = context(777)
+    r = await api.put(f"/v1/customers/{cid}", json=body, headers=H)
+    assert r.status == 200, await r.text()
+    got = await ctx(api, cid)
+    assert got["name"] == "Customer 777" and got["accounts"][0]["account_id"] == "A00000777"
+    r = await api.put(f"/v1/customers/{cid}", json={**body, "kind": "martian"}, headers=H)
+    assert r.status == 422 and (await problem(r))["field"] == "kind"
+    stolen = {**body, "accounts": [{**body["accounts"][0], "account_id": "A-x",
+                                    "service_points": [{"service_point_id": SP, "interval_minutes": 60}]}]}
+    r = await api.put(f"/v1/customers/{cid}", json=stolen, headers=H)
+    assert r.status == 409  # that service point belongs to C0000007
+    assert (await ctx(api, cid))["accounts"][0]["account_id"] == "A00000777"
+    r = await api.put(f"/v1/customers/{cid}", json=body, headers=auth("customer"))
+    assert r.status == 404  # not this customer's own id: existence does not leak

@@ -274,6 +274,11 @@ class Grid:
     async def achanges(self, shard_index: int, seq: int) -> tuple[int, list[str] | None]:
         return await self._aget(self.shards[shard_index].call.remote("changes_since", seq), timeout=2)
 
+    async def asp_owners(self, sp_ids: list[str]) -> dict[str, str]:
+        """Owners of service points across the whole grid (ids are unique grid-wide, not per shard)."""
+        parts = await asyncio.gather(*(self._aget(s.call.remote("sp_owners", sp_ids)) for s in self.shards))
+        return {k: v for p in parts for k, v in p.items()}
+
     async def alist(self, filters: dict, after: str | None, limit: int) -> list[dict]:
         pages = await asyncio.gather(*(self._aget(s.call.remote("list", filters, after, limit))
                                        for s in self.shards))

@@ -147,6 +147,10 @@ class Shard:
                               "import_wh": int(i), "export_wh": int(e)})
         return {"customer_id": customer_id, "month": month, "resolution": resolution, "items": items}
 
+    def sp_owners(self, sp_ids: list[str]) -> dict[str, str]:
+        """Which of these service points this shard holds, and for which customer."""
+        return {sp: self.sp_owner[sp][0] for sp in sp_ids if sp in self.sp_owner}
+
     def list(self, filters: dict, after: str | None, limit: int) -> list[dict]:
         """Up to ``limit`` summaries with ``customer_id > after``, in id order, passing ``filters``."""
         out = []

@@ -25,7 +25,8 @@ from grid.wal import WriteAheadLog
 log = logging.getLogger(__name__)
 
 ACTOR_PREFIX = "contextgrid-shard-"
-READ_METHODS = ("accounts", "customer_bills", "customer_usage", "list", "checksum", "stats", "changes_since")
+READ_METHODS = ("accounts", "customer_bills", "customer_usage", "list", "checksum", "stats", "changes_since",
+                "sp_owners")
 
 
 def actor_name(shard_id: int) -> str:
@@ -122,10 +123,10 @@ class ShardServer:
             await asyncio.get_running_loop().run_in_executor(None, self.wal.sync)
             out = dict(self.shard.applied[op["write_id"]])
         else:
-            _, durable = self.wal.submit(op)  # raises ShardUnavailable if the log cannot be written
+            _, durable = self.wal.submit_awaitable(op)  # raises ShardUnavailable if the log is unwritable
             out = dict(self.shard.apply(op))
             try:
-                await asyncio.wrap_future(durable)
+                await durable
             except ShardUnavailable:
                 # applied in memory but not durable: fail-stop so Ray restarts us from disk
                 log.critical("shard %s: WAL failed after apply; restarting from disk", self.shard.shard_id)

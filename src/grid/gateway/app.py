@@ -83,6 +83,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     r.add_get("/v1/customers", customers.list_customers, name="list_customers")
     r.add_get("/v1/customers/{id}", customers.get_customer, name="get_customer")
     r.add_patch("/v1/customers/{id}", customers.patch_customer, name="patch_customer")
+    r.add_put("/v1/customers/{id}", customers.put_customer, name="put_customer")
     r.add_get("/v1/customers/{id}/accounts", customers.get_accounts, name="get_accounts")
     r.add_get("/v1/customers/{id}/bills", customers.get_bills, name="get_bills")
     r.add_get("/v1/customers/{id}/usage", customers.get_usage, name="get_usage")

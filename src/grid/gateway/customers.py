@@ -7,7 +7,7 @@ import binascii
 from aiohttp import web
 
 from grid.cluster import make_op
-from grid.errors import Forbidden, InvalidInput
+from grid.errors import Conflict, Forbidden, InvalidInput
 from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
 
@@ -69,6 +69,23 @@ async def patch_customer(request: web.Request) -> web.Response:
         if denied:
             raise Forbidden(f"a customer key may not change {denied[0]!r}", field=denied[0])
     out = await _write(request, "patch", cid, body)
+    rec = out["record"]
+    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+
+
+async def put_customer(request: web.Request) -> web.Response:
+    cid = _customer_id(request)
+    request[PRINCIPAL].require("operator", "agent")
+    body = request[BODY]
+    sp_ids = [sp["service_point_id"] for a in body.get("accounts", []) for sp in a.get("service_points", [])]
+    if len(sp_ids) != len(set(sp_ids)):
+        raise InvalidInput("a service point is listed twice", field="accounts.service_points.service_point_id")
+    taken = {sp: o for sp, o in (await request.app[GRID].asp_owners(sp_ids)).items() if o != cid}
+    if taken:
+        sp = sorted(taken)[0]
+        raise Conflict(f"service point {sp} belongs to customer {taken[sp]}",
+                       field="accounts.service_points.service_point_id")
+    out = await _write(request, "replace", cid, body)
     rec = out["record"]
     return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
 

@@ -101,9 +101,12 @@ class _LoadRows:
         return LoadParams(np.array(cols[0], dtype=np.int16), *f32, np.array(cols[8], dtype=bool))
 
 
-def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date, as_of_ts: int,
+def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date, start_ts: int, as_of_ts: int,
                 outages: OutageCalendar, rng: np.random.Generator, event_rng: np.random.Generator) -> Chunk:
     """Records of chunk ``chunk``: customers ``plan.chunk_range(chunk)``, their accounts and owners.
+
+    The window is ``[start_ts, as_of_ts)`` in epoch seconds (local midnights of its first day and of the day
+    after it); ``window_start`` is its first local date.
 
     ``rng`` draws the records and each meter's load parameters, ``event_rng`` the events (separate streams, so
     a change to how events are drawn leaves the load curves alone).
@@ -130,8 +133,6 @@ def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date,
              link_kind=pe.link_kind)
     next_res_entity = int(plan.chunk_entity_offset[chunk]) + len(plan.chunk_plan_entities[chunk]) + 1
 
-    window_start_ts = int(dt.datetime(window_start.year, window_start.month, window_start.day,
-                                     tzinfo=dt.timezone.utc).timestamp())
     lo, hi = plan.chunk_range(chunk)
     for i in range(lo, hi):
         kind = KINDS[int(plan.kind[i])]
@@ -140,7 +141,7 @@ def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date,
         cid = customer_id(i)
         mean_age_years = 8.0 if kind == "residential" else 12.0
         age_days = int(np.clip(rng.exponential(mean_age_years * 365), 60, 35 * 365))
-        created_ts = window_start_ts - age_days * 86400 - int(rng.integers(0, 86400))
+        created_ts = start_ts - age_days * 86400 - int(rng.integers(0, 86400))
         created_day = dt.datetime.fromtimestamp(created_ts, dt.timezone.utc).date()
 
         if kind == "residential":
@@ -153,7 +154,7 @@ def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date,
                  parent_entity_id=None)
             _row(out.portfolios, entity_id=eid, portfolio_key=eid, link_kind="none")
             attrs, accounts = _residential(rng, segment, premise, mailing, window_start)
-            profile = None
+            profile = None  # each home's profile is drawn in _residential
         else:
             e = plan.ownership.owner[i]
             name = plan.ownership.customer_name[i]
@@ -171,7 +172,7 @@ def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date,
 
         offers: list[tuple[str, str]] = []
         city = city_of(accounts[-1]["premise"])
-        events = events_for(event_rng, kind, city, outages, window_start_ts, as_of_ts, offers)
+        events = events_for(event_rng, kind, city, outages, start_ts, as_of_ts, offers)
         first_active = next(a for a in accounts if a["active"])
         for code, day in offers:
             if all(p["code"] != code for p in first_active["programs"]):
@@ -184,8 +185,8 @@ def build_chunk(plan: Plan, chunk: int, rates: RatePlans, window_start: dt.date,
         out.events.append(events)
         r = rng.random()
         out.payer.append(0 if r < 0.85 else 1 if r < 0.95 else 2)
-        weights = np.array(PAY_WEIGHTS["residential" if kind == "residential" else "other"])
-        out.pay_method.append(PAY_METHODS[int(rng.choice(len(PAY_METHODS), p=weights / weights.sum()))])
+        weights = PAY_WEIGHTS["residential" if kind == "residential" else "other"]
+        out.pay_method.append(_weighted(rng, tuple(zip(PAY_METHODS, weights))))
 
         for j, a in enumerate(accounts):
             number = int(plan.account_offset[i]) + j + 1

@@ -308,8 +308,10 @@ def plan_ownership(rng: np.random.Generator, kinds: np.ndarray, segments: list[s
     p = _Planner(rng, lambda i: i // chunk_customers)
     private = [int(i) for i in np.flatnonzero((kinds == 1) | (kinds == 2))]
     rng.shuffle(private)
+    # the first groups take every shape once, so even a small demo base has each; then shapes are drawn
+    forced = [0.0, 0.6, 0.7, 0.85, 0.93, 0.99]  # standalone, chain, tax_id, name_address, look-alike, mixed
     while private:
-        r = rng.random()
+        r = forced.pop(0) if forced else rng.random()
         if r < 0.50 or len(private) == 1 or not p.named_groups:
             c = private.pop()
             p.standalone(c, segments[c])

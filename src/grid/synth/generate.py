@@ -106,8 +106,8 @@ def generate_base(out_dir: str | Path, customers: int, seed: int = 0, *, first_m
     plans_used: set[str] = set()
     for c in range(plan.n_chunks):
         key = (STREAM_CHUNK, c)
-        chunk = build_chunk(plan, c, rates, window_start, end_ts, outages, stream(seed, *key, CHUNK_RECORDS),
-                            stream(seed, *key, CHUNK_EVENTS))
+        chunk = build_chunk(plan, c, rates, window_start, start_ts, end_ts, outages,
+                            stream(seed, *key, CHUNK_RECORDS), stream(seed, *key, CHUNK_EVENTS))
         usage_rng, bill_rng = stream(seed, *key, CHUNK_USAGE), stream(seed, *key, CHUNK_BILLS)
         sps = chunk.service_points
         solar = np.array(sps["has_solar"], dtype=bool)

@@ -169,12 +169,11 @@ class Weather:
 
 
 def _day_of_year(ordinals: np.ndarray) -> np.ndarray:
-    years = np.array([dt.date.fromordinal(int(o)).year for o in (ordinals[0], ordinals[-1])])
-    jan1 = dt.date(int(years[0]), 1, 1).toordinal()
-    doy = ordinals.astype(np.int64) - jan1 + 1
-    if years[1] != years[0]:  # a calendar spanning New Year
-        doy = np.where(doy > 365 + (years[0] % 4 == 0), doy - 365 - (years[0] % 4 == 0), doy)
-    return doy
+    """1-based day of the year of each date ordinal (a calendar spans less than a year)."""
+    year = dt.date.fromordinal(int(ordinals[0])).year
+    jan1, next_jan1 = dt.date(year, 1, 1).toordinal(), dt.date(year + 1, 1, 1).toordinal()
+    o = ordinals.astype(np.int64)
+    return np.where(o >= next_jan1, o - next_jan1, o - jan1) + 1
 
 
 def solar_wh_per_kw(cal: IntervalCalendar, weather: Weather) -> np.ndarray:

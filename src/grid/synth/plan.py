@@ -4,8 +4,8 @@ Chunks are generated independently (each from its own random stream), yet ids mu
 the base and portfolios must span chunks. Both need a little global knowledge, fixed here from the seed alone:
 per customer a kind, a segment and an account count (prefix sums give account and service point numbers), and
 the ownership plan (see :mod:`grid.synth.entities`), whose entities are numbered chunk by chunk in the order
-they are written. The plan holds a few integers per customer and a record per non-residential entity: a
-million-customer base plans in well under 100 MB.
+they are written. The plan holds a few integers per customer and a record per non-residential entity
+(measured: a million-customer base plans in about 20 s and 160 MB; 100k customers in 3 s).
 """
 from __future__ import annotations
 
