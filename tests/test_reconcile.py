@@ -161,19 +161,24 @@ def test_outcome_precedence_per_bill():
                                                          "equal", "computed_only", "equal"]
 
 
-def test_unsorted_and_wide_bill_indices_sort_alike():
-    """The wrapper's two sort paths (one packed int64 key, or lexsort past 2**31 bills) order lines alike."""
-    rng = np.random.default_rng(3)
-    bill = rng.integers(0, 50, 200)
-    code = rng.integers(INT32_MIN, INT32_MAX, 200, dtype=np.int64).astype(np.int32)
-    amount = rng.integers(-100, 100, 200)
-    packed = rec._sorted_side(bill, code, amount, 50)
-    lexsorted = rec._sorted_side(bill, code, amount, 2**31 + 1)
-    for a, b in zip(packed, lexsorted):
-        np.testing.assert_array_equal(a, b)
+@settings(max_examples=100)
+@given(st.integers(1, 4), st.lists(st.tuples(st.integers(0, 3), st.one_of(st.integers(0, 9), codes)),
+                                   min_size=1, max_size=300))
+def test_line_ordering_equals_lexsort(n_bills, lines):
+    """The O(n) ordering (counting sort by bill, then insertion or heap sort by code) orders like lexsort.
+
+    Up to 300 lines over at most 4 bills, so a bill often holds more than 32 lines (the heap sort path).
+    """
+    bill = np.array([min(b, n_bills - 1) for b, _ in lines], dtype=np.int64)
+    code = np.array([c for _, c in lines], dtype=np.int32)
+    amount = np.arange(bill.size, dtype=np.int64)
+    got_bill, got_code, got_amount = rec._sorted_side(bill, code, amount, n_bills)
     order = np.lexsort((code, bill))
-    np.testing.assert_array_equal(packed[0], bill[order])
-    np.testing.assert_array_equal(packed[1], code[order])
+    np.testing.assert_array_equal(got_bill, bill[order])
+    np.testing.assert_array_equal(got_code, code[order])
+    assert sorted(got_amount.tolist()) == amount.tolist()  # a permutation of the lines
+    np.testing.assert_array_equal(bill[got_amount], got_bill)  # that carries each line's amount along
+    np.testing.assert_array_equal(code[got_amount], got_code)
 
 
 def test_codes_held_as_int64_are_accepted_when_they_fit():

@@ -1,6 +1,16 @@
 import numpy as np
 import numpy.typing as npt
 
+def lines_sorted(bill: npt.NDArray[np.int64], code: npt.NDArray[np.int32]) -> bool: ...
+def order_lines(
+    bill: npt.NDArray[np.int64],
+    code: npt.NDArray[np.int32],
+    amount: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    out_bill: npt.NDArray[np.int64],
+    out_code: npt.NDArray[np.int32],
+    out_amount: npt.NDArray[np.int64],
+) -> None: ...
 def count_pairs_sorted(
     comp_bill: npt.NDArray[np.int64],
     comp_code: npt.NDArray[np.int32],

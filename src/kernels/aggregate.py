@@ -20,7 +20,7 @@ __all__ = ["GroupPartials", "group_partials", "merge_partials"]
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
 # Keys whose range is at most (rows + this) get one accumulator slot per possible key (no sort, no hashing);
-# wider ranges are ranked with np.unique first. Bounds the accumulators at 24 bytes x (rows + 64k).
+# wider ranges are ranked with np.unique first. Bounds the accumulators at 32 bytes x (rows + 64k).
 _DENSE_SLACK = 1 << 16
 
 
@@ -88,29 +88,48 @@ def _used_slots(counts: np.ndarray, offset: int, ranked: np.ndarray | None) -> t
     return used + offset, used
 
 
-def _distinct_sets(keys: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values per key from (key, value) pairs: (values group after group, offsets (n_groups + 1,))."""
-    offsets = np.zeros(n_groups + 1, dtype=np.int64)
-    if keys.size == 0:
-        return np.empty(0, dtype=np.int64), offsets
-    klo, khi = int(keys.min()), int(keys.max())
-    vlo, vhi = int(values.min()), int(values.max())
-    kspan, vspan = khi - klo + 1, vhi - vlo + 1
-    if kspan * vspan <= INT64_MAX:
-        # Both columns fit in one int64 code: a plain sort (SIMD in numpy) beats a two-key argsort and gathers.
-        code = (keys - klo) * vspan + (values - vlo)
-        code.sort()
-        skeys, svalues = np.divmod(code, vspan)
-        svalues += vlo
-    else:
-        order = np.lexsort((values, keys))
-        skeys, svalues = keys[order], values[order]
-    out_values = np.empty(keys.size, dtype=np.int64)
-    out_counts = np.empty(n_groups, dtype=np.int64)
-    written = _groupby.distinct_sorted_pairs(skeys, svalues, out_values, out_counts)
-    np.cumsum(out_counts, out=offsets[1:])
-    return out_values[:written].copy(), offsets
+def _accumulators(n_slots: int) -> np.ndarray:
+    """Kernel accumulator rows (sum 0, max INT64_MIN, count 0, padding), int64 (n_slots, 4)."""
+    acc = np.zeros((n_slots, 4), dtype=np.int64)
+    acc[:, 1] = INT64_MIN
+    return acc
 
+
+def _compact(keep: np.ndarray | None, *columns: np.ndarray | None) -> list[np.ndarray | None]:
+    """Each column as its own contiguous int64 array, restricted to the used slots when ``keep`` is given."""
+    return [None if c is None else (c[keep] if keep is not None else np.ascontiguousarray(c)) for c in columns]
+
+
+def _distinct_sets(slot_keys: np.ndarray, offset: int, n_slots: int, n_groups: int,
+                   values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values per slot: (values group after group, ascending within a group; offsets (n_groups + 1,)).
+
+    ``slot_keys - offset`` are the rows' slots in ``[0, n_slots)`` (as planned by :func:`_slot_plan`) and
+    ``n_groups`` the number of slots that hold rows.
+    """
+    offsets = np.zeros(n_groups + 1, dtype=np.int64)
+    if slot_keys.size == 0:
+        return np.empty(0, dtype=np.int64), offsets
+    lo, hi = int(values.min()), int(values.max())
+    span, ranked, ranks = hi - lo + 1, None, values
+    if n_slots * span > INT64_MAX:
+        # Values too spread to pack beside the slot: pack their rank instead (at most one per row).
+        ranked, ranks = np.unique(values, return_inverse=True)
+        ranks, span, lo = ranks.astype(np.int64, copy=False), int(ranked.size), 0
+        if n_slots * span > INT64_MAX:
+            raise InvalidInput(f"too many rows ({values.size}) to count distinct values in one call",
+                               field="distinct")
+    codes = np.empty(slot_keys.size, dtype=np.int64)
+    _groupby.pack_codes(slot_keys, ranks, codes, offset, lo, span)
+    codes.sort()
+    out_counts = np.empty(n_groups, dtype=np.int64)
+    written = _groupby.distinct_sorted_codes(codes, span, out_counts)
+    np.cumsum(out_counts, out=offsets[1:])
+    if ranked is not None:
+        return ranked[codes[:written]], offsets
+    distinct = codes[:written].copy()  # the scratch array is up to one code per row: keep only what is used
+    distinct += lo
+    return distinct, offsets
 
 def group_partials(keys: np.ndarray, values: np.ndarray | None = None, *,
                    distinct: np.ndarray | None = None) -> GroupPartials:
@@ -149,27 +168,23 @@ def group_partials(keys: np.ndarray, values: np.ndarray | None = None, *,
     values, distinct = columns["values"], columns["distinct"]
 
     slot_keys, offset, n_slots, ranked = _slot_plan(keys)
-    counts = np.zeros(n_slots, dtype=np.int64)
     if values is None:
-        sums = maxes = np.empty(0, dtype=np.int64)
-        failed = _groupby.group_sum_max_count(slot_keys, sums, sums, maxes, counts, offset)
+        counts = np.zeros(n_slots, dtype=np.int64)
+        _groupby.group_count(slot_keys, counts, offset)
+        sums = maxes = None
     else:
-        sums = np.zeros(n_slots, dtype=np.int64)
-        maxes = np.full(n_slots, INT64_MIN, dtype=np.int64)
-        failed = _groupby.group_sum_max_count(slot_keys, values, sums, maxes, counts, offset)
-    if failed >= 0:
-        raise InvalidInput(f"sum of values for key {int(keys[failed])} overflows int64", field="values")
+        acc = _accumulators(n_slots)
+        failed = _groupby.group_sum_max_count(slot_keys, values, acc, offset)
+        if failed >= 0:
+            raise InvalidInput(f"sum of values for key {int(keys[failed])} overflows int64", field="values")
+        sums, maxes, counts = acc[:, 0], acc[:, 1], acc[:, 2]
 
     group_keys, keep = _used_slots(counts, offset, ranked)
-    if keep is not None:
-        counts = counts[keep]
-        if values is not None:
-            sums, maxes = sums[keep], maxes[keep]
+    counts, sums, maxes = _compact(keep, counts, sums, maxes)
     dvalues = doffsets = None
     if distinct is not None:
-        dvalues, doffsets = _distinct_sets(keys, distinct, group_keys.size)
-    return GroupPartials(group_keys, sums if values is not None else None, maxes if values is not None else None,
-                         counts, dvalues, doffsets)
+        dvalues, doffsets = _distinct_sets(slot_keys, offset, n_slots, group_keys.size, distinct)
+    return GroupPartials(group_keys, sums, maxes, counts, dvalues, doffsets)
 
 
 def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
@@ -215,35 +230,33 @@ def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
     keys = np.concatenate([_as_int64(p.keys, "keys") for p in parts])
     counts_in = column("count")
     slot_keys, offset, n_slots, ranked = _slot_plan(keys)
-    counts = np.zeros(n_slots, dtype=np.int64)
+    acc = _accumulators(n_slots)
     if with_values:
-        sums = np.zeros(n_slots, dtype=np.int64)
-        maxes = np.full(n_slots, INT64_MIN, dtype=np.int64)
-        failed = _groupby.merge_sum_max_count(slot_keys, column("sum"), column("max"), counts_in,
-                                              sums, maxes, counts, offset)
+        failed = _groupby.merge_sum_max_count(slot_keys, column("sum"), column("max"), counts_in, acc, offset)
     else:
-        sums = maxes = np.empty(0, dtype=np.int64)
-        failed = _groupby.merge_sum_max_count(slot_keys, sums, maxes, counts_in, sums, maxes, counts, offset)
+        empty = np.empty(0, dtype=np.int64)
+        failed = _groupby.merge_sum_max_count(slot_keys, empty, empty, counts_in, acc, offset)
     if failed >= 0:
         raise InvalidInput(f"merged sum for key {int(keys[failed])} overflows int64", field="values")
+    counts = acc[:, 2]
+    sums, maxes = (acc[:, 0], acc[:, 1]) if with_values else (None, None)
 
     group_keys, keep = _used_slots(counts, offset, ranked)
-    if keep is not None:
-        counts = counts[keep]
-        if with_values:
-            sums, maxes = sums[keep], maxes[keep]
+    counts, sums, maxes = _compact(keep, counts, sums, maxes)
     dvalues = doffsets = None
     if with_distinct:
-        pair_keys, pair_values = [], []
+        pair_slots, pair_values = [], []
+        start = 0
         for p in parts:
             offsets = _as_int64(p.distinct_offsets, "distinct_offsets")
             dvals = _as_int64(p.distinct, "distinct")
-            if offsets.shape[0] != p.keys.shape[0] + 1 or (offsets.size and int(offsets[-1]) != dvals.shape[0]):
+            if offsets.shape[0] != p.keys.shape[0] + 1 or int(offsets[-1]) != dvals.shape[0]:
                 raise InvalidInput("partial distinct_offsets do not match its keys and distinct values",
                                    field="distinct_offsets")
-            pair_keys.append(np.repeat(p.keys, np.diff(offsets)))
+            # Each partial's keys are rows start..start+len of the concatenation: reuse their planned slots.
+            pair_slots.append(np.repeat(slot_keys[start:start + p.keys.shape[0]], np.diff(offsets)))
             pair_values.append(dvals)
-        dvalues, doffsets = _distinct_sets(np.concatenate(pair_keys).astype(np.int64, copy=False),
-                                           np.concatenate(pair_values), group_keys.size)
-    return GroupPartials(group_keys, sums if with_values else None, maxes if with_values else None,
-                         counts, dvalues, doffsets)
+            start += p.keys.shape[0]
+        dvalues, doffsets = _distinct_sets(np.concatenate(pair_slots).astype(np.int64, copy=False), offset,
+                                           n_slots, group_keys.size, np.concatenate(pair_values))
+    return GroupPartials(group_keys, sums, maxes, counts, dvalues, doffsets)

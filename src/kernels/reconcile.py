@@ -84,18 +84,13 @@ def _abs_bound(amount: np.ndarray) -> int:
 
 
 def _sorted_side(bill: np.ndarray, code: np.ndarray, amount: np.ndarray, n_bills: int):
-    """The side's lines sorted by (bill, code); untouched (no copy) when already sorted, as a biller emits them."""
-    if bill.size < 2:
+    """The side's lines in (bill, code) order; untouched (no copy) when already so, as the bill kernel emits them."""
+    if _reconcile.lines_sorted(bill, code):
         return bill, code, amount
-    if n_bills <= 2**31:
-        # One int64 key, bill in the high 32 bits and the code shifted to unsigned in the low 32 bits.
-        key = (bill << 32) | (code.astype(np.int64) + 2**31)
-        if np.all(key[1:] >= key[:-1]):
-            return bill, code, amount
-        order = np.argsort(key, kind="stable")
-    else:
-        order = np.lexsort((code, bill))
-    return bill[order], code[order], amount[order]
+    starts = np.empty(n_bills + 1, dtype=np.int64)
+    out = np.empty_like(bill), np.empty_like(code), np.empty_like(amount)
+    _reconcile.order_lines(bill, code, amount, starts, *out)
+    return out
 
 
 def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code, legacy_amount,
@@ -156,9 +151,6 @@ def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
         if bill.size and (int(bill.min()) < 0 or int(bill.max()) >= n_bills):
             raise InvalidInput(f"{name} must hold bill indices in [0, {n_bills}), got values in "
                                f"[{int(bill.min())}, {int(bill.max())}]", field=name)
-    if legacy_bill.size and not present[legacy_bill].all():
-        orphan = int(legacy_bill[~present[legacy_bill]][0])
-        raise InvalidInput(f"bill {orphan} has legacy lines but legacy_present is False", field="legacy_present")
     if isinstance(tolerance_cents, bool) or not isinstance(tolerance_cents, (int, np.integer)) \
             or not 0 <= tolerance_cents <= _INT64_LIMIT:
         raise InvalidInput(f"tolerance_cents must be a non-negative integer, got {tolerance_cents!r}",
@@ -181,7 +173,10 @@ def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
     line_computed = np.empty(n_pairs, dtype=np.int64)
     line_legacy = np.empty(n_pairs, dtype=np.int64)
     line_status = np.empty(n_pairs, dtype=np.int8)
-    _reconcile.reconcile_sorted(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code, legacy_amount,
-                                present.view(np.uint8), outcome, diff_cents, line_bill, line_code,
-                                line_computed, line_legacy, line_status, int(tolerance_cents))
+    status = _reconcile.reconcile_sorted(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
+                                         legacy_amount, present.view(np.uint8), outcome, diff_cents, line_bill,
+                                         line_code, line_computed, line_legacy, line_status, int(tolerance_cents))
+    if status < 0:
+        raise InvalidInput(f"bill {-1 - status} has legacy lines but legacy_present is False",
+                           field="legacy_present")
     return Reconciliation(outcome, diff_cents, line_bill, line_code, line_computed, line_legacy, line_status)
