@@ -30,6 +30,7 @@ from grid.synth.plan import KIND_SHARES, KINDS, build_plan
 from grid.synth.rate_plans import FAMILIES, kind_of_plan
 from grid.synth.writer import usage_table
 from kernels.billing import bill_intervals
+from kernels.reconcile import OUTCOMES, reconcile_lines
 from kernels.tariffs import TariffCatalogue
 
 TARIFF_DIR = DEFAULT_TARIFF_DIR
@@ -412,6 +413,28 @@ def test_legacy_bills_equal_the_kernel_except_the_injected_errors(base):
         assert errors[bid]["period_start"] == b["period_start"] and errors[bid]["account_id"] == b["account_id"]
 
 
+def test_reconciliation_finds_exactly_the_injected_errors(base):
+    """The project's reconciliation kernel, computed (kernel) vs legacy bills: no miss, no false alarm."""
+    root, manifest, _ = base
+    legacy = _read(root, "bills").to_pylist()
+    errors = {r["bill_id"] for r in pq.read_table(root / "truth" / "bill_errors.parquet").to_pylist()}
+    computed = _recompute(root, manifest)
+    codes: dict[str, int] = {}
+    sides = {"comp": ([], [], []), "legacy": ([], [], [])}
+    for i, b in enumerate(legacy):
+        for side, lines in (("comp", computed[b["bill_id"]]["lines"]), ("legacy", b["lines"])):
+            for line in lines:
+                sides[side][0].append(i)
+                sides[side][1].append(codes.setdefault(line["code"], len(codes)))
+                sides[side][2].append(line["amount_cents"])
+    arrays = {k: (np.array(a, np.int64), np.array(c, np.int32), np.array(m, np.int64))
+              for k, (a, c, m) in sides.items()}
+    result = reconcile_lines(*arrays["comp"], *arrays["legacy"], n_bills=len(legacy),
+                             legacy_present=np.ones(len(legacy), dtype=bool))
+    flagged = {legacy[i]["bill_id"] for i in np.flatnonzero(result.outcome != OUTCOMES.index("match"))}
+    assert errors and flagged == errors
+
+
 def _check_error_kind(kind: str, legacy: list[dict], good: list[dict]) -> None:
     lc, gc = [x["code"] for x in legacy], [x["code"] for x in good]
     if kind == "missing_fixed_charge":
@@ -432,6 +455,8 @@ def _check_error_kind(kind: str, legacy: list[dict], good: list[dict]) -> None:
             assert a["code"].startswith("ENERGY_")
     else:
         assert kind == "wrong_rate_plan"
+        assert sorted((x["code"], x["amount_cents"]) for x in legacy) != \
+            sorted((x["code"], x["amount_cents"]) for x in good)  # visible to a by-code amount comparison
 
 
 def test_error_rate_and_kinds(tmp_path):
@@ -446,6 +471,7 @@ def test_error_rate_and_kinds(tmp_path):
     possible |= {"missing_fixed_charge"} if any(t.fixed_unit for t in tariffs) else set()
     possible |= {"dropped_rider"} if any(t.riders for t in tariffs) else set()
     possible |= {"wrong_tier_rate"} if any((t.energy_ntiers > 1).any() for t in tariffs) else set()
+    assert possible <= set(ERROR_KINDS)
     assert {e["error_kind"] for e in errors} == possible
     assert manifest["counts"]["bill_errors"] == len(errors)
 

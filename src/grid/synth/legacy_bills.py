@@ -57,11 +57,14 @@ class BillPiece:
         return BillPiece(self.rows[keep], self.month, self.codes, self.units, self.quantity[keep],
                          self.amount[keep], self.present[keep])
 
-    def lines_equal(self, i: int, other: "BillPiece", k: int) -> bool:
-        mine = [(c, int(q), int(a)) for c, q, a, p in zip(self.codes, self.quantity[i], self.amount[i],
-                                                          self.present[i]) if p]
-        theirs = [(c, int(q), int(a)) for c, q, a, p in zip(other.codes, other.quantity[k], other.amount[k],
-                                                            other.present[k]) if p]
+    def same_lines(self, i: int, other: "BillPiece", k: int) -> bool:
+        """Would reconciliation (lines by code, amounts in cents) see bill ``i`` and ``other``'s ``k`` as equal?
+
+        Quantities are not compared: a wrong-plan bill that differs only there would be an error nobody can
+        find, so it must not be recorded as one.
+        """
+        mine = sorted((c, int(a)) for c, a, p in zip(self.codes, self.amount[i], self.present[i]) if p)
+        theirs = sorted((c, int(a)) for c, a, p in zip(other.codes, other.amount[k], other.present[k]) if p)
         return mine == theirs
 
 
@@ -137,7 +140,7 @@ class LegacyBiller:
                 sub_rows = rows[idx_arr]
                 e = exp[sub_rows] if solar[sub_rows].any() else None
                 other = BillPiece.from_batch(self._batch(alt, start, end, imp[sub_rows], e), sub_rows, month)
-                differs = np.array([not piece.lines_equal(i, other, k) for k, i in enumerate(idx)])
+                differs = np.array([not piece.same_lines(i, other, k) for k, i in enumerate(idx)])
                 for k, i in enumerate(idx):
                     if differs[k]:
                         replaced[i] = True
