@@ -164,3 +164,16 @@ def test_normalization_is_idempotent_and_case_blind(words, seps):
         assert once == once.strip() and "  " not in once
         assert "|" not in once
 
+
+
+@pytest.mark.parametrize("text", [
+    "The The Acme",                     # a repeated leading article
+    "Springfield Illinois, 62701-1234",  # state, comma, ZIP
+    "Springfield Illinois ,, 10017",     # doubled commas
+    ", One Market Plaza",                # a leading comma hid the house-number word
+    "acme 62701-1234 US,",               # a trailing comma hid the country
+])
+def test_second_normalization_changes_nothing(text):
+    """Regressions found by fuzzing: each of these used to change again when normalized twice."""
+    for fn in (normalize_name, normalize_address):
+        assert fn(fn(text)) == fn(text)

@@ -174,7 +174,7 @@ def normalize_name(name: str) -> str:
     tokens = [_NAME_WORDS.get(t, t) for t in tokens]
     if tokens:
         tokens = _replace_phrases(tokens, _NAME_PHRASES)
-    if len(tokens) > 1 and tokens[0] == "the":
+    while len(tokens) > 1 and tokens[0] == "the":
         tokens = tokens[1:]
     # "Smith & Co., Inc." -> "smith": legal forms, then a dangling "and" or an inverted "The", from the end.
     while len(tokens) > 1 and (tokens[-1] in _LEGAL_SUFFIXES or tokens[-1] in ("and", "the")):
@@ -189,9 +189,12 @@ def _is_zip(token: str) -> bool:
 def _states_and_country(tokens: list[str]) -> list[str]:
     """State names to their codes and a trailing country dropped, only where they sit as a state or country.
 
-    A state name counts as the state when a ZIP code follows it, or when it ends the address after a comma:
+    A state name counts as the state when a ZIP code follows it (a comma between them or not), or when it ends
+    the address after a comma:
     "Washington" in ``100 Washington St`` stays a street name.
     """
+    while tokens and tokens[-1] == ",":
+        tokens = tokens[:-1]
     for phrase in _COUNTRY_PHRASES:
         size = len(phrase)
         if (len(tokens) > size and tuple(tokens[-size:]) == phrase
@@ -208,7 +211,8 @@ def _states_and_country(tokens: list[str]) -> list[str]:
             if code is None:
                 continue
             end = i + size
-            at_zip = end < len(tokens) and _is_zip(tokens[end])
+            after = end + 1 if end < len(tokens) and tokens[end] == "," else end
+            at_zip = after < len(tokens) and _is_zip(tokens[after])
             at_end = end == len(tokens) and i > 0 and tokens[i - 1] == ","
             if at_zip or at_end:
                 out.append(code)
@@ -244,7 +248,9 @@ def normalize_address(address: str) -> str:
     text = _fold(address, "address")
     text = _ZIP4.sub(r"\1", text)
     text = _UNIT_HYPHEN.sub("", _DROPPED.sub("", text))
-    tokens = _TOKEN.findall(text)
+    found = _TOKEN.findall(text)
+    # Commas only mark boundaries for the state rule: one between two parts, none at the start.
+    tokens = [t for i, t in enumerate(found) if not (t == "," and (i == 0 or found[i - 1] == ","))]
     if not tokens:
         return ""
     tokens = _replace_phrases(tokens, _PO_BOX)
