@@ -10,6 +10,7 @@ def bill_intervals(
     export_wh: npt.NDArray[np.int32] | npt.NDArray[np.int64],
     run_start: npt.NDArray[np.int64],
     run_slot: npt.NDArray[np.int32],
+    demand_start: npt.NDArray[np.int64],
     run_demand: npt.NDArray[np.int32],
     run_flat: npt.NDArray[np.int32],
     slot_bound: npt.NDArray[np.int64],

@@ -19,7 +19,6 @@
 #
 # Outputs are written per row, so rows are independent: a batch equals its rows billed one by one.
 """
-cimport cython
 from libc.stdint cimport int32_t, int64_t
 
 from kernels._types cimport (
@@ -60,55 +59,105 @@ cdef inline int64_t _net(int64_t imp, int64_t exp, int nem_mode) noexcept nogil:
     return imp
 
 
-cdef inline int64_t _sum_run(const usage_t* u, Py_ssize_t a, Py_ssize_t b, int64_t* bits) noexcept nogil:
-    # Reductions kept in the input's width where they can be (OR, max) so the compiler vectorizes the loop;
-    # only the sum widens to int64.
-    cdef int64_t s = 0
-    cdef usage_t o = 0
-    cdef Py_ssize_t k
-    for k in range(a, b):
-        s += u[k]
-        o |= u[k]
-    bits[0] |= o
-    return s
+# The streaming loops of pass 1, in C so that GCC can clone them for AVX2 (``target_clones``: the loader picks
+# the AVX2 body on CPUs that have it, the baseline SSE2 body elsewhere; one wheel runs everywhere). The default
+# x86-64 target lacks a vector max for int32/int64, which made the demand maxima cost more than the sums.
+# One call per row keeps the dispatch off the per-run path.
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CG_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define CG_CLONES
+    #endif
+
+    /* Sum each energy run of one row into its slot; OR every value into *bits (catches negatives and values
+       >= 2**31 without a separate pass); returns the row's total. */
+    #define CG_ROW_SUMS(NAME, T)                                                                          \
+    CG_CLONES static int64_t NAME(const T* u, const int64_t* start, const int32_t* slot, Py_ssize_t R,   \
+                                  int64_t* out, int64_t* bits) {                                         \
+        int64_t total = 0;                                                                               \
+        T o = 0;                                                                                         \
+        for (Py_ssize_t r = 0; r < R; r++) {                                                             \
+            int64_t s = 0;                                                                               \
+            for (int64_t k = start[r]; k < start[r + 1]; k++) { s += u[k]; o |= u[k]; }                  \
+            total += s;                                                                                  \
+            if (slot[r] >= 0) out[slot[r]] += s;                                                         \
+        }                                                                                                \
+        *bits |= (int64_t)o;                                                                             \
+        return total;                                                                                    \
+    }
+
+    /* Peak reading of each demand run: the first interval with the run's maximum, kept per demand period
+       (TOU period q and flat period f of the run) when it beats the period's peak so far. The maximum is
+       taken block by block (vectorized); only the first block that reaches it is searched for its position,
+       so finding the peak's interval costs at most CG_BLOCK scalar steps, not a scan of the run. */
+    #define CG_BLOCK 64
+    #define CG_ROW_PEAKS(NAME, T)                                                                         \
+    CG_CLONES static void NAME(const T* u, const int64_t* start, const int32_t* dq, const int32_t* fq,  \
+                               Py_ssize_t R, int64_t* peak, int64_t* at) {                               \
+        for (Py_ssize_t r = 0; r < R; r++) {                                                             \
+            int64_t a = start[r], b = start[r + 1];                                                      \
+            T m = u[a];                                                                                  \
+            int64_t mb = a;                                                                              \
+            for (int64_t c = a; c < b; c += CG_BLOCK) {                                                  \
+                int64_t e = c + CG_BLOCK < b ? c + CG_BLOCK : b;                                         \
+                T bm = u[c];                                                                             \
+                for (int64_t k = c + 1; k < e; k++) bm = u[k] > bm ? u[k] : bm;                          \
+                if (bm > m) { m = bm; mb = c; }                                                          \
+            }                                                                                            \
+            int32_t qs[2] = {dq[r], fq[r]};                                                              \
+            for (int j = 0; j < 2; j++) {                                                                \
+                int32_t q = qs[j];                                                                       \
+                if (q >= 0 && ((int64_t)m > peak[q] || at[q] < 0)) {                                     \
+                    int64_t k = mb;                                                                      \
+                    while (u[k] != m) k++;                                                               \
+                    peak[q] = m;                                                                         \
+                    at[q] = k;                                                                           \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+    CG_ROW_SUMS(cg_row_sums_i32, int32_t)
+    CG_ROW_SUMS(cg_row_sums_i64, int64_t)
+    CG_ROW_PEAKS(cg_row_peaks_i32, int32_t)
+    CG_ROW_PEAKS(cg_row_peaks_i64, int64_t)
+    """
+    int64_t cg_row_sums_i32(const int32_t* u, const int64_t* start, const int32_t* slot, Py_ssize_t R,
+                            int64_t* out, int64_t* bits) noexcept nogil
+    int64_t cg_row_sums_i64(const int64_t* u, const int64_t* start, const int32_t* slot, Py_ssize_t R,
+                            int64_t* out, int64_t* bits) noexcept nogil
+    void cg_row_peaks_i32(const int32_t* u, const int64_t* start, const int32_t* dq, const int32_t* fq,
+                          Py_ssize_t R, int64_t* peak, int64_t* at) noexcept nogil
+    void cg_row_peaks_i64(const int64_t* u, const int64_t* start, const int32_t* dq, const int32_t* fq,
+                          Py_ssize_t R, int64_t* peak, int64_t* at) noexcept nogil
 
 
-cdef inline int64_t _sum_max_run(const usage_t* u, Py_ssize_t a, Py_ssize_t b, int64_t* bits,
-                                 int64_t* peak) noexcept nogil:
-    cdef int64_t s = 0
-    cdef usage_t o = 0
-    cdef usage_t m = u[a]
-    cdef usage_t v
-    cdef Py_ssize_t k
-    for k in range(a, b):
-        v = u[k]
-        s += v
-        o |= v
-    for k in range(a, b):  # a second loop over the run (now in L1) vectorizes better than one fused loop
-        v = u[k]
-        m = v if v > m else m
-    bits[0] |= o
-    peak[0] = m
-    return s
+cdef inline int64_t _row_sums(const usage_t* u, const int64_t* start, const int32_t* slot, Py_ssize_t R,
+                              int64_t* out, int64_t* bits) noexcept nogil:
+    if usage_t is int32_t:
+        return cg_row_sums_i32(u, start, slot, R, out, bits)
+    else:
+        return cg_row_sums_i64(u, start, slot, R, out, bits)
 
 
-cdef inline Py_ssize_t _first_at(const usage_t* u, Py_ssize_t a, Py_ssize_t b, int64_t v) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(a, b):
-        if u[k] == v:
-            return k
-    return a
+cdef inline void _row_peaks(const usage_t* u, const int64_t* start, const int32_t* dq, const int32_t* fq,
+                            Py_ssize_t R, int64_t* peak, int64_t* at) noexcept nogil:
+    if usage_t is int32_t:
+        cg_row_peaks_i32(u, start, dq, fq, R, peak, at)
+    else:
+        cg_row_peaks_i64(u, start, dq, fq, R, peak, at)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def bill_intervals(
     const usage_t[:, ::1] import_wh,       # IN  (B, N) Wh per interval
     const usage_t[:, ::1] export_wh,       # IN  (B, N) Wh per interval, or (0, N): export not billed
-    const int64_t[::1] run_start,          # IN  (R+1,) first interval of each run; run_start[R] = N
+    const int64_t[::1] run_start,          # IN  (R+1,) first interval of each energy run; run_start[R] = N
     const int32_t[::1] run_slot,           # IN  (R,) energy slot s*P + p, -1 = tariff has no energy charges
-    const int32_t[::1] run_demand,         # IN  (R,) TOU demand period q, -1 = none
-    const int32_t[::1] run_flat,           # IN  (R,) Q + flat demand period f, -1 = none
+    const int64_t[::1] demand_start,       # IN  (Rd+1,) first interval of each demand run (Rd = 0: no demand)
+    const int32_t[::1] run_demand,         # IN  (Rd,) TOU demand period q, -1 = none
+    const int32_t[::1] run_flat,           # IN  (Rd,) Q + flat demand period f, -1 = none
     const int64_t[:, ::1] slot_bound,      # IN  (S*P, T) cumulative tier bounds in Wh for the slot's segment
     const int64_t[:, ::1] pool_bound,      # IN  (S, T) pooled bounds of each segment (tier_scope pooled)
     const int32_t[::1] pool_ntiers,        # IN  (S,)
@@ -151,17 +200,18 @@ def bill_intervals(
     """Bill every row; returns ``(status, bad_row)``. The wrapper checks every shape and allocates outputs."""
     cdef Py_ssize_t B = import_wh.shape[0]
     cdef Py_ssize_t R = run_slot.shape[0]
+    cdef Py_ssize_t Rd = run_demand.shape[0]
     cdef Py_ssize_t L = quantity.shape[1]
     cdef Py_ssize_t SP = slot_import.shape[1]
     cdef Py_ssize_t QF = peak_w.shape[1]
     cdef Py_ssize_t K = rider_price.shape[0]
     cdef Py_ssize_t J = tax_micro_pct.shape[0]
     cdef bint has_export = export_wh.shape[0] > 0
-    cdef bint has_peaks = QF > 0
     cdef int128_t line_nano[MAX_LINES]
     cdef Py_ssize_t i, r, a, b, p, t, s, q, l, k, slot, n_pre
     cdef int64_t v, mx, bits, ebits, e, x, n, big_e, fill, lo, tot_import, subtotal, cents
     cdef int64_t nem_qty
+    cdef int64_t nowhere = 0
     cdef int128_t nem_nano, nano
     cdef const usage_t* row
     cdef const usage_t* xrow
@@ -182,25 +232,14 @@ def bill_intervals(
                 peak_w[i, q] = 0
                 peak_at[i, q] = -1
             bits = 0
-            tot_import = 0
-            for r in range(R):
-                a = run_start[r]
-                b = run_start[r + 1]
-                if has_peaks and (run_demand[r] >= 0 or run_flat[r] >= 0):
-                    e = _sum_max_run(row, a, b, &bits, &mx)
-                    q = run_demand[r]
-                    if q >= 0 and (mx > peak_w[i, q] or peak_at[i, q] < 0):
-                        peak_w[i, q] = mx
-                        peak_at[i, q] = _first_at(row, a, b, mx)
-                    q = run_flat[r]
-                    if q >= 0 and (mx > peak_w[i, q] or peak_at[i, q] < 0):
-                        peak_w[i, q] = mx
-                        peak_at[i, q] = _first_at(row, a, b, mx)
-                else:
-                    e = _sum_run(row, a, b, &bits)
-                tot_import += e
-                if run_slot[r] >= 0:
-                    slot_import[i, run_slot[r]] += e
+            # (a tariff without energy charges has no slots: every run_slot is -1 and nothing is written)
+            tot_import = _row_sums(row, &run_start[0], &run_slot[0], R, &slot_import[i, 0] if SP else &nowhere,
+                                   &bits)
+            # demand runs change only where a demand period does (flat demand: once a month), so their maxima
+            # are taken in a second loop over the row, which is in L1 by now: memory still sees it once
+            if Rd > 0:
+                _row_peaks(row, &demand_start[0], &run_demand[0], &run_flat[0], Rd, &peak_w[i, 0],
+                           &peak_at[i, 0])
             if (bits >> 31) != 0:
                 status = _BAD_IMPORT
                 bad_row = i
@@ -208,10 +247,7 @@ def bill_intervals(
             if has_export:
                 xrow = &export_wh[i, 0]
                 ebits = 0
-                for r in range(R):
-                    e = _sum_run(xrow, run_start[r], run_start[r + 1], &ebits)
-                    if run_slot[r] >= 0:
-                        slot_export[i, run_slot[r]] += e
+                _row_sums(xrow, &run_start[0], &run_slot[0], R, &slot_export[i, 0] if SP else &nowhere, &ebits)
                 if (ebits >> 31) != 0:
                     status = _BAD_EXPORT
                     bad_row = i

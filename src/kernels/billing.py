@@ -206,6 +206,16 @@ def _i64(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+def _runs(*keys: np.ndarray) -> np.ndarray:
+    """Start of each maximal stretch of equal ``keys``, then ``n``: int64 (R+1,)."""
+    n = keys[0].shape[0]
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.append(np.flatnonzero(change), n).astype(np.int64)
+
+
 @lru_cache(maxsize=256)
 def _plan(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes: int) -> _Plan:
     cal = timegrid.calendar(start, end, interval_minutes, tariff.timezone)
@@ -233,11 +243,9 @@ def _plan(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes
               if Q else np.full(n, -1, dtype=np.int64))
     flat = Q + tariff.flat_months[m].astype(np.int64) if F else np.full(n, -1, dtype=np.int64)
 
-    # runs: maximal stretches of intervals with the same (slot, demand, flat)
-    change = np.ones(n, dtype=bool)
-    change[1:] = (slot[1:] != slot[:-1]) | (demand[1:] != demand[:-1]) | (flat[1:] != flat[:-1])
-    run_start = np.flatnonzero(change)
-    run_start = np.append(run_start, n)
+    # runs: maximal stretches of intervals with the same energy slot, and with the same demand periods
+    run_start = _runs(slot)
+    demand_start = _runs(demand, flat) if Q + F else np.zeros(1, dtype=np.int64)
 
     # prorated tier bounds per slot, pooled bounds per segment
     T = tariff.energy_max_wh.shape[1] if P else 1
@@ -288,8 +296,9 @@ def _plan(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes
     arrays = dict(
         run_start=_i64(run_start),
         run_slot=_i32(slot[run_start[:-1]]),
-        run_demand=_i32(demand[run_start[:-1]]),
-        run_flat=_i32(flat[run_start[:-1]]),
+        demand_start=_i64(demand_start),
+        run_demand=_i32(demand[demand_start[:-1]]),
+        run_flat=_i32(flat[demand_start[:-1]]),
         slot_bound=_i64(slot_bound),
         pool_bound=_i64(pool_bound),
         pool_ntiers=_i32(pool_ntiers),
