@@ -103,7 +103,8 @@ def test_empty_batch_has_the_tariffs_lines_and_no_bills():
 
 @pytest.mark.parametrize("num,den,expected", [
     (5, 10, 1), (-5, 10, -1), (4, 10, 0), (-4, 10, 0), (15, 10, 2), (-15, 10, -2), (25, 10, 3), (-25, 10, -3),
-    (1, 3, 0), (2, 3, 1), (-2, 3, -1), (0, 7, 0), (10**18, 10**7, 10**11), (-(10**18) - 5 * 10**6, 10**7, -(10**11) - 1),
+    (1, 3, 0), (2, 3, 1), (-2, 3, -1), (0, 7, 0), (10**18, 10**7, 10**11),
+    (-(10**18) - 5 * 10**6, 10**7, -(10**11) - 1),
 ])
 def test_round_half_up_is_half_away_from_zero(num, den, expected):
     assert round_half_up_div(num, den) == expected

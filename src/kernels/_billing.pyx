@@ -3,19 +3,20 @@
 # Design:
 # One call bills B rows (service points) for the same tariff and the same period [start, end). Everything that
 # depends only on tariff x calendar is computed once by the wrapper (kernels/billing.py) and arrives here as a
-# "plan": the period's intervals are cut into R *runs* of consecutive intervals that share one energy slot
-# (calendar-month segment s x TOU period p -> slot s*P + p), one TOU demand period and one flat demand period.
-# TOU periods change a few times a day, so a month of hourly data is ~100-200 runs.
+# "plan". The period's intervals are cut into R *energy runs* of consecutive intervals that share one energy
+# slot (calendar-month segment s x TOU period p -> slot s*P + p; TOU periods change a few times a day, so a
+# month of hourly data is ~50-150 runs), and into Rd *demand runs* that share one TOU demand period and one
+# flat demand period (flat demand changes once a month).
 #
-# Pass 1 (streaming, the only pass over the usage): for each row, for each run, one tight loop sums the run's Wh
-# into the slot's accumulator and, when the run carries demand, takes its maximum; an OR of every value catches
-# negative (or absurd, >= 2**31 Wh) readings without a separate validation pass. Each usage value is read
-# exactly once; the accumulators (slot energies, peaks) are a few hundred bytes and stay in L1.
+# Pass 1 (streaming, the only pass over the usage in memory): per row, one tight loop per energy run sums its
+# Wh into the slot's accumulator, and ORs every value so that a negative (or absurd, >= 2**31 Wh) reading is
+# caught without a validation pass. The demand maxima follow on the same row, now in L1. These loops are C
+# (below) so that GCC can clone them for AVX2; the accumulators (slot energies, peaks) stay in L1.
 #
 # Pass 2 (per row, O(lines)): net metering, tiers (pooled or per period) with the segment's prorated bounds,
 # demand tiers, fixed, riders, the credit, then every line rounded half-up to the cent, the minimum and taxes
 # on the rounded subtotal. Line amounts are accumulated in nano-dollars in 128-bit integers (pooled tier
-# splits multiply Wh x Wh x micro-$), then rounded once per line by the shared helper.
+# splits multiply Wh x Wh x micro-$), then rounded once per line by the shared helper in _types.pxd.
 #
 # Outputs are written per row, so rows are independent: a batch equals its rows billed one by one.
 """
@@ -208,8 +209,8 @@ def bill_intervals(
     cdef Py_ssize_t J = tax_micro_pct.shape[0]
     cdef bint has_export = export_wh.shape[0] > 0
     cdef int128_t line_nano[MAX_LINES]
-    cdef Py_ssize_t i, r, a, b, p, t, s, q, l, k, slot, n_pre
-    cdef int64_t v, mx, bits, ebits, e, x, n, big_e, fill, lo, tot_import, subtotal, cents
+    cdef Py_ssize_t i, p, t, s, q, l, k, slot, n_pre
+    cdef int64_t v, bits, ebits, e, x, n, big_e, fill, lo, tot_import, subtotal, cents
     cdef int64_t nem_qty
     cdef int64_t nowhere = 0
     cdef int128_t nem_nano, nano
