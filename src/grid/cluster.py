@@ -36,6 +36,7 @@ class GridConfig:
     namespace: str = "contextgrid"
     timezone: str = DEFAULT_TIMEZONE
     call_timeout_s: float = 30.0
+    request_timeout_s: float = 5.0  # one customer's call; past it the gateway answers 503 (never a hang)
     num_cpus: int | None = None
     move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
     move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
@@ -189,7 +190,8 @@ class Grid:
         for attempt in (0, 1):
             shard = self.shards[await self.route(customer_id)]
             try:
-                return await self._aget(getattr(shard, method).remote(*args), timeout)
+                return await self._aget(getattr(shard, method).remote(*args),
+                                        timeout or self.config.request_timeout_s)
             except WrongShard:
                 if attempt:
                     raise
@@ -198,7 +200,8 @@ class Grid:
         return await self._routed(customer_id, "get", customer_id)
 
     async def aget_many(self, shard_index: int, customer_ids: list[str]) -> list[dict | None]:
-        return await self._aget(self.shards[shard_index].get_many.remote(customer_ids))
+        return await self._aget(self.shards[shard_index].get_many.remote(customer_ids),
+                                self.config.request_timeout_s)
 
     async def acall(self, customer_id: str, method: str, *args):
         return await self._routed(customer_id, "call", method, *args)
