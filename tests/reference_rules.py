@@ -96,3 +96,62 @@ def portfolios(rows: list[dict], link_rules: list[dict]) -> dict[str, str]:
         for a in seen:
             out[a] = label
     return out
+
+
+def classify_account(row: dict, key_rules: dict, load_rules: dict) -> dict:
+    """Key-account status and load priority of one feature row.
+
+    ``key_rules``: ``{eligible: tree | None, rules: [(id, tree)]}``; ``load_rules``: ``{levels, default,
+    rules: [(id, level, tree)]}``.
+    """
+    eligible = key_rules["eligible"] is None or matches(key_rules["eligible"], row)
+    reasons = [rid for rid, tree in key_rules["rules"] if eligible and matches(tree, row)]
+    levels = load_rules["levels"]
+    fired = [(rid, levels.index(level)) for rid, level, tree in load_rules["rules"] if matches(tree, row)]
+    rank = max([levels.index(load_rules["default"])] + [r for _, r in fired])
+    return {"key_account": bool(reasons), "reasons": reasons, "load_priority": levels[rank],
+            "load_priority_reasons": [rid for rid, r in fired if r == rank]}
+
+
+def portfolio_totals(rows: list[dict], portfolio_of: dict[str, str], classes: dict[str, dict] | None) -> dict:
+    """Per-portfolio totals of feature rows (see grid.rules.columns.PORTFOLIO_COLUMNS), by plain iteration.
+
+    ``classes`` (account id -> classify_account result, with ``levels`` under the key ``"__levels__"``) adds
+    ``n_key_accounts`` and ``load_priority``.
+    """
+    out: dict[str, dict] = {}
+    for row in rows:
+        pid = portfolio_of.get(row["account_id"], "P" + row["account_id"])
+        t = out.setdefault(pid, {"n_accounts": 0, "customers": set(), "sites": set(), "spend_12m_cents": 0,
+                                 "max_account_spend_12m_cents": None, "peak_demand_w": 0,
+                                 "max_account_peak_demand_w": None, "usage_wh": 0, "programs": set(),
+                                 "kinds": set(), "n_key_accounts": 0, "level": -1})
+        t["n_accounts"] += 1
+        t["customers"].add(row["customer_id"])
+        t["sites"].update(row["site_keys"])
+        spend, peak = row["spend_12m_cents"] or 0, row["peak_demand_w"] or 0
+        t["spend_12m_cents"] += spend
+        t["peak_demand_w"] += peak
+        t["usage_wh"] += row["usage_wh"] or 0
+        t["max_account_spend_12m_cents"] = max(spend, t["max_account_spend_12m_cents"] if
+                                               t["max_account_spend_12m_cents"] is not None else spend)
+        t["max_account_peak_demand_w"] = max(peak, t["max_account_peak_demand_w"] if
+                                             t["max_account_peak_demand_w"] is not None else peak)
+        t["programs"].update(row["programs"] or ())
+        if row["kind"] is not None:
+            t["kinds"].add(row["kind"])
+        if classes is not None:
+            c = classes[row["account_id"]]
+            t["n_key_accounts"] += c["key_account"]
+            t["level"] = max(t["level"], classes["__levels__"].index(c["load_priority"]))
+    result = {}
+    for pid, t in out.items():
+        r = {"n_accounts": t["n_accounts"], "n_customers": len(t["customers"]), "n_sites": len(t["sites"]),
+             "spend_12m_cents": t["spend_12m_cents"], "max_account_spend_12m_cents": t["max_account_spend_12m_cents"],
+             "peak_demand_w": t["peak_demand_w"], "max_account_peak_demand_w": t["max_account_peak_demand_w"],
+             "usage_wh": t["usage_wh"], "programs": sorted(t["programs"]), "kinds": sorted(t["kinds"])}
+        if classes is not None:
+            r["n_key_accounts"] = t["n_key_accounts"]
+            r["load_priority"] = classes["__levels__"][t["level"]]
+        result[pid] = r
+    return result
