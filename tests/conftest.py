@@ -67,3 +67,36 @@ async def api(grid, keystore):
     app = create_app(grid, GatewayConfig(max_body_bytes=64 * 1024), keystore)
     async with TestClient(TestServer(app)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory):
+    """A small generated base: 150 customers, 2 months of hourly data, legacy bills with injected errors."""
+    from grid.synth import generate_base
+
+    out = tmp_path_factory.mktemp("base")
+    generate_base(out, 150, seed=7, months=2, chunk_customers=50, bill_error_rate=0.05)
+    return out
+
+
+@pytest.fixture(scope="session")
+def base_grid(ray_session, base_dir, tmp_path_factory):
+    """A two-shard grid holding the generated base, loaded the way `contextgrid load` does."""
+    from grid.cluster import Grid
+
+    g = Grid.start(data_dir=str(tmp_path_factory.mktemp("basegrid")), shards=2, namespace="cg-test-base")
+    ticks = []
+    g.loaded = g.load(base_dir, progress=ticks.append)
+    g.ticks = ticks
+    yield g
+    g.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def base_api(base_grid, keystore):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from grid.gateway.app import create_app
+
+    async with TestClient(TestServer(create_app(base_grid, keys=keystore))) as client:
+        yield client

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -12,4 +13,5 @@ class GatewayConfig:
     max_body_bytes: int = 1 << 20  # 1 MiB: a month of 15-minute readings for a few meters fits
     near_cache_ttl_s: float = 30.0  # upper bound on staleness if a shard's change log cannot be read
     invalidate_interval_s: float = 0.1  # how often shards' change logs are polled
+    tariff_dir: str = str(Path(__file__).resolve().parents[3] / "rules" / "tariffs")
     near_cache_capacity: int = 100_000
