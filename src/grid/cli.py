@@ -105,6 +105,8 @@ def cmd_serve(args) -> int:
         write_keys_file(keys_file, entries)
     config = GatewayConfig(host=args.host, port=args.port, keys_file=keys_file,
                            max_body_bytes=args.max_body_bytes, near_cache_ttl_s=args.near_cache_ttl)
+    if args.tariffs:
+        config.tariff_dir = str(Path(args.tariffs).resolve())
     keys = KeyStore.load(keys_file)
     asyncio.run(run_server(grid, config, keys, announce))
     return 0
@@ -158,6 +160,30 @@ def cmd_scale(args) -> int:
     return 0
 
 
+def cmd_bill_run(args) -> int:
+    import json
+    import time
+
+    _, run = _http(args, "POST", "/v1/bill-runs", {"period": args.period, "tolerance_cents": args.tolerance})
+    bar = tqdm(total=None, desc=f"bill run {args.period}", unit="batches", file=sys.stderr)
+    with bar:
+        while run["state"] == "running":
+            time.sleep(0.2)
+            _, run = _http(args, "GET", f"/v1/bill-runs/{run['run_id']}")
+            bar.total = run["progress"]["total"] or None
+            bar.n = run["progress"]["done"]
+            bar.refresh()
+    if run["state"] != "done":
+        raise SystemExit(f"error: bill run failed: {run.get('error')}")
+    rep = run["report"]
+    print(f"{rep['bills']} bills for {rep['period']}: " + ", ".join(f"{k} {v}" for k, v in rep["counts"].items()))
+    print(f"released {rep['released']}, held {rep['held']}; sum of differences {rep['diff_cents'] / 100:.2f}")
+    print(f"report: {args.url.rstrip('/')}/v1/bill-runs/{run['run_id']} (?format=csv, /report.parquet)")
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    return 0
+
+
 def cmd_snapshot(args) -> int:
     _, out = _http(args, "POST", "/v1/admin/snapshots", {})
     for s in out["items"]:
@@ -197,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate a base of N customers into DATA_DIR/base if missing and load it")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--tariffs", default=None, help="tariff catalogue directory (default: rules/tariffs)")
     s.add_argument("--near-cache-ttl", type=float, default=30.0,
                    help="seconds; bounds staleness if a shard's change log is unreachable; 0 disables the cache")
     s.set_defaults(func=cmd_serve)
@@ -209,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("count", type=int)
     http_args(sc)
     sc.set_defaults(func=cmd_scale)
+
+    br = sub.add_parser("bill-run", help="bill and reconcile every account for a month (through the gateway)")
+    br.add_argument("--period", required=True, help="YYYY-MM")
+    br.add_argument("--tolerance", type=int, default=0, help="cents a line may differ and still match")
+    br.add_argument("--json", action="store_true", help="also print the whole report")
+    http_args(br)
+    br.set_defaults(func=cmd_bill_run)
 
     sn = sub.add_parser("snapshot", help="snapshot every shard now (through the gateway)")
     http_args(sn)
