@@ -20,6 +20,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml setup.py
+	$(PY) -m pip install -q "Cython>=3.0" "setuptools>=69" wheel "numpy>=2.0"
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 

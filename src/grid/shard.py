@@ -42,7 +42,7 @@ class Shard:
         self.bills = BillStore()
         self.applied: OrderedDict[str, dict] = OrderedDict()
         self.change_seq = 0
-        self.bill_status: dict[str, dict[str, tuple[str, int]]] = {}  # period -> account -> (outcome, diff)
+        self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._entities: dict | None = None
 
