@@ -104,7 +104,10 @@ def cmd_serve(args) -> int:
         keys_file = str(data_dir / "keys.yaml")
         write_keys_file(keys_file, entries)
     config = GatewayConfig(host=args.host, port=args.port, keys_file=keys_file,
-                           max_body_bytes=args.max_body_bytes, near_cache_ttl_s=args.near_cache_ttl)
+                           max_body_bytes=args.max_body_bytes, near_cache_ttl_s=args.near_cache_ttl,
+                           classify_on_start=True)
+    if args.rules:
+        config.rules_dir = str(Path(args.rules).resolve())
     if args.tariffs:
         config.tariff_dir = str(Path(args.tariffs).resolve())
     keys = KeyStore.load(keys_file)
@@ -223,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate a base of N customers into DATA_DIR/base if missing and load it")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--rules", default=None, help="rule files directory (default: rules)")
     s.add_argument("--tariffs", default=None, help="tariff catalogue directory (default: rules/tariffs)")
     s.add_argument("--near-cache-ttl", type=float, default=30.0,
                    help="seconds; bounds staleness if a shard's change log is unreachable; 0 disables the cache")

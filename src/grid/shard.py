@@ -307,6 +307,10 @@ class Shard:
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
         self.applied[op["write_id"]] = result
+        if getattr(self, "_rules", None) is not None:  # inputs may have changed: re-classify this customer
+            from grid.classification import reclassify
+
+            reclassify(self, cid)
         self.changed(cid)
         while len(self.applied) > APPLIED_WRITE_IDS:
             self.applied.popitem(last=False)

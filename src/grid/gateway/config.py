@@ -14,4 +14,6 @@ class GatewayConfig:
     near_cache_ttl_s: float = 30.0  # upper bound on staleness if a shard's change log cannot be read
     invalidate_interval_s: float = 0.1  # how often shards' change logs are polled
     tariff_dir: str = str(Path(__file__).resolve().parents[3] / "rules" / "tariffs")
+    classify_on_start: bool = False  # `contextgrid serve` turns it on: classify the base once serving
+    rules_dir: str = str(Path(__file__).resolve().parents[3] / "rules")
     near_cache_capacity: int = 100_000

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from grid.gateway.auth import KeyStore
     from grid.gateway.config import GatewayConfig
     from grid.gateway.jobs import Jobs
+    from grid.rules import ActiveRules
     from grid.gateway.metrics import Metrics
     from grid.gateway.reads import Reads
     from grid.gateway.validation import Contract
@@ -21,6 +22,8 @@ CONFIG: web.AppKey["GatewayConfig"] = web.AppKey("config")
 READS: web.AppKey["Reads"] = web.AppKey("reads")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 JOBS: web.AppKey["Jobs"] = web.AppKey("jobs")
+RULES: web.AppKey["ActiveRules"] = web.AppKey("rules")
+CLASSIFIED: web.AppKey[dict] = web.AppKey("classified")
 
 if TYPE_CHECKING:
     from grid.gateway.auth import Principal
