@@ -8,6 +8,9 @@ from aiohttp import web
 
 from grid.gateway import customers
 from grid.gateway.admin import setup_admin
+from grid.gateway.billing import setup_billing
+from grid.gateway.portal import setup_portal
+from grid.gateway.rules import setup_rules
 from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
@@ -89,24 +92,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     r.add_get("/v1/customers/{id}/usage", customers.get_usage, name="get_usage")
     r.add_post("/v1/customers/{id}/usage", customers.post_usage, name="post_usage")
     setup_admin(app)
-    # extension hooks: feature modules add their routes here
-    for setup in _feature_routes():
-        setup(app)
+    setup_billing(app)
+    setup_rules(app)
+    setup_portal(app)
     return app
-
-
-def _feature_routes():
-    """Route setups of feature modules that are present (portal, billing, rules)."""
-    import importlib
-
-    out = []
-    for module, fn in (("grid.gateway.portal", "setup_portal"), ("grid.gateway.billing", "setup_billing"),
-                       ("grid.gateway.rules", "setup_rules")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        out.append(getattr(mod, fn))
-    return out
