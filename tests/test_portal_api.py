@@ -1,0 +1,179 @@
+"""The portal's what-if routes through the gateway: each route, formats, auth, and bad inputs as 4xx problems."""
+import json
+
+import pytest
+from conftest import OWN_CUSTOMER, auth
+from portal_seed import AS_OF, PLAIN, SOLAR, seed
+
+H = auth("operator")
+
+
+@pytest.fixture(scope="module")
+def seeded(grid):
+    return seed(grid)
+
+
+async def problem(r):
+    assert r.content_type == "application/problem+json", await r.text()
+    return await r.json(content_type="application/problem+json")
+
+
+async def test_current_bill(api, seeded):
+    r = await api.get(f"/v1/customers/{PLAIN}/bill/current?as_of=2026-10-20", headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    assert data["as_of"] == "2026-10-20"
+    (acct,) = data["items"]
+    assert acct["period_start"] == "2026-10-01" and acct["period_end"] == "2026-11-01"
+    assert acct["to_date"]["end"] == "2026-10-21" and acct["to_date"]["days"] == 20
+    assert acct["to_date"]["total_cents"] == sum(line["amount_cents"] for line in acct["to_date"]["lines"])
+    assert 0 < acct["to_date"]["total_cents"] < acct["projected"]["total_cents"]
+    assert data["to_date_cents"] == acct["to_date"]["total_cents"]
+    # usage after as_of is ignored, so the projection's estimated energy is the 11 days not yet billed
+    assert acct["projected"]["estimated_import_wh"] > 0
+
+
+async def test_current_bill_as_csv(api, seeded):
+    r = await api.get(f"/v1/customers/{PLAIN}/bill/current?as_of=2026-10-20&format=csv", headers=H)
+    assert r.status == 200 and r.content_type == "text/csv"
+    header = (await r.text()).splitlines()[0]
+    assert "account_id" in header and "projected.total_cents" in header
+
+
+async def test_scenarios_rank_plans_with_difference_from_current(api, seeded):
+    body = {"plans": ["res-tiered", "res-tou-nem", "public-flat"]}
+    r = await api.post(f"/v1/customers/{SOLAR}/scenarios?as_of={AS_OF}", json=body, headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    assert data["current_plan_id"] == "res-tou"
+    assert data["months"][0] == "2025-11" and data["months"][-1] == "2026-10"
+    items = data["items"]
+    assert {i["plan_id"] for i in items} == {"res-tou", "res-tiered", "res-tou-nem", "public-flat"}
+    assert [i["rank"] for i in items] == [1, 2, 3, 4]
+    assert [i["total_cents"] for i in items] == sorted(i["total_cents"] for i in items)
+    current = next(i for i in items if i["is_current"])
+    assert current["difference_cents"] == 0
+    assert current["total_cents"] == data["baseline"]["total_cents"]  # no changes: the current plan is the baseline
+    for item in items:
+        assert len(item["bills"]) == 12
+        assert item["total_cents"] == sum(b["total_cents"] for b in item["bills"])
+        assert item["difference_cents"] == item["total_cents"] - current["total_cents"]
+        for b, cb in zip(item["bills"], current["bills"]):
+            assert b["total_cents"] == sum(line["amount_cents"] for line in b["lines"])
+            assert b["difference_cents"] == b["total_cents"] - cb["total_cents"]
+
+
+async def test_scenarios_with_load_changes_and_an_inline_tariff(api, seeded):
+    flat = {"label": "my-flat", "name": "Flat 30c", "energyratestructure": [[{"rate": 0.30, "unit": "kWh"}]],
+            "energyweekdayschedule": [[0] * 24] * 12, "energyweekendschedule": [[0] * 24] * 12,
+            "fixedchargefirstmeter": 10, "fixedchargeunits": "$/month"}
+    body = {"plans": ["res-tiered", flat],
+            "changes": {"solar": {"kw": 4}, "shift": {"percent": 25}, "ev": {"kwh_per_day": 8, "start_hour": 23}}}
+    r = await api.post(f"/v1/customers/{PLAIN}/scenarios?as_of={AS_OF}", json=body, headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    inline = next(i for i in data["items"] if i["source"] == "inline")
+    assert inline["plan_id"] == "my-flat"
+    assert data["changes"]["solar"]["kw"] == 4 and data["changes"]["shift"]["percent"] == 25
+    assert data["load"]["scenario_export_wh"] > data["load"]["export_wh"] == 0  # new panels export at noon
+    current = next(i for i in data["items"] if i["is_current"])
+    assert current["change_from_today_cents"] == current["total_cents"] - data["baseline"]["total_cents"] != 0
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"plans": ["no-such-plan"]}, 404, "plans[0]"),
+    ({"plans": ["res-tiered", "nope"]}, 404, "plans[1]"),
+    ({"plans": ["res-tou", "bad id!"]}, 422, "plans[1]"),
+    ({"plans": [{"energyratestructure": [[{"rate": 0.1, "max": -5}, {"rate": 0.2}]],
+                 "energyweekdayschedule": [[0] * 24] * 12, "energyweekendschedule": [[0] * 24] * 12}]},
+     422, "plans[0].energyratestructure[0][0].max"),
+    ({"plans": []}, 422, "plans"),
+    ({}, 422, "plans"),
+    ({"plans": ["res-tou"], "changes": {"solar": {"kw": -3}}}, 422, "changes.solar.kw"),
+    ({"plans": ["res-tou"], "changes": {"shift": {"percent": 120}}}, 422, "changes.shift.percent"),
+    ({"plans": ["res-tou"], "changes": {"shift": {"percent": -1}}}, 422, "changes.shift.percent"),
+    ({"plans": ["res-tou"], "changes": {"ev": {"kwh_per_day": 200, "charger_kw": 3}}}, 422, "changes.ev.kwh_per_day"),
+    ({"plans": ["res-tou"], "changes": {"wind": {"kw": 1}}}, 422, "changes.wind"),
+    ({"plans": ["res-tou"], "account_id": "A-nope"}, 404, "account_id"),
+])
+async def test_bad_scenario_inputs_are_4xx_naming_the_field(api, seeded, body, status, field):
+    r = await api.post(f"/v1/customers/{PLAIN}/scenarios?as_of={AS_OF}", json=body, headers=H)
+    assert r.status == status, await r.text()
+    assert (await problem(r))["field"] == field
+
+
+async def test_forecast(api, seeded):
+    r = await api.get(f"/v1/customers/{PLAIN}/forecast?months=6&as_of={AS_OF}", headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    assert [i["month"] for i in data["items"]] == ["2026-11", "2026-12", "2027-01", "2027-02", "2027-03", "2027-04"]
+    assert data["history_months"] == 24
+    for i in data["items"]:
+        assert i["low_cents"] <= i["forecast_cents"] <= i["high_cents"]
+        assert i["source_month"] == f"{int(i['month'][:4]) - 1}-{i['month'][5:]}"
+    assert data["total_cents"] == sum(i["forecast_cents"] for i in data["items"])
+    assert abs(data["levelized_cents"] * 6 - data["total_cents"]) <= 3
+    assert data["items"][-1]["balance_cents"] == data["levelized_cents"] * 6 - data["total_cents"]
+    assert "method" in data and data["history_average_cents"] > 0
+
+
+@pytest.mark.parametrize("query, field", [("months=0", "months"), ("months=25", "months"), ("months=x", "months"),
+                                          ("as_of=2026-13-01", "as_of"), ("horizon=3", "horizon")])
+async def test_bad_forecast_query(api, seeded, query, field):
+    r = await api.get(f"/v1/customers/{PLAIN}/forecast?{query}", headers=H)
+    assert r.status == 422
+    assert (await problem(r))["field"] == field
+
+
+async def test_green(api, seeded):
+    r = await api.get(f"/v1/customers/{SOLAR}/green?as_of={AS_OF}", headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    assert data["solar_kw_dc"] == 5.0 and data["solar_kw_source"] == "attribute"
+    assert data["export_wh"] > 0 and data["generation_wh"] > 0
+    assert data["consumption_wh"] == data["import_wh"] + data["self_consumed_wh"]
+    assert 0 < data["solar_share"] < 1
+    assert data["green_program_wh"] == data["import_wh"]  # GREEN_POWER matches 100 % of import by default
+    assert data["avoided_co2_g"] == sum(i["avoided_co2_g"] for i in data["items"])
+    r = await api.get(f"/v1/customers/{PLAIN}/green?as_of={AS_OF}", headers=H)
+    plain = await r.json()
+    assert plain["solar_kw_dc"] is None and plain["generation_wh"] == 0 and plain["solar_share"] == 0
+
+
+async def test_green_as_xml(api, seeded):
+    r = await api.get(f"/v1/customers/{SOLAR}/green?as_of={AS_OF}", headers={**H, "Accept": "application/xml"})
+    assert r.status == 200 and r.content_type == "application/xml"
+    assert b"<avoided_co2_g" in await r.read()
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/bill/current", None), ("POST", "/scenarios", {"plans": ["res-tiered"]}),
+    ("GET", "/forecast?months=2", None), ("GET", "/green", None)])
+async def test_customer_key_sees_only_its_own_what_ifs(api, method, path, body):
+    own = await api.request(method, f"/v1/customers/{OWN_CUSTOMER}{path}", json=body, headers=auth("customer"))
+    assert own.status == 200, await own.text()
+    other = await api.request(method, f"/v1/customers/C0000003{path}", json=body, headers=auth("customer"))
+    assert other.status == 404
+    none = await api.request(method, f"/v1/customers/{OWN_CUSTOMER}{path}", json=body)
+    assert none.status == 401
+
+
+async def test_portal_page_and_assets_are_served(api):
+    r = await api.get("/portal")
+    assert r.status == 200 and "text/html" in r.content_type
+    html = await r.text()
+    for asset in ("/portal/static/app.js", "/portal/static/style.css"):
+        assert asset in html
+        a = await api.get(asset)
+        assert a.status == 200, asset
+    assert (await api.get("/portal/static/nope.js")).status == 404
+
+
+async def test_openapi_lists_the_portal_routes(api):
+    import yaml
+
+    spec = yaml.safe_load(await (await api.get("/v1/openapi.yaml")).text())
+    for path in ("/v1/customers/{id}/bill/current", "/v1/customers/{id}/scenarios", "/v1/customers/{id}/forecast",
+                 "/v1/customers/{id}/green"):
+        assert path in spec["paths"]
+    assert json.dumps(spec["components"]["schemas"]["ScenarioRequest"])

@@ -1,0 +1,170 @@
+"""The portal in a real browser: Playwright drives Debian's chromium against a gateway on a loopback port.
+
+Sign in with a customer key, see the bill, run a what-if, change a contact preference (checked through the
+API afterwards), add a project; screenshots at desktop and phone width go to ``artifacts/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from portal_seed import SOLAR, seed
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CUSTOMER_KEY = "portal-browser-key-0123456789"
+OPERATOR_KEY = "portal-browser-ops-0123456789"
+AS_OF = "2026-10-20"  # inside the seeded usage, so the bill to date has 20 days
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (make browser installs it)"),
+]
+
+
+def money(cents: int) -> str:
+    sign = "−" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+@pytest.fixture(scope="module")
+async def portal(grid):
+    """(base URL, aiohttp session as operator) for a gateway with a customer key for ``SOLAR``."""
+    import aiohttp
+    from aiohttp import web
+
+    from grid.gateway.app import create_app
+    from grid.gateway.auth import KeyStore, digest
+    from grid.gateway.config import GatewayConfig
+    from grid.gateway.portal import setup_portal
+
+    seed(grid)
+    keys = KeyStore([{"id": "browser-ops", "role": "operator", "sha256": digest(OPERATOR_KEY)},
+                     {"id": "browser-customer", "role": "customer", "sha256": digest(CUSTOMER_KEY),
+                      "customers": [SOLAR]}])
+    app = create_app(grid, GatewayConfig(), keys)
+    if "get_current_bill" not in app.router.named_resources():
+        setup_portal(app)  # until create_app wires the portal itself
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as http:
+        yield base, http
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    pw = pytest.importorskip("playwright.async_api")
+    async with pw.async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        await b.close()
+
+
+async def test_portal_end_to_end(portal, browser):
+    base, http = portal
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    # sign in
+    await page.goto(f"{base}/portal?as_of={AS_OF}")
+    await page.fill("#key", CUSTOMER_KEY)
+    await page.click("#sign-in-button")
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.wait_for_function("document.querySelector('#who-name').textContent.includes('C0000902')")
+
+    # the bill shown is the API's bill
+    bill = await (await http.get(f"/v1/customers/{SOLAR}/bill/current?as_of={AS_OF}")).json()
+    acct = bill["items"][0]
+    projected = page.locator(f"#projected-{acct['account_id']}")
+    await projected.wait_for()
+    assert (await projected.text_content()).strip() == money(acct["projected"]["total_cents"])
+    assert (await page.locator("#bill .to-date").text_content()).strip() == money(acct["to_date"]["total_cents"])
+
+    # charts and green tiles rendered
+    await page.wait_for_selector("#usage-chart svg rect")
+    await page.wait_for_selector("#forecast-chart svg path.band")
+    green = await (await http.get(f"/v1/customers/{SOLAR}/green?as_of={AS_OF}")).json()
+    assert f"{green['solar_share'] * 100:.1f} %" in await page.locator("#green-solar-share").text_content()
+
+    # a what-if: the residential plans other than the current one are preselected; add 3 kW of solar
+    await page.fill("#solar-kw", "3")
+    await page.click("#compare-button")
+    await page.wait_for_selector("#scenario-table tbody tr")
+    checked = await page.eval_on_selector_all("#plan-choices input:checked", "els => els.map(e => e.value)")
+    assert checked
+    expect = await (await http.post(f"/v1/customers/{SOLAR}/scenarios?as_of={AS_OF}",
+                                    json={"plans": checked, "changes": {"solar": {"kw": 3}}})).json()
+    rows = page.locator("#scenario-table tbody tr")
+    assert await rows.count() == len(expect["items"])
+    for i, item in enumerate(expect["items"]):
+        assert (await rows.nth(i).locator("td.total").text_content()).strip() == money(item["total_cents"])
+    await page.wait_for_selector("#scenario-chart svg path")
+
+    # change a contact's notification preference and quiet hours; it persists in the context
+    form = page.locator("form.contact").first
+    contact_id = await form.get_attribute("data-contact-id")
+    await form.locator(".ch-preference").first.fill("3")
+    await form.locator(".ch-quiet-start").first.fill("21:30")
+    await form.locator(".ch-quiet-end").first.fill("07:00")
+    await form.locator(".save-contact").click()
+    await page.wait_for_function("document.querySelector('#contacts-status').textContent === 'Saved.'")
+    ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
+    contact = next(c for c in ctx["contacts"] if c["contact_id"] == contact_id)
+    assert contact["channels"][0]["preference"] == 3
+    assert contact["channels"][0]["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+
+    # supplemental information: an efficiency project, stored in the context
+    await page.fill("#project-name", "Heat pump water heater")
+    await page.fill("#project-date", "2026-12-01")
+    await page.fill("#project-savings", "45")
+    await page.click("#project-button")
+    await page.wait_for_function("document.querySelector('#projects').textContent.includes('Heat pump water heater')")
+    ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
+    assert any("Heat pump water heater" in n["text"] and "2026-12-01" in n["text"] for n in ctx["notes"])
+
+    await page.screenshot(path=str(ARTIFACTS / "portal-desktop.png"), full_page=True)
+    assert not errors, errors
+    await page.close()
+
+
+async def test_portal_at_phone_width(portal, browser):
+    base, _ = portal
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    await page.goto(f"{base}/portal?as_of={AS_OF}")
+    await page.fill("#key", CUSTOMER_KEY)
+    await page.click("#sign-in-button")
+    await page.wait_for_selector("#usage-chart svg rect")
+    await page.wait_for_selector("#forecast-chart svg path.band")
+    await page.wait_for_selector("#green .tile")
+    # nothing wider than the phone: wide tables scroll inside their cards, not the page
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    await page.screenshot(path=str(ARTIFACTS / "portal-phone.png"), full_page=True)
+    await page.locator("#plans-card").scroll_into_view_if_needed()
+    await page.screenshot(path=str(ARTIFACTS / "portal-phone-plans.png"))
+    await context.close()
+
+
+async def test_wrong_key_is_refused_in_the_page(portal, browser):
+    base, _ = portal
+    page = await browser.new_page()
+    await page.goto(f"{base}/portal")
+    await page.fill("#key", "not-a-key")
+    await page.click("#sign-in-button")
+    await page.wait_for_selector("#sign-in-error:not([hidden])")
+    assert "not recognised" in await page.locator("#sign-in-error").text_content()
+    assert await page.locator("#app").is_hidden()
+    await page.close()
