@@ -117,14 +117,21 @@ def _usage(shard, sp_ids: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray
     for iv, (pos, rows) in by_store.items():
         store = shard.usage[iv]
         pos_a, rows_a = np.array(pos, dtype=np.int64), np.array(rows, dtype=np.int64)
-        whole = rows_a.shape[0] == store.n_rows and np.array_equal(rows_a, np.arange(store.n_rows))
+        # Most rows wanted: reduce the matrix in place and pick rows after; a few (re-classifying after a write):
+        # gather those rows first rather than reduce a whole shard's month.
+        gather_first = rows_a.shape[0] * 8 < store.n_rows
         for block in store.months.values():
-            imp = block.imp[: store.n_rows] if whole else block.imp[rows_a]
-            if imp.shape[1] == 0:
+            if block.imp.shape[1] == 0:
                 continue
+            if gather_first:
+                imp = block.imp[rows_a]
+                row_max, row_sum = imp.max(axis=1), imp.sum(axis=1, dtype=np.int64)
+            else:
+                imp = block.imp[: store.n_rows]
+                row_max, row_sum = imp.max(axis=1)[rows_a], imp.sum(axis=1, dtype=np.int64)[rows_a]
             # W = Wh x 60 / interval minutes: an exact integer for 15, 30 and 60-minute intervals
-            np.maximum.at(peak, pos_a, imp.max(axis=1).astype(np.int64) * (60 // iv))
-            np.add.at(energy, pos_a, imp.sum(axis=1, dtype=np.int64))
+            np.maximum.at(peak, pos_a, row_max.astype(np.int64) * (60 // iv))
+            np.add.at(energy, pos_a, row_sum)
     return peak, energy
 
 

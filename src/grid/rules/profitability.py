@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from grid.errors import InvalidInput
 from grid.rules.costs import PPM, CostToServe, PriceCurve
-from grid.rules.partials import KeyedPartials, digests
+from grid.rules.partials import KeyedPartials, local_keys
 from grid.rules.portfolios import portfolio_id_of
 from grid.timegrid import calendar, month_bounds
 from kernels.aggregate import group_partials
@@ -135,8 +135,7 @@ def profitability_partials(shard, portfolio_of: Mapping[str, str], prices: Price
     """
     t = account_profitability(shard, prices, costs)
     pids = [portfolio_of.get(a) or portfolio_id_of(a) for a in t.column("account_id").to_pylist()]
-    cache: dict[str, int] = {}
-    keys = digests(pids, cache)
+    keys, ids = local_keys(pids)
 
     def col(name: str) -> np.ndarray:
         return t.column(name).to_numpy().astype(np.int64) if t.num_rows else np.zeros(0, np.int64)
@@ -146,7 +145,7 @@ def profitability_partials(shard, portfolio_of: Mapping[str, str], prices: Price
                "service": group_partials(keys, col("service_cost_micro")),
                "import": group_partials(keys, col("import_wh"))}
     meta = {"window": [prices.months[0], prices.months[-1]], "losses_ppm": costs.losses_ppm}
-    return KeyedPartials(columns, {cache[p]: p for p in set(pids)}, {}, meta)
+    return KeyedPartials(columns, ids, {}, meta)
 
 
 def rank_profitability(merged: KeyedPartials) -> list[dict]:
@@ -167,12 +166,12 @@ def rank_profitability(merged: KeyedPartials) -> list[dict]:
         if not np.array_equal(c[name].keys, keys):
             raise InvalidInput(f"partials column {name} covers other portfolios than revenue", field=name)
     rows = []
-    for k, n, rev, energy, service, wh in zip(keys.tolist(), c["revenue"].count.tolist(), c["revenue"].sum.tolist(),
-                                              c["energy"].sum.tolist(), c["service"].sum.tolist(),
-                                              c["import"].sum.tolist()):
+    for pid, n, rev, energy, service, wh in zip(merged.id_of(keys), c["revenue"].count.tolist(),
+                                                c["revenue"].sum.tolist(), c["energy"].sum.tolist(),
+                                                c["service"].sum.tolist(), c["import"].sum.tolist()):
         cost = energy + service
         margin = rev * MICRO_PER_CENT - cost
-        rows.append({"portfolio_id": merged.ids[k], "n_accounts": n, "revenue_cents": rev,
+        rows.append({"portfolio_id": pid, "n_accounts": n, "revenue_cents": rev,
                      "energy_cost_micro": energy, "service_cost_micro": service, "cost_to_serve_micro": cost,
                      "margin_micro": margin, "margin_cents": round_half_up_div(margin, MICRO_PER_CENT),
                      "margin_bp": round_half_up_div(margin * 10_000, rev * MICRO_PER_CENT) if rev > 0 else None,
