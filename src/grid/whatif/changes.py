@@ -12,8 +12,10 @@ applied in this order, each on the result of the one before:
    reward; a plan with one period moves nothing), or from explicit ``from_hours`` / ``to_hours`` (local hours,
    the same for every plan).
 2. **EV** charging: on each charging day (``all``, ``weekdays`` or ``weekends``) ``kwh_per_day`` starts at
-   ``start_hour`` local time at ``charger_kw`` until delivered, running past midnight if it must (a charge
-   belongs to the evening it starts). EV energy first absorbs any export in its interval, the rest is import.
+   ``start_hour`` local time and runs at ``charger_kw`` (``charger_kw x minutes / 60`` whole Wh per interval,
+   the last interval the remainder) in real time until delivered, past midnight and across a DST change if
+   it must (a charge belongs to the evening it starts, so the first hours of a period hold the end of the
+   previous evening's charge). EV energy first absorbs any export in its interval, the rest is import.
 3. **Solar** of ``kw`` kW-dc with a generation profile (``grid.whatif.solar``): generation first offsets
    import in its interval, the rest is exported.
 
@@ -22,6 +24,7 @@ its real bill.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -29,9 +32,8 @@ from functools import lru_cache
 import numpy as np
 
 from grid.errors import InvalidInput
-from grid.timegrid import IntervalCalendar, calendar
+from grid.timegrid import IntervalCalendar, calendar, zone
 from grid.whatif import solar
-from grid.whatif.loads import day_slots
 
 MAX_SOLAR_KW = 10_000  # 10 MW-dc: beyond any rooftop
 MAX_EV_KWH = 500
@@ -147,7 +149,7 @@ class LoadChanges:
                 raise InvalidInput(f"{f}.kwh_per_day is required", field=f"{f}.kwh_per_day")
             kw["ev_wh_per_day"] = _scaled(s["kwh_per_day"], 1000, f"{f}.kwh_per_day", 0, MAX_EV_KWH * 1000)
             if "charger_kw" in s:
-                kw["ev_charger_w"] = _scaled(s["charger_kw"], 1000, f"{f}.charger_kw", 1, MAX_CHARGER_KW * 1000)
+                kw["ev_charger_w"] = _scaled(s["charger_kw"], 1000, f"{f}.charger_kw", 100, MAX_CHARGER_KW * 1000)
             if "start_hour" in s:
                 h = s["start_hour"]
                 if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= 23:
@@ -262,28 +264,30 @@ def shift(imp: np.ndarray, plan: ShiftPlan, bp: int) -> np.ndarray:
 def _ev(start, end, interval_minutes: int, tz: str, wh_per_day: int, charger_w: int, start_hour: int,
         days: str) -> np.ndarray:
     cal = calendar(start, end, interval_minutes, tz)
-    per_hour = 60 // interval_minutes
-    slot_wh = charger_w // per_hour
-    full, rest = divmod(wh_per_day, slot_wh) if slot_wh else (0, 0)
-    template = np.zeros(48 * per_hour, dtype=np.int64)  # Wh per slot from the start of the charge
+    step = interval_minutes * 60
+    slot_wh = charger_w * interval_minutes // 60
+    full, rest = divmod(wh_per_day, slot_wh)
+    span = 24 * 60 // interval_minutes + 2  # a charge lasts at most 24 h (checked); +2 covers a DST night
+    template = np.zeros(span, dtype=np.int64)  # Wh per interval from the start of a charge, in real time
     template[:full] = slot_wh
-    if full < template.size:
+    if full < span:
         template[full] = rest
-    _, slot = day_slots(cal)
-    begin = start_hour * per_hour
-    weekday = cal.weekday.astype(np.int64)
-
-    def charging(wd: np.ndarray) -> np.ndarray:
-        if days == "weekdays":
-            return wd < 5
-        if days == "weekends":
-            return wd >= 5
-        return np.ones(wd.shape, dtype=bool)
-
-    today = slot - begin  # offset into today's charge (negative: before it started)
-    out = np.where((today >= 0) & charging(weekday), template[np.clip(today, 0, template.size - 1)], 0)
-    yesterday = slot + 24 * per_hour - begin  # offset into the charge that began yesterday evening
-    out += np.where(charging((weekday - 1) % 7), template[np.clip(yesterday, 0, template.size - 1)], 0)
+    # when each day's charge starts (day -1: the evening before the period, whose charge may run into it)
+    z = zone(tz)
+    n_days = cal.days
+    begins = np.empty(n_days + 1, dtype=np.int64)
+    charging = np.empty(n_days + 1, dtype=bool)
+    for k in range(-1, n_days):
+        d = start + dt.timedelta(days=k)
+        begins[k + 1] = int(dt.datetime(d.year, d.month, d.day, start_hour, tzinfo=z).timestamp())
+        wd = d.weekday()
+        charging[k + 1] = days == "all" or (days == "weekdays") == (wd < 5)
+    out = np.zeros(cal.n, dtype=np.int64)
+    for back in (0, 1):  # today's charge, then the one that began the evening before
+        k = cal.day.astype(np.int64) + 1 - back
+        off = cal.utc_start - begins[k]
+        ok = charging[k] & (off >= 0) & (off < span * step)
+        out += np.where(ok, template[np.clip(off // step, 0, span - 1)], 0)
     out.setflags(write=False)
     return out
 
