@@ -10,9 +10,7 @@ Portfolio totals are per-shard partials (:func:`portfolio_partials`, run on ever
 """
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
-from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +18,7 @@ import pyarrow.compute as pc
 
 from grid.errors import InvalidInput
 from grid.rules.columns import NEEDS_ACCOUNT_RULES
+from grid.rules.features import gc_paused
 from grid.rules.partials import KeyedPartials, aligned, label_digests, local_keys
 from grid.rules.portfolios import portfolio_id_of
 from grid.rules.ruleset import RuleSet
@@ -43,19 +42,6 @@ def _fired(masks: list[np.ndarray], ids: list[str], n: int) -> tuple[np.ndarray,
     patterns, inverse = np.unique(np.packbits(bits, axis=1), axis=0, return_inverse=True)
     unpacked = np.unpackbits(patterns, axis=1)[:, : len(ids)].astype(bool)
     return inverse.reshape(-1), [[ids[j] for j in np.flatnonzero(row)] for row in unpacked]
-
-
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while building many small dicts and lists (none of them cyclic):
-    otherwise collections triggered by the allocations themselves cost some 40% of the build."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def account_classes(features: pa.Table, rules: RuleSet) -> dict[str, np.ndarray]:
@@ -111,7 +97,7 @@ def classify_accounts(features: pa.Table, rules: RuleSet) -> list[dict]:
     accounts = features.column("account_id").to_pylist()
     customers = (features.column("customer_id").to_pylist() if "customer_id" in features.column_names
                  else [None] * n)
-    with _gc_paused():
+    with gc_paused():
         return [{"account_id": a, "customer_id": c, "key_account": k, "reasons": list(key_reasons[kp]),
                  "load_priority": levels[lv], "load_priority_reasons": list(lvl_reasons[lp]),
                  "rules_version": version}
@@ -278,7 +264,7 @@ def classify_portfolios(merged: KeyedPartials, rules: RuleSet) -> dict[str, dict
     names = [c for c in table.column_names if c not in ("portfolio_id", "load_priority")]
     version = rules.version
     out = {}
-    with _gc_paused():
+    with gc_paused():
         values = [_as_lists(table.column(c)) if c in ("programs", "kinds") else table.column(c).to_pylist()
                   for c in names]
         for pid, p, lvl, row in zip(ids, pattern.tolist(), level, zip(*values)):

@@ -7,8 +7,10 @@ columns (nested maps flattened with dots), typed by :func:`grid.rules.predicates
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -20,7 +22,7 @@ from grid.rules.columns import ATTR_PREFIX, SP_LOAD_PRIORITIES
 from grid.rules.predicates import python_column
 from kernels.aggregate import group_partials
 
-__all__ = ["account_features", "FEATURE_SCHEMA", "key64", "site_key", "cached_owner_key"]
+__all__ = ["account_features", "FEATURE_SCHEMA", "key64", "site_key", "cached_owner_key", "gc_paused"]
 
 SPEND_BILLS = 12  # "spend over the last 12 months" = the account's last 12 bills
 
@@ -36,6 +38,19 @@ FEATURE_SCHEMA = pa.schema([
 ])
 _RANK = {level: i for i, level in enumerate(SP_LOAD_PRIORITIES)}
 _WORDS = re.compile(r"[0-9a-z]+")
+
+
+@contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while building many small dicts and lists (none of them cyclic):
+    collections triggered by the allocations themselves otherwise cost some 40% of the build."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def key64(text: str) -> int:
@@ -153,6 +168,11 @@ def account_features(shard, customer_ids: list[str] | None = None) -> pa.Table:
         holds :func:`site_key` of each service point's premise, for distinct site counts across shards), then
         one ``attr.<name>`` column per free-form attribute present.
     """
+    with gc_paused():
+        return _features(shard, customer_ids)
+
+
+def _features(shard, customer_ids: list[str] | None) -> pa.Table:
     ids = sorted(shard.records) if customer_ids is None else sorted(c for c in set(customer_ids)
                                                                     if c in shard.records)
     cols: dict[str, list] = {f.name: [] for f in FEATURE_SCHEMA}
