@@ -31,7 +31,8 @@ def cmd_generate(args) -> int:
 def _grid(args):
     from grid.cluster import Grid
 
-    return Grid.start(data_dir=args.data_dir, shards=args.shards, address=args.address)
+    return Grid.start(data_dir=args.data_dir, shards=args.shards, address=args.address,
+                      fsync=getattr(args, "fsync", "batch"))
 
 
 def _load(grid, base_dir: str) -> int:
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--data-dir", default="data/grid", help="partition table, shard snapshots and logs")
         q.add_argument("--shards", type=int, default=2)
         q.add_argument("--address", default=None, help="join this Ray cluster (default: start a local one)")
+        q.add_argument("--fsync", choices=["always", "batch", "off"], default="batch",
+                       help="WAL policy: fsync each write, share fsyncs between concurrent writes, or none")
 
     ld = sub.add_parser("load", help="load a generated base into the grid's shards")
     ld.add_argument("--base", required=True)

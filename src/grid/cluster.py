@@ -39,6 +39,7 @@ class GridConfig:
     request_timeout_s: float = 5.0  # one customer's call; past it the gateway answers 503 (never a hang)
     num_cpus: int | None = None
     move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
+    fsync: str = "batch"  # WAL policy of every shard: always | batch | off
     move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
 
 
@@ -82,7 +83,8 @@ class Grid:
     def _actor(self, shard_id: int):
         shard_dir = self.data_dir / "shards" / f"shard-{shard_id}"
         return ShardActor.options(**actor_options(shard_id, self.config.namespace)).remote(
-            shard_id, self.table.partitions_of_shard(shard_id), str(shard_dir), self.config.timezone)
+            shard_id, self.table.partitions_of_shard(shard_id), str(shard_dir), self.config.timezone,
+            self.config.fsync)
 
     # -- routing ------------------------------------------------------------------------------------------
     def shard_index(self, customer_id: str) -> int:

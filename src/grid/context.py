@@ -64,7 +64,9 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
     record.
     """
     at = at or _now()
-    new = copy.deepcopy(rec)
+    # Structural sharing: copy only the parts this patch changes (a deep copy of a large context per write
+    # was the write path's main cost); records are never mutated in place, so sharing the rest is safe.
+    new = dict(rec)
     for key in ("name", "segment"):
         if key in body:
             if not isinstance(body[key], str) or not body[key]:
@@ -74,6 +76,7 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
         attrs = body["attributes"]
         if not isinstance(attrs, dict):
             raise InvalidInput("attributes must be an object", field="attributes")
+        new["attributes"] = dict(new["attributes"])
         for k, v in attrs.items():
             if v is None:
                 new["attributes"].pop(k, None)
@@ -84,6 +87,7 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
     if "programs" in body:
         _patch_programs(new, body["programs"], at[:10])
     if "notes" in body:
+        new["notes"] = list(new["notes"])
         for i, note in enumerate(body["notes"].get("add", [])):
             if not isinstance(note, dict) or not isinstance(note.get("text"), str) or not note["text"]:
                 raise InvalidInput("a note needs non-empty text", field=f"notes.add[{i}].text")
@@ -103,6 +107,7 @@ def _patch_contacts(new: dict, body: dict) -> None:
     for c in body.get("upsert", []):
         merged = dict(by_id.get(c["contact_id"], {"name": "", "roles": [], "channels": []}))
         merged.update(copy.deepcopy(c))
+        merged["channels"] = [dict(ch) for ch in merged["channels"]]
         for ch in merged["channels"]:
             ch.setdefault("preference", 1)
             ch.setdefault("quiet_hours", None)
@@ -111,6 +116,7 @@ def _patch_contacts(new: dict, body: dict) -> None:
 
 
 def _patch_programs(new: dict, body: dict, today: str) -> None:
+    new["accounts"] = [dict(a, programs=list(a["programs"])) for a in new["accounts"]]
     accounts = {a["account_id"]: a for a in new["accounts"]}
     for group in ("remove", "add"):
         for i, item in enumerate(body.get(group, [])):

@@ -277,8 +277,8 @@ class Shard:
             if op.get("if_match") is not None and str(rec["version"]) != str(op["if_match"]).strip('"'):
                 raise PreconditionFailed(f"context is at version {rec['version']}, not {op['if_match']}",
                                          field="If-Match")
-            if kind == "patch":  # validate fully now, so a bad write never reaches the log
-                ctx.apply_patch(rec, op["body"], op["write_id"], op["at"])
+            if kind == "patch":  # validate fully now, so a bad write never reaches the log; keep the result
+                self._prepared = (op["write_id"], ctx.apply_patch(rec, op["body"], op["write_id"], op["at"]))
             else:
                 self.check_readings(cid, op["body"].get("readings", []))
         elif kind == "replace":
@@ -294,7 +294,12 @@ class Shard:
             return done
         kind, cid = op["kind"], op["customer_id"]
         if kind == "patch":
-            new = ctx.apply_patch(self.record(cid), op["body"], op["write_id"], op["at"])
+            prepared = getattr(self, "_prepared", None)
+            self._prepared = None
+            if prepared is not None and prepared[0] == op["write_id"]:
+                new = prepared[1]  # computed by prepare() in the same event-loop step: still current
+            else:
+                new = ctx.apply_patch(self.record(cid), op["body"], op["write_id"], op["at"])
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
         elif kind == "replace":
