@@ -46,6 +46,10 @@ class PlanCatalogue:
     def ids(self) -> list[str]:
         return self._catalogue().ids()
 
+    def get_json(self, plan_id: str) -> dict:
+        """The stored URDB JSON of ``plan_id``."""
+        return self._catalogue().get_json(plan_id)
+
     def name(self, plan_id: str) -> str:
         t = self.get(plan_id)
         return t.name or t.label or plan_id

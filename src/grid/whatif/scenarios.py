@@ -13,11 +13,15 @@ months before today's month:
   and ``change_from_today_cents`` from the baseline (what switching *and* the load changes do together);
 * ranked by annual total, cheapest first (ties keep request order, the current plan first).
 
-Everything runs in the owning shard on its live data (``grid.arun``), one kernel call per plan and month.
+Everything runs in the owning shard on its live data (``grid.arun``), one kernel call per plan and month; bills
+of the *measured* load (the baseline, and every plan when no change is asked) are kept per context version, so
+a repeated comparison costs no kernel call until the customer's usage changes.
 """
 from __future__ import annotations
 
 import datetime as dt
+import weakref
+from collections import OrderedDict
 
 import numpy as np
 
@@ -31,33 +35,85 @@ from kernels.billing import bill_intervals
 
 MONTHS = 12
 REQUEST_FIELDS = {"plans", "changes", "account_id"}
+MEASURED_CACHE = 20_000  # bills of measured (unchanged) loads kept per process
+
+# Bills of *measured* loads, by (customer, account, context version, month, tariff). A usage write bumps the
+# context's version, so a cached bill is never stale; the same plans on the same months are asked again and
+# again (every portal visit, and the baseline of every what-if with load changes). Keyed weakly by shard, so a
+# shard dropped (tests, recovery) takes its entries with it.
+_measured: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
 
 
-def _bills(plan: Plan, loads, scenario, changes: LoadChanges, baseline: bool) -> tuple[list[dict], list[int] | None]:
-    """Monthly bills of ``plan`` on the scenario load (and the baseline totals when ``baseline``)."""
-    bills, base_totals = [], [] if baseline else None
+def _bill_row(batch, i: int) -> dict:
+    """``batch.bill(i)`` without a Python loop over the tariff's empty lines."""
+    q, a = batch.quantity[i], batch.amount_cents[i]
+    nz = np.flatnonzero(q | a).tolist()
+    codes, units = batch.codes, batch.units
+    return {"lines": [{"code": codes[j], "quantity": x, "unit": units[j], "amount_cents": y}
+                      for j, x, y in zip(nz, q[nz].tolist(), a[nz].tolist())],
+            "total_cents": int(batch.total_cents[i])}
+
+
+def _kernel(tariff, cal, imp, exp):
+    # export is billed only under net metering; otherwise it is not even read (the store's values are valid)
+    return bill_intervals(tariff, cal.start, cal.end, cal.interval_minutes, imp,
+                          exp if tariff.net_metering != "none" else None)
+
+
+def _measured_bill(shard, key: tuple, tariff, load) -> dict:
+    cache = _measured.get(shard)
+    if cache is None:
+        cache = _measured[shard] = OrderedDict()
+    full = key + (tariff,)
+    hit = cache.get(full)
+    if hit is None:
+        hit = cache[full] = _bill_row(_kernel(tariff, load.calendar, load.import_wh, load.export_wh), 0)
+        while len(cache) > MEASURED_CACHE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(full)
+    return hit
+
+
+def _bills(shard, key: tuple, plan: Plan, months, loads, scenario, changes: LoadChanges,
+           shifted: dict) -> list[dict]:
+    """Monthly bills of ``plan`` on the scenario load (copies: the caller annotates them).
+
+    ``shifted`` memoizes per-plan scenario loads within one request: plans whose prices give no on-peak hours
+    (flat, tiered, demand-only) all see the same load, so it is built once.
+    """
+    bills = []
     for m, load in enumerate(loads):
         cal = load.calendar
-        if scenario is not None:
-            imp, exp = scenario[m]
+        if changes.empty:
+            b = dict(_measured_bill(shard, key + (months[m],), plan.tariff, load))
+            imp_wh, exp_wh = load.import_sum, load.export_sum
         else:
-            masks = peak_masks(plan.tariff, cal) if changes.shift_per_plan else None
-            imp, exp = apply(load.import_wh, load.export_wh, cal, changes, masks)
-        if baseline and not changes.empty:
-            batch = bill_intervals(plan.tariff, cal.start, cal.end, cal.interval_minutes,
-                                   np.stack([load.import_wh, imp]), np.stack([load.export_wh, exp]))
-            base_totals.append(int(batch.total_cents[0]))
-            row = 1
-        else:
-            batch = bill_intervals(plan.tariff, cal.start, cal.end, cal.interval_minutes, imp, exp)
-            row = 0
-            if baseline:
-                base_totals.append(int(batch.total_cents[0]))
-        b = batch.bill(row)
+            if scenario is not None:
+                imp, exp, imp_wh, exp_wh = scenario[m]
+            else:
+                sp = peak_masks(plan.tariff, cal)
+                memo = (m, id(sp) if sp.moves else None)
+                hit = shifted.get(memo)
+                if hit is None:
+                    imp, exp = apply(load.import_wh, load.export_wh, cal, changes, sp)
+                    hit = shifted[memo] = (imp, exp, int(imp.sum()), int(exp.sum()), sp)  # sp: keeps its id alive
+                imp, exp, imp_wh, exp_wh, _ = hit
+            b = _bill_row(_kernel(plan.tariff, cal, imp, exp), 0)
         b["period_start"], b["period_end"] = cal.start.isoformat(), cal.end.isoformat()
-        b["import_wh"], b["export_wh"] = int(imp.sum()), int(exp.sum())
+        b["import_wh"], b["export_wh"] = imp_wh, exp_wh
         bills.append(b)
-    return bills, base_totals
+    return bills
+
+
+class _MonthLoad:
+    """A month's measured load with its sums computed once."""
+
+    __slots__ = ("calendar", "import_wh", "export_wh", "import_sum", "export_sum")
+
+    def __init__(self, load):
+        self.calendar, self.import_wh, self.export_wh = load.calendar, load.import_wh, load.export_wh
+        self.import_sum, self.export_sum = int(load.import_wh.sum()), int(load.export_wh.sum())
 
 
 def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = None,
@@ -102,7 +158,8 @@ def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = 
     account = pick_account(rec, request.get("account_id"))
     today = as_date(today) if today is not None else today_in(shard.timezone)
     months = history_months(today, MONTHS)
-    loads = [account_load(shard, account, *month_bounds(m)) for m in months]
+    loads = [_MonthLoad(account_load(shard, account, *month_bounds(m))) for m in months]
+    key = (cid, account["account_id"], rec["version"])
 
     current = current_plan(catalogue, account)
     plans: list[Plan] = [current] if current is not None else []
@@ -115,16 +172,22 @@ def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = 
 
     # one scenario load for every plan, unless the shift follows each plan's own peak hours
     scenario = None
-    if not changes.shift_per_plan:
-        scenario = [apply(ld.import_wh, ld.export_wh, ld.calendar, changes) for ld in loads]
+    if not changes.empty and not changes.shift_per_plan:
+        scenario = []
+        for ld in loads:
+            imp, exp = apply(ld.import_wh, ld.export_wh, ld.calendar, changes)
+            scenario.append((imp, exp, int(imp.sum()), int(exp.sum())))
 
     results = []
     baseline = None
+    shifted: dict = {}
     for order, plan in enumerate(plans):
         is_current = current is not None and plan is current
-        bills, base_totals = _bills(plan, loads, scenario, changes, baseline=is_current)
+        bills = _bills(shard, key, plan, months, loads, scenario, changes, shifted)
         if is_current:
-            baseline = {"plan_id": plan.plan_id, "total_cents": sum(base_totals), "monthly_cents": base_totals}
+            base = [_measured_bill(shard, key + (months[m],), plan.tariff, ld)["total_cents"]
+                    for m, ld in enumerate(loads)]
+            baseline = {"plan_id": plan.plan_id, "total_cents": sum(base), "monthly_cents": base}
         results.append((sum(b["total_cents"] for b in bills), order, plan, bills, is_current))
 
     cur = next((r for r in results if r[4]), None)
@@ -147,8 +210,7 @@ def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = 
         "current_plan_id": current.plan_id if current is not None else None,
         "as_of": today.isoformat(), "months": months, "changes": changes.describe(),
         "baseline": baseline,
-        "load": {"import_wh": int(sum(int(ld.import_wh.sum()) for ld in loads)),
-                 "export_wh": int(sum(int(ld.export_wh.sum()) for ld in loads)),
+        "load": {"import_wh": sum(ld.import_sum for ld in loads), "export_wh": sum(ld.export_sum for ld in loads),
                  "scenario_import_wh": sum(b["import_wh"] for b in first),
                  "scenario_export_wh": sum(b["export_wh"] for b in first)},
         "items": items,
