@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grid.errors import RuleError
+from grid.errors import InvalidInput, RuleError
 from grid.rules.columns import ACCOUNT_COLUMNS, ANY, Column
 from grid.rules.predicates import compile_predicate, python_column
 from reference_rules import matches
@@ -135,6 +135,14 @@ def test_read_only_and_chunked_columns():
     p = compile_predicate({"field": "i", "op": "in", "value": [1, 5, 9.0, 9.5]}, {"i": Column(ANY, "")}, file="f",
                           rule="r", path="p")
     assert np.flatnonzero(p.evaluate(t)).tolist() == [1, 5, 9]
+
+
+def test_columns_of_different_lengths_are_refused():
+    p = compile_predicate({"all": [{"field": "i", "op": "gt", "value": 0}, {"field": "s", "op": "exists"}]},
+                          {"i": Column(ANY, ""), "s": Column(ANY, "")}, file="f", rule="r", path="p")
+    with pytest.raises(InvalidInput) as info:
+        p.evaluate({"i": [1, 2, 3], "s": ["a"]})
+    assert info.value.field == "s"
 
 
 def test_empty_table():

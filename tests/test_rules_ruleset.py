@@ -139,6 +139,7 @@ def test_invalid_yaml_and_top_level_fields(rules_dir, name, text, field, words):
     (lambda d: d["service_cost_per_account_month"].pop("public"),
      "service_cost_per_account_month", "'public' is a required property"),
     (lambda d: d.update(energy_losses_percent="75"), "energy_losses_percent", "below 50"),
+    (lambda d: d.update(timezone="Mars/Olympus_Mons"), "timezone", "unknown time zone"),
     (lambda d: d.update(price_curve="prices/nothing.csv"), None, "missing"),
 ])
 def test_invalid_cost_file(rules_dir, change, field, words):

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from grid.errors import RuleError
+from grid.errors import InvalidInput, RuleError
 from grid.rules.columns import KINDS
 from grid.timegrid import month_of, months_between, zone
 
@@ -95,7 +95,7 @@ def parse_costs(doc: dict, file: str) -> CostToServe:
     tz = doc.get("timezone", "America/Los_Angeles")
     try:
         zone(tz)
-    except Exception as exc:  # InvalidInput from timegrid: re-raised naming the file
+    except InvalidInput as exc:  # from timegrid: re-raised naming the file
         raise RuleError(f"{file}: unknown time zone {tz!r}", file=file, field="timezone") from exc
     return CostToServe(service, losses, doc["price_curve"], tz)
 

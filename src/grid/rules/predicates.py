@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from grid.errors import RuleError
+from grid.errors import InvalidInput, RuleError
 from grid.rules.columns import ANY, BOOL, INT, STRING, STRINGS, Column, lookup
 
 __all__ = ["OPERATORS", "Predicate", "compile_predicate", "python_column", "evaluate"]
@@ -266,7 +266,7 @@ class _Columns:
         if col is not None:
             col = _as_array(col)
             if len(col) != self.n:
-                raise ValueError(f"column {name} has {len(col)} rows, expected {self.n}")
+                raise InvalidInput(f"column {name} has {len(col)} rows, expected {self.n}", field=name)
         self.cache[name] = col
         return col
 
