@@ -49,10 +49,18 @@ class Shard:
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
         """Take this shard's customers from one chunk of a generated base; returns how many."""
+        return self.apply_chunk(self.read_chunk(base_dir, chunk))
+
+    def read_chunk(self, base_dir: str, chunk: int):
+        """Read (not apply) this shard's part of a chunk: safe to run in threads beside each other."""
         manifest = read_manifest(base_dir)
-        if self._entities is None:
-            self._entities = read_entities(base_dir)
-        part = read_chunk(base_dir, chunk, self.owned, self._entities, manifest["months"])
+        entities = self._entities
+        if entities is None:
+            entities = self._entities = read_entities(base_dir)
+        return read_chunk(base_dir, chunk, self.owned, entities, manifest["months"])
+
+    def apply_chunk(self, part) -> int:
+        """Add a chunk read by :meth:`read_chunk` to the state (one at a time: it mutates the stores)."""
         for rec in part.records:
             self.records[rec["customer_id"]] = rec
         for rec in part.records:

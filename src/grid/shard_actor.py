@@ -89,8 +89,10 @@ class ShardServer:
 
     # -- loading ------------------------------------------------------------------------------------------
     async def load_chunk(self, base_dir: str, chunk: int) -> int:
-        # Parquet decoding releases the GIL; run it off the event loop so reads keep being served.
-        return await asyncio.get_running_loop().run_in_executor(None, self.shard.load_chunk, base_dir, chunk)
+        # Parquet decoding releases the GIL: read in a thread so reads keep being served, but apply on the
+        # event loop, one chunk at a time (concurrent chunks once raced on the usage stores' rows).
+        part = await asyncio.get_running_loop().run_in_executor(None, self.shard.read_chunk, base_dir, chunk)
+        return self.shard.apply_chunk(part)
 
     async def finish_load(self) -> dict:
         """End a bulk load: bulk loads bypass the log, so the loaded state is made durable as a snapshot."""

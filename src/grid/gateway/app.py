@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aiohttp import web
 
@@ -62,8 +61,9 @@ async def _watch_shards(app: web.Application):
     task = asyncio.create_task(app[READS].watch())
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # bounded: a Ray call being cancelled (a shard already gone at shutdown) must not hold the exit
+    await asyncio.wait([task], timeout=2)
+    await app[JOBS].cancel_all(timeout=2)
 
 
 def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None = None) -> web.Application:

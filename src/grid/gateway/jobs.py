@@ -67,6 +67,13 @@ class Jobs:
             raise NotFound(f"no job {job_id!r}", field="id")
         return job
 
+    async def cancel_all(self, timeout: float) -> None:
+        """Stop jobs still running (at shutdown), waiting at most ``timeout`` seconds."""
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     async def wait_all(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
