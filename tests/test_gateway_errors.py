@@ -165,3 +165,23 @@ async def test_put_creates_and_replaces_a_context(api):
     assert (await ctx(api, cid))["accounts"][0]["account_id"] == "A00000777"
     r = await api.put(f"/v1/customers/{cid}", json=body, headers=auth("customer"))
     assert r.status == 404  # not this customer's own id: existence does not leak
+
+
+async def test_customer_records_efficiency_projects(api):
+    from conftest import OWN_CUSTOMER
+
+    body = {"supplemental": {"projects": {"add": [{"name": "LED retrofit", "start_date": "2026-03-01",
+                                                   "expected_kwh_per_month": 120}]}}}
+    r = await api.patch(f"/v1/customers/{OWN_CUSTOMER}", json=body, headers=auth("customer"))
+    assert r.status == 200, await r.text()
+    [p] = [p for p in (await r.json())["supplemental"]["projects"] if p["name"] == "LED retrofit"]
+    got = await (await api.get(f"/v1/customers/{OWN_CUSTOMER}?format=xml", headers=auth("agent"))).read()
+    assert b"LED retrofit" in got  # visible in every read
+    bad = {"supplemental": {"projects": {"add": [{"name": "x", "start_date": "2026-03-01",
+                                                  "expected_kwh_per_month": -3}]}}}
+    r = await api.patch(f"/v1/customers/{OWN_CUSTOMER}", json=bad, headers=auth("customer"))
+    assert r.status == 422
+    assert (await problem(r))["field"] == "supplemental.projects.add[0].expected_kwh_per_month"
+    r = await api.patch(f"/v1/customers/{OWN_CUSTOMER}", headers=auth("customer"),
+                        json={"supplemental": {"projects": {"remove": [p["project_id"]]}}})
+    assert r.status == 200 and not [x for x in (await r.json())["supplemental"]["projects"] if x["name"] == "LED retrofit"]

@@ -130,7 +130,8 @@ async def test_portal_end_to_end(portal, browser):
     await page.click("#project-button")
     await page.wait_for_function("document.querySelector('#projects').textContent.includes('Heat pump water heater')")
     ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
-    assert any("Heat pump water heater" in n["text"] and "2026-12-01" in n["text"] for n in ctx["notes"])
+    [project] = [p for p in ctx["supplemental"]["projects"] if p["name"] == "Heat pump water heater"]
+    assert project["start_date"] == "2026-12-01" and project["expected_kwh_per_month"] == 45
 
     await page.screenshot(path=str(ARTIFACTS / "portal-desktop.png"), full_page=True)
     assert not errors, errors

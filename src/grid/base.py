@@ -127,6 +127,7 @@ def read_chunk(base_dir: str | Path, chunk: int, partitions: np.ndarray, entitie
             "payments": payments_by_customer.get(cid, []),
             "events": json.loads(c["events"]) if c.get("events") else [],
             "notes": [],
+            "supplemental": {"projects": []},
             "classification": {},
         })
     for month in months:

@@ -107,6 +107,8 @@ def cmd_serve(args) -> int:
     config = GatewayConfig(host=args.host, port=args.port, keys_file=keys_file,
                            max_body_bytes=args.max_body_bytes, near_cache_ttl_s=args.near_cache_ttl,
                            classify_on_start=True)
+    if args.green_factors:
+        config.green_factors_file = str(Path(args.green_factors).resolve())
     if args.rules:
         config.rules_dir = str(Path(args.rules).resolve())
     if args.tariffs:
@@ -229,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate a base of N customers into DATA_DIR/base if missing and load it")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--green-factors", default=None,
+                   help="YAML/JSON emissions factors for green metrics (grid_co2_g_per_kwh, ...)")
     s.add_argument("--rules", default=None, help="rule files directory (default: rules)")
     s.add_argument("--tariffs", default=None, help="tariff catalogue directory (default: rules/tariffs)")
     s.add_argument("--near-cache-ttl", type=float, default=30.0,

@@ -14,7 +14,7 @@ import hashlib
 from grid.errors import InvalidInput
 
 CONTEXT_FIELDS = ("customer_id", "name", "kind", "segment", "created_at", "version", "attributes", "ownership",
-                  "accounts", "contacts", "payments", "events", "notes", "classification")
+                  "accounts", "contacts", "payments", "events", "notes", "supplemental", "classification")
 KINDS = ("residential", "commercial", "industrial", "public")
 
 
@@ -94,8 +94,28 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
             note_id = "N" + hashlib.sha1(f"{write_id}:{i}".encode()).hexdigest()[:12]
             new["notes"].append({"note_id": note_id, "text": note["text"], "author": note.get("author", ""),
                                  "created_at": at})
+    if "supplemental" in body:
+        _patch_supplemental(new, body["supplemental"], write_id, at)
     new["version"] = rec["version"] + 1
     return new
+
+
+def _patch_supplemental(new: dict, body: dict, write_id: str, at: str) -> None:
+    sup = dict(new.get("supplemental") or {})
+    projects = list(sup.get("projects") or [])
+    req = body.get("projects") or {}
+    ids = {p["project_id"] for p in projects}
+    for i, pid in enumerate(req.get("remove", [])):
+        if pid not in ids:
+            raise InvalidInput(f"no project {pid!r} on this customer", field=f"supplemental.projects.remove[{i}]")
+    projects = [p for p in projects if p["project_id"] not in set(req.get("remove", []))]
+    for i, p in enumerate(req.get("add", [])):
+        pid = "PRJ" + hashlib.sha1(f"{write_id}:{i}".encode()).hexdigest()[:10]
+        projects.append({"project_id": pid, "name": p["name"], "start_date": p["start_date"],
+                         "expected_kwh_per_month": int(p["expected_kwh_per_month"]), "note": p.get("note", ""),
+                         "created_at": at})
+    sup["projects"] = projects
+    new["supplemental"] = sup
 
 
 def _patch_contacts(new: dict, body: dict) -> None:
@@ -157,6 +177,7 @@ def validate_replacement(customer_id: str, body: dict, at: str | None = None) ->
            "ownership": list(body.get("ownership") or []), "accounts": list(body.get("accounts") or []),
            "contacts": list(body.get("contacts") or []), "payments": list(body.get("payments") or []),
            "events": list(body.get("events") or []), "notes": list(body.get("notes") or []),
+           "supplemental": dict(body.get("supplemental") or {"projects": []}),
            "classification": dict(body.get("classification") or {})}
     for i, a in enumerate(rec["accounts"]):
         for key in ("account_id", "rate_plan_id"):

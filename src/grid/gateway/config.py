@@ -15,5 +15,6 @@ class GatewayConfig:
     invalidate_interval_s: float = 0.1  # how often shards' change logs are polled
     tariff_dir: str = str(Path(__file__).resolve().parents[3] / "rules" / "tariffs")
     classify_on_start: bool = False  # `contextgrid serve` turns it on: classify the base once serving
+    green_factors_file: str | None = None  # emissions factors for green metrics (YAML/JSON)
     rules_dir: str = str(Path(__file__).resolve().parents[3] / "rules")
     near_cache_capacity: int = 100_000

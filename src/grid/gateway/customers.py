@@ -11,7 +11,7 @@ from grid.errors import Conflict, Forbidden, InvalidInput, NotFound
 from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
 
-CUSTOMER_PATCHABLE = {"contacts", "notes"}  # what a customer may change about itself
+CUSTOMER_PATCHABLE = {"contacts", "notes", "supplemental"}  # what a customer may change about itself
 FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name")
 
 

@@ -352,8 +352,11 @@
   function renderNotes() {
     const notes = state.ctx.notes || [];
     const projects = [], plain = [];
+    for (const p of ((state.ctx.supplemental || {}).projects || [])) {
+      projects.push({ name: p.name, date: p.start_date, kwh: p.expected_kwh_per_month, at: p.created_at });
+    }
     for (const n of notes) {
-      const m = PROJECT.exec(n.text);
+      const m = PROJECT.exec(n.text);  // projects entered before the structured field existed
       if (m) projects.push({ name: m[1], date: m[2], kwh: m[3], at: n.created_at });
       else plain.push(n);
     }
@@ -363,12 +366,12 @@
       h("span", { class: "muted small" }, ` — ${n.author || "utility"}, ${(n.created_at || "").slice(0, 10)}`)))
       : [h("li", { class: "muted" }, "None yet.")]));
   }
-  async function addNote(text, form) {
+  async function addNote(text, form, body) {
     const status = $("#extra-status");
     status.className = "status";
     status.textContent = "Saving…";
     try {
-      state.ctx = await api(customer(), { method: "PATCH", body: { notes: { add: [{ text, author: "customer (portal)" }] } } });
+      state.ctx = await api(customer(), { method: "PATCH", body: body || { notes: { add: [{ text, author: "customer (portal)" }] } } });
       renderNotes();
       form.reset();
       status.textContent = "Saved.";
@@ -398,8 +401,9 @@
     $("#add-contact").addEventListener("click", addContact);
     $("#project-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const text = `[project] ${$("#project-name").value.trim()} · from ${$("#project-date").value} · saves ${Math.round(Number($("#project-savings").value))} kWh/month`;
-      addNote(text, ev.target);
+      const project = { name: $("#project-name").value.trim(), start_date: $("#project-date").value,
+                        expected_kwh_per_month: Math.round(Number($("#project-savings").value)) };
+      addNote(null, ev.target, { supplemental: { projects: { add: [project] } } });
     });
     $("#note-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
