@@ -201,7 +201,9 @@ def actor_options(shard_id: int, namespace: str) -> dict:
         name=actor_name(shard_id),
         namespace=namespace,
         get_if_exists=True,
-        num_cpus=0,  # an actor mostly waits; CPU goes to tasks and kernels, which release the GIL
+        # an actor mostly waits, so it reserves almost no CPU; not zero: Ray's SPREAD ignores zero-CPU actors
+        # (both shards landed on one node of a two-node cluster)
+        num_cpus=0.01,
         max_restarts=-1,
         max_task_retries=-1,  # at-least-once delivery; write ids make every write apply once
         max_concurrency=1000,
