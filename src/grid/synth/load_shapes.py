@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grid.sunpath import day_of_year, plane_of_array_wm2
 from grid.timegrid import IntervalCalendar
 
 LATITUDE = 36.75  # Fresno, CA: the made-up service territory sits in the Central Valley
@@ -158,7 +159,7 @@ class Weather:
     def temperature_c(self, cal: IntervalCalendar) -> np.ndarray:
         """Outdoor temperature at each interval (local time), float32."""
         day = np.clip(cal.date_ordinal - self.first_ordinal, 0, self.temp_anomaly_c.shape[0] - 1)
-        doy = _day_of_year(cal.date_ordinal)
+        doy = day_of_year(cal.date_ordinal)
         seasonal = 17.5 + 9.0 * np.cos(2 * np.pi * (doy - 200) / 365)
         diurnal = 7.0 * np.cos(2 * np.pi * (cal.hour + 0.5 - 15.5) / 24)
         return (seasonal + diurnal + self.temp_anomaly_c[day]).astype(np.float32)
@@ -168,36 +169,13 @@ class Weather:
         return self.cloud[day]
 
 
-def _day_of_year(ordinals: np.ndarray) -> np.ndarray:
-    """1-based day of the year of each date ordinal (a calendar spans less than a year)."""
-    year = dt.date.fromordinal(int(ordinals[0])).year
-    jan1, next_jan1 = dt.date(year, 1, 1).toordinal(), dt.date(year + 1, 1, 1).toordinal()
-    o = ordinals.astype(np.int64)
-    return np.where(o >= next_jan1, o - next_jan1, o - jan1) + 1
-
-
 def solar_wh_per_kw(cal: IntervalCalendar, weather: Weather) -> np.ndarray:
     """Energy (Wh) one kW-dc of south-facing panels tilted at the latitude yields in each interval.
 
-    Clear-sky beam irradiance from the Meinel air-mass model, incidence on a latitude-tilt plane
-    (``cos i = cos(decl) cos(hour angle)``), 10% diffuse, 86% system derate, daily cloud cover; the sun's
-    position is computed from UTC, so daylight-saving shifts move the curve on the clock as they should.
+    Clear-sky irradiance from :mod:`grid.sunpath`, 86% system derate, daily cloud cover.
     """
     hours = cal.interval_minutes / 60.0
-    mid = cal.utc_start + cal.interval_minutes * 30
-    doy = _day_of_year(cal.date_ordinal).astype(np.float64)
-    b = 2 * np.pi * (doy - 81) / 364
-    eot_min = 9.87 * np.sin(2 * b) - 7.53 * np.cos(b) - 1.5 * np.sin(b)
-    solar_hour = ((mid % 86400) / 3600.0 + LONGITUDE / 15.0 + eot_min / 60.0) % 24
-    hour_angle = np.radians(15.0 * (solar_hour - 12.0))
-    decl = np.radians(23.45 * np.sin(2 * np.pi * (284 + doy) / 365))
-    lat = np.radians(LATITUDE)
-    sin_elev = np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(hour_angle)
-    up = sin_elev > 0.02
-    air_mass = np.where(up, 1.0 / np.maximum(sin_elev, 0.02), 50.0)
-    beam = 1353.0 * 0.7 ** (air_mass ** 0.678)
-    incidence = np.maximum(np.cos(decl) * np.cos(hour_angle), 0.0)
-    poa = np.where(up, beam * incidence + 0.1 * beam * sin_elev, 0.0)  # W/m2 on the panel
+    poa = plane_of_array_wm2(cal, LATITUDE, LONGITUDE)  # W/m2 on the panel
     clouds = 1.0 - 0.75 * weather.cloud_at(cal)
     return (poa / 1000.0 * 0.86 * clouds * hours * 1000.0).astype(np.float32)
 

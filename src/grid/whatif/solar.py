@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from grid.sunpath import plane_of_array_wm2
 from grid.timegrid import IntervalCalendar, calendar
 
 LATITUDE = 36.75  # the service territory of the synthetic base (Fresno, CA)
@@ -29,38 +30,11 @@ DERATE = 0.86
 CLEARNESS = 0.8
 
 
-def _day_of_year(ordinals: np.ndarray) -> np.ndarray:
-    import datetime as dt
-
-    first = {}
-    out = np.empty(ordinals.shape[0], dtype=np.int64)
-    for i, o in enumerate(ordinals.tolist()):
-        y = first.get(o)
-        if y is None:
-            d = dt.date.fromordinal(o)
-            y = first[o] = o - dt.date(d.year, 1, 1).toordinal() + 1
-        out[i] = y
-    return out
-
-
 @lru_cache(maxsize=256)
 def _model(start, end, interval_minutes: int, tz: str, latitude: float, longitude: float) -> np.ndarray:
     cal = calendar(start, end, interval_minutes, tz)
     hours = cal.interval_minutes / 60.0
-    mid = cal.utc_start + cal.interval_minutes * 30
-    doy = _day_of_year(cal.date_ordinal).astype(np.float64)
-    b = 2 * np.pi * (doy - 81) / 364
-    eot_min = 9.87 * np.sin(2 * b) - 7.53 * np.cos(b) - 1.5 * np.sin(b)
-    solar_hour = ((mid % 86400) / 3600.0 + longitude / 15.0 + eot_min / 60.0) % 24
-    hour_angle = np.radians(15.0 * (solar_hour - 12.0))
-    decl = np.radians(23.45 * np.sin(2 * np.pi * (284 + doy) / 365))
-    lat = np.radians(latitude)
-    sin_elev = np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(hour_angle)
-    up = sin_elev > 0.02
-    air_mass = np.where(up, 1.0 / np.maximum(sin_elev, 0.02), 50.0)
-    beam = 1353.0 * 0.7 ** (air_mass ** 0.678)
-    incidence = np.maximum(np.cos(decl) * np.cos(hour_angle), 0.0)
-    poa = np.where(up, beam * incidence + 0.1 * beam * sin_elev, 0.0)  # W/m2 on the panel
+    poa = plane_of_array_wm2(cal, latitude, longitude)  # W/m2 on the panel
     out = poa / 1000.0 * DERATE * CLEARNESS * hours * 1000.0
     out.setflags(write=False)
     return out
