@@ -56,3 +56,18 @@ async def test_registered_encoder_serves_without_handler_changes(api, monkeypatc
     r = await api.get("/v1/customers/C0000002", headers={**auth("operator"), "Accept": "text/x-kv"})
     assert r.status == 200 and r.content_type == "text/x-kv"
     assert "customer_id=C0000002" in (await r.text()).splitlines()
+
+
+async def test_paging_visits_every_customer_once_in_order(api, grid):
+    seen, cursor = [], None
+    while True:
+        url = "/v1/customers?limit=7" + (f"&cursor={cursor}" if cursor else "")
+        page = await (await api.get(url, headers=auth("agent"))).json()
+        seen += [i["customer_id"] for i in page["items"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == sorted(set(seen))
+    assert len(seen) == sum(s["customers"] for s in grid.stats())
+    residential = (await (await api.get("/v1/customers?kind=residential&limit=1000", headers=auth("agent"))).json())
+    assert residential["items"] and all(i["kind"] == "residential" for i in residential["items"])

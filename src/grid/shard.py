@@ -45,6 +45,8 @@ class Shard:
         self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._entities: dict | None = None
+        self._sorted_ids: list[str] = []
+        self._membership_dirty = True
 
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
@@ -61,6 +63,7 @@ class Shard:
 
     def apply_chunk(self, part) -> int:
         """Add a chunk read by :meth:`read_chunk` to the state (one at a time: it mutates the stores)."""
+        self._membership_dirty = True
         for rec in part.records:
             self.records[rec["customer_id"]] = rec
         for rec in part.records:
@@ -160,11 +163,23 @@ class Shard:
         """Which of these service points this shard holds, and for which customer."""
         return {sp: self.sp_owner[sp][0] for sp in sp_ids if sp in self.sp_owner}
 
+    def _ids_sorted(self) -> list[str]:
+        """Customer ids in order, re-sorted only when customers were added or removed (not on every page)."""
+        if self._membership_dirty or len(self._sorted_ids) != len(self.records):
+            self._sorted_ids = sorted(self.records)
+            self._membership_dirty = False
+        return self._sorted_ids
+
     def list(self, filters: dict, after: str | None, limit: int) -> list[dict]:
         """Up to ``limit`` summaries with ``customer_id > after``, in id order, passing ``filters``."""
+        import bisect
+
+        ids = self._ids_sorted()
         out = []
-        for cid in sorted(c for c in self.records if after is None or c > after):
-            rec = self.records[cid]
+        for cid in ids[bisect.bisect_right(ids, after) if after is not None else 0:]:
+            rec = self.records.get(cid)
+            if rec is None:
+                continue
             if ctx.matches(rec, filters):
                 out.append(ctx.summary(rec))
                 if len(out) >= limit:
@@ -233,6 +248,7 @@ class Shard:
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
         self.owned[payload["partitions"]] = True
+        self._membership_dirty = True
         for cid, rec in payload["records"].items():
             self.records[cid] = rec
             for a in rec["accounts"]:
@@ -250,6 +266,7 @@ class Shard:
         """Forget the customers of partitions this shard no longer owns."""
         self.owned[partitions] = False
         cids = set(self._customers_in(partitions))
+        self._membership_dirty = True
         for c in cids:
             del self.records[c]
             self.changed(c)
@@ -315,6 +332,8 @@ class Shard:
             old = self.records.get(cid)
             new["version"] = (old["version"] if old else 0) + 1
             self._index_service_points(new)
+            if old is None:
+                self._membership_dirty = True
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
         else:
