@@ -100,3 +100,17 @@ async def base_api(base_grid, keystore):
 
     async with TestClient(TestServer(create_app(base_grid, keys=keystore))) as client:
         yield client
+
+
+async def follow(client, response, headers, seconds: float = 60.0) -> dict:
+    """Poll the job a 202/200 response points at (``Location``) until it leaves ``running``."""
+    import asyncio
+
+    assert response.status in (200, 202), await response.text()
+    url = response.headers["Location"]
+    for _ in range(int(seconds / 0.05)):
+        job = await (await client.get(url, headers=headers)).json()
+        if job["state"] != "running":
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} still running after {seconds} s")

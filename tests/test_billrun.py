@@ -1,10 +1,9 @@
 """Bill runs reconcile every computed bill against the legacy bill and find exactly the injected errors."""
-import asyncio
 import io
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import auth
+from conftest import auth, follow
 
 from grid.gateway.formats import decode_csv
 
@@ -13,14 +12,8 @@ H = auth("operator")
 
 async def _run(api, period):
     r = await api.post("/v1/bill-runs", json={"period": period}, headers=H)
-    assert r.status == 202, await r.text()
-    url = r.headers["Location"]
-    for _ in range(600):
-        run = await (await api.get(url, headers=H)).json()
-        if run["state"] != "running":
-            return url, run
-        await asyncio.sleep(0.05)
-    raise AssertionError("bill run did not finish")
+    assert r.status == 202
+    return r.headers["Location"], await follow(api, r, H)
 
 
 @pytest.mark.parametrize("period", ["2025-11", "2025-12"])

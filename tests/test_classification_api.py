@@ -1,10 +1,9 @@
 """Portfolios and key accounts over the whole grid, through the API; re-classification after a write."""
-import asyncio
 import shutil
 
 import pyarrow.parquet as pq
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import auth
+from conftest import auth, follow
 
 from grid.gateway.app import create_app
 from grid.gateway.config import GatewayConfig
@@ -13,15 +12,9 @@ H = auth("operator")
 
 
 async def _job(api, r):
-    assert r.status in (200, 202), await r.text()
-    url = r.headers["Location"]
-    for _ in range(1200):
-        job = await (await api.get(url, headers=H)).json()
-        if job["state"] != "running":
-            assert job["state"] == "done", job
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError("job did not finish")
+    job = await follow(api, r, H)
+    assert job["state"] == "done", job
+    return job
 
 
 async def test_portfolios_match_the_generators_truth_across_shards(base_api, base_dir):

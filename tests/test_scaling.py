@@ -4,6 +4,7 @@ import collections
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from conftest import follow
 from factories import populate
 
 from grid.cluster import Grid
@@ -26,13 +27,8 @@ async def scaling_api(ray_session, tmp_path):
 
 async def _scale(client, count):
     r = await client.post("/v1/admin/shards", json={"count": count}, headers=H)
-    assert r.status == 202, await r.text()
-    url = r.headers["Location"]
-    for _ in range(600):
-        job = await (await client.get(url, headers=H)).json()
-        if job["state"] != "running":
-            break
-        await asyncio.sleep(0.05)
+    assert r.status == 202
+    job = await follow(client, r, H)
     assert job["state"] == "done", job
     assert job["progress"]["done"] == job["progress"]["total"]
     return job["result"]
