@@ -1,14 +1,12 @@
 """Handlers for ``/v1/customers``: each request goes to the owning shard only (listing excepted)."""
 from __future__ import annotations
 
-import base64
-import binascii
-
 from aiohttp import web
 
 from grid.cluster import make_op
 from grid.errors import Conflict, Forbidden, InvalidInput, NotFound
 from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS
+from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 
 CUSTOMER_PATCHABLE = {"contacts", "notes", "supplemental"}  # what a customer may change about itself
@@ -21,6 +19,11 @@ def _customer_id(request: web.Request) -> str:
     return cid
 
 
+def _context(request: web.Request, rec: dict) -> web.Response:
+    """A context in the negotiated format, its version as the ETag (for If-Match)."""
+    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+
+
 def _write_id(request: web.Request, cid: str) -> str | None:
     key = request[PARAMS].get("Idempotency-Key")
     # scope client keys by customer and by API key, so two clients' keys never collide
@@ -29,8 +32,7 @@ def _write_id(request: web.Request, cid: str) -> str | None:
 
 async def get_customer(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    rec = await request.app[READS].read(cid)
-    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+    return _context(request, await request.app[READS].read(cid))
 
 
 async def get_accounts(request: web.Request) -> web.Response:
@@ -79,8 +81,7 @@ async def patch_customer(request: web.Request) -> web.Response:
         if denied:
             raise Forbidden(f"a customer key may not change {denied[0]!r}", field=denied[0])
     out = await _write(request, "patch", cid, body)
-    rec = out["record"]
-    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+    return _context(request, out["record"])
 
 
 async def put_customer(request: web.Request) -> web.Response:
@@ -96,8 +97,7 @@ async def put_customer(request: web.Request) -> web.Response:
         raise Conflict(f"service point {sp} belongs to customer {taken[sp]}",
                        field="accounts.service_points.service_point_id")
     out = await _write(request, "replace", cid, body)
-    rec = out["record"]
-    return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
+    return _context(request, out["record"])
 
 
 async def post_usage(request: web.Request) -> web.Response:
@@ -107,26 +107,12 @@ async def post_usage(request: web.Request) -> web.Response:
     return respond(request, {"written": out["written"], "version": out["version"]}, "usage")
 
 
-def _decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        return base64.b64decode(cursor.encode() + b"=" * (-len(cursor) % 4), altchars=b"-_",
-                                validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("cursor is not one this server issued", field="cursor") from None
-
-
-def _encode_cursor(customer_id: str) -> str:
-    return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
-
-
 async def list_customers(request: web.Request) -> web.Response:
     p = request[PARAMS]
     principal = request[PRINCIPAL]
     filters = {k: p[k] for k in FILTERS if k in p}
     limit = p.get("limit", 50)
-    after = _decode_cursor(p.get("cursor"))
+    after = decode_cursor(p.get("cursor"))
     grid = request.app[GRID]
     if principal.role == "customer":
         from grid import context as ctx
@@ -140,5 +126,5 @@ async def list_customers(request: web.Request) -> web.Response:
         items = await grid.alist(filters, after, limit + 1)
     more = len(items) > limit
     items = items[:limit]
-    nxt = _encode_cursor(items[-1]["customer_id"]) if more and items else None
+    nxt = encode_cursor(items[-1]["customer_id"]) if more and items else None
     return respond(request, {"items": items, "next": nxt}, "customers")

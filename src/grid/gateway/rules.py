@@ -1,14 +1,12 @@
 """Portfolios, key accounts, profitability and rule reloads over HTTP."""
 from __future__ import annotations
 
-import base64
-import binascii
-
 from aiohttp import web
 
 from grid.classification import classify_base
-from grid.errors import InvalidInput, NotFound
+from grid.errors import NotFound
 from grid.gateway.keys import CLASSIFIED, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, RULES
+from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 from grid.rules import ActiveRules
 
@@ -65,13 +63,7 @@ async def list_portfolios(request: web.Request) -> web.Response:
     c = _classified(request)
     p = request[PARAMS]
     limit = p.get("limit", 50)
-    after = None
-    if p.get("cursor"):
-        try:
-            after = base64.b64decode(p["cursor"] + "=" * (-len(p["cursor"]) % 4), altchars=b"-_",
-                                     validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise InvalidInput("cursor is not one this server issued", field="cursor") from None
+    after = decode_cursor(p.get("cursor"))
     want = p.get("key_account")
     ids = sorted(pid for pid, v in c["portfolios"].items()
                  if (want is None or v["key_account"] == want) and (after is None or pid > after))
@@ -79,7 +71,7 @@ async def list_portfolios(request: web.Request) -> web.Response:
     items = [{"portfolio_id": pid, "key_account": c["portfolios"][pid]["key_account"],
               "reasons": c["portfolios"][pid]["reasons"], "accounts": len(c["members"].get(pid, [])),
               "spend_12m_cents": c["portfolios"][pid]["totals"].get("spend_12m_cents")} for pid in page]
-    nxt = base64.urlsafe_b64encode(page[-1].encode()).decode().rstrip("=") if len(ids) > limit else None
+    nxt = encode_cursor(page[-1]) if len(ids) > limit else None
     return respond(request, {"items": items, "next": nxt}, "portfolios")
 
 
