@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 SHARDS ?= 2
 
-.PHONY: setup run test bench kernels browser clean
+.PHONY: setup run test bench kernels browser debs clean
 
 setup: $(STAMP) $(KERNELS_STAMP)
 
@@ -31,18 +31,23 @@ $(KERNELS_STAMP): $(STAMP) $(PYX)
 
 kernels: $(KERNELS_STAMP)
 
-# Debian's chromium for the portal's browser tests (Playwright drives it; no browser download).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian chromium for the browser tests"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+# Debian packages the tests use as real peers: chromium (Playwright drives it; no browser download),
+# postgresql (the system of record the importer streams from; tests run initdb in a temp dir),
+# mosquitto (the MQTT broker meter alarms arrive through). Installed only when missing.
+DEB_NEEDS := chromium:chromium postgresql:/usr/lib/postgresql mosquitto:mosquitto
+browser debs:
+	@missing=""; for pair in $(DEB_NEEDS); do pkg=$${pair%%:*}; probe=$${pair#*:}; \
+	  if [ -e "$$probe" ] || command -v "$$probe" >/dev/null 2>&1 || [ -x /usr/sbin/$$probe ]; then :; \
+	  else missing="$$missing $$pkg"; fi; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages for the tests:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || echo "warning: could not install$$missing; tests that need them will be skipped"; fi
 
 run: setup
 	$(VENV)/bin/contextgrid serve --demo $(DEMO_CUSTOMERS) --data-dir $(DATA_DIR) \
 	  --host $(HOST) --port $(PORT) --shards $(SHARDS)
 
-test: setup browser
+test: setup debs
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
