@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -23,9 +22,9 @@ from grid.partitions import partition_of
 from grid.timegrid import month_bounds
 from kernels.billing import BillBatch, bill_intervals
 from kernels.reconcile import LINE_STATUSES, OUTCOMES, reconcile_lines
-from kernels.tariffs import TariffCatalogue
+from grid.tariffs import SHIPPED, TariffCatalogue
 
-DEFAULT_TARIFF_DIR = str(Path(__file__).resolve().parents[2] / "rules" / "tariffs")
+DEFAULT_TARIFF_DIR = str(SHIPPED)  # read-only; the gateway passes its data dir's catalogue (tariffs: grid.tariffs)
 
 
 @lru_cache(maxsize=8)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import ray
 
+from grid.durable import durable_write
 from grid.errors import ContextGridError, ShardUnavailable
 from grid.shard import Shard, from_snapshot, to_snapshot
 from grid.snapshots import SnapshotStore
@@ -142,11 +143,7 @@ class ShardServer:
 
     # -- moving partitions ------------------------------------------------------------------------------------
     def _save_owned(self) -> None:
-        tmp = self._owned_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self._owned_file)
+        durable_write(self._owned_file, json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]).encode())
 
     async def export_partitions(self, partitions: list[int]) -> dict:
         payload = self.shard.export_partitions(partitions)
