@@ -19,6 +19,8 @@ from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.identity import ops as identity_ops  # identity: its write kinds
+from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
 from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
@@ -47,6 +49,7 @@ class Shard:
         self._entities: dict | None = None
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
+        self.identity = IdentityIndex()  # identity: keys of these customers, links, reviews, merges
 
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
@@ -64,6 +67,7 @@ class Shard:
     def apply_chunk(self, part) -> int:
         """Add a chunk read by :meth:`read_chunk` to the state (one at a time: it mutates the stores)."""
         self._membership_dirty = True
+        self.identity.invalidate()  # identity: rebuilt on first use, not per loaded record
         for rec in part.records:
             self.records[rec["customer_id"]] = rec
         for rec in part.records:
@@ -243,7 +247,8 @@ class Shard:
         return {"partitions": list(partitions), "records": {c: self.records[c] for c in cids},
                 "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
                 "bills": t.filter(mask),
-                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset]}
+                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
+                "identity": self.identity.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -260,6 +265,7 @@ class Shard:
         self.bills.append(payload["bills"])
         for k, v in payload["applied"]:
             self.applied[k] = v
+        self.identity.take(payload.get("identity"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
@@ -270,6 +276,7 @@ class Shard:
         for c in cids:
             del self.records[c]
             self.changed(c)
+        self.identity.drop(cids)
         for iv, store in self.usage.items():
             drop_rows(store, {sp for sp, (c, i) in self.sp_owner.items() if c in cids and i == iv})
         self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
@@ -308,6 +315,8 @@ class Shard:
                 self.check_readings(cid, op["body"].get("readings", []))
         elif kind == "replace":
             ctx.validate_replacement(cid, op["body"], op["at"])
+        elif kind in identity_ops.KINDS:
+            identity_ops.prepare(self, op)
         else:
             raise InvalidInput(f"unknown write kind {kind!r}", field="kind")
         return op
@@ -336,8 +345,12 @@ class Shard:
                 self._membership_dirty = True
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
+        elif kind in identity_ops.KINDS:
+            result = identity_ops.apply(self, op)
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
+        if kind in ("patch", "replace"):
+            self.identity.on_record(self.records[cid])  # identity: keys follow the context
         self.applied[op["write_id"]] = result
         if getattr(self, "_rules", None) is not None:  # inputs may have changed: re-classify this customer
             from grid.classification import reclassify
@@ -424,7 +437,7 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True)}
+             "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob()}
     return tables, blobs
 
 
@@ -443,4 +456,5 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
             for sp in a["service_points"]:
                 shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
     shard.bills = BillStore(tables["bills"])
+    shard.identity = IdentityIndex.from_blob(blobs.get("identity"))
     return shard
