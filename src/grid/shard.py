@@ -21,6 +21,8 @@ from grid.bills import BillStore
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
 from grid.identity import ops as identity_ops  # identity: its write kinds
 from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
+from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
+from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
 from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
@@ -50,6 +52,7 @@ class Shard:
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
         self.identity = IdentityIndex()  # identity: keys of these customers, links, reviews, merges
+        self.imports = ImportState()  # imports: source positions, refused rows, key index
 
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
@@ -220,6 +223,7 @@ class Shard:
         """Record that a context changed, for caches that watch this shard."""
         self.change_seq += 1
         self.changes.append((self.change_seq, customer_id))
+        self.identity.on_changed(customer_id, self.records.get(customer_id))  # identity: keys follow every write
 
     def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
         """(current seq, customers changed after ``seq``); None when ``seq`` is too old to tell."""
@@ -300,6 +304,8 @@ class Shard:
         if op["write_id"] in self.applied:
             return op
         kind = op["kind"]
+        if kind == imports_op.KIND:  # imports: a shard-wide op (rows of many customers + a position)
+            return imports_op.prepare(self, op)
         cid = op["customer_id"]
         if not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
@@ -327,6 +333,12 @@ class Shard:
         if done is not None:
             return done
         kind, cid = op["kind"], op["customer_id"]
+        if kind == imports_op.KIND:  # imports: versions and change log are handled per touched customer
+            result = imports_op.apply(self, op)
+            self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
+            while len(self.applied) > APPLIED_WRITE_IDS:
+                self.applied.popitem(last=False)
+            return result
         if kind == "patch":
             prepared = getattr(self, "_prepared", None)
             self._prepared = None
@@ -349,8 +361,6 @@ class Shard:
             result = identity_ops.apply(self, op)
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
-        if kind in ("patch", "replace"):
-            self.identity.on_record(self.records[cid])  # identity: keys follow the context
         self.applied[op["write_id"]] = result
         if getattr(self, "_rules", None) is not None:  # inputs may have changed: re-classify this customer
             from grid.classification import reclassify
@@ -437,7 +447,8 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob()}
+             "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob(),
+             "imports": shard.imports.to_blob()}
     return tables, blobs
 
 
@@ -447,6 +458,8 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
     shard.records = msgpack.unpackb(blobs["records"], raw=False, strict_map_key=False)
     shard.applied = OrderedDict((k, v) for k, v in meta["applied"])
     shard.change_seq = meta["change_seq"]
+    if "imports" in blobs:  # imports: source positions travel with the state they describe
+        shard.imports = ImportState.from_blob(blobs["imports"])
     for iv in meta["intervals"]:
         prefix = f"u{iv}-"
         store_tables = {k[len(prefix):]: t for k, t in tables.items() if k.startswith(prefix)}

@@ -9,4 +9,11 @@
 """
 from grid.identity.evidence import Candidate, Comparison, Evidence, Resolution, decode_records
 
-__all__ = ["Evidence", "Resolution", "Comparison", "Candidate", "decode_records"]
+__all__ = ["Evidence", "Resolution", "Comparison", "Candidate", "decode_records", "aresolve_batch"]
+
+
+async def aresolve_batch(grid, records: list[dict]) -> list[dict]:
+    """The importer's entry point (``grid.imports.linking.resolve``): one resolution dict per evidence row."""
+    from grid.identity.client import resolve_for_import
+
+    return await resolve_for_import(grid, records)

@@ -14,9 +14,9 @@ import asyncio
 from grid.errors import InvalidInput, NotFound
 from grid.identity.evidence import Evidence, Resolution, decode_records, record_key, to_builtins
 from grid.identity.golden import golden_record
-from grid.identity.resolver import decide, outcome_op, query, write_id
+from grid.identity.resolver import decide, new_customer_id, outcome_op, query, write_id
 
-__all__ = ["resolve", "identity", "reviews", "decide_review"]
+__all__ = ["resolve", "resolve_for_import", "identity", "reviews", "decide_review"]
 
 
 async def _lookup(grid, rules, batch: list[tuple[str, list]]) -> list[list[dict]]:
@@ -42,6 +42,51 @@ async def resolve(grid, records, write: bool = False) -> list[Resolution]:
         res = decide(rules, ev, m, found)
         await _record(grid, ev, m, res)
         out.append(res)
+    return out
+
+
+async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
+    """The importer's contract (``grid.imports.linking``): one dict per row, nothing written.
+
+    ``{"outcome", "customer_id", "service_point_id", "interval_minutes", "evidence"}``; a ``new`` row gets the
+    customer id it names, or the id derived from its record key; ``evidence`` is the full resolution.
+    """
+    rules = grid.identity_rules.current
+    evs = decode_records([_evidence_dict(r) for r in records])
+    if not evs:
+        return []
+    queries = [query(rules, ev) for ev in evs]
+    found = await _lookup(grid, rules, [(record_key(ev), keys) for ev, (_, keys) in zip(evs, queries)])
+    out = []
+    for ev, (m, _), f in zip(evs, queries, found):
+        res = decide(rules, ev, m, f)
+        if res.outcome == "new":
+            res.customer_id = ev.customer_id or new_customer_id(res.record_key)
+        points = {k: v for part in f for k, v in part.get("points", {}).items()}
+        point = None
+        for kind in ("service_point_id", "meter_id"):
+            value = getattr(ev, kind)
+            if value and f"{kind}:{value}" in points:
+                point = points[f"{kind}:{value}"]
+                break
+        out.append({"outcome": res.outcome, "customer_id": res.customer_id,
+                    "service_point_id": point[0] if point and res.outcome == "link" else None,
+                    "interval_minutes": point[1] if point and res.outcome == "link" else None,
+                    "evidence": to_builtins(res)})
+    return out
+
+
+_EVIDENCE_FIELDS = frozenset(Evidence.__struct_fields__)
+
+
+def _evidence_dict(row: dict) -> dict:
+    """An importer's evidence row as :class:`Evidence` fields: values as text, unknown keys (entity_id) left out."""
+    out = {}
+    for k, v in row.items():
+        if k not in _EVIDENCE_FIELDS or v is None or v == "":
+            continue
+        out[k] = v if isinstance(v, bool) and k == "email_verified" else str(v)
+    out.setdefault("source", "import")
     return out
 
 

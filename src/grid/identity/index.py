@@ -38,6 +38,11 @@ class _Durable(msgspec.Struct):
     merges: dict[str, dict] = {}  # merge id -> step state on this shard
 
 
+def _identifying(rec: dict) -> tuple:
+    return (rec["name"], rec.get("kind"), rec.get("ownership"), rec.get("accounts"), rec.get("contacts"),
+            rec.get("attributes"))
+
+
 class IdentityIndex:
     """See the module docstring."""
 
@@ -48,6 +53,7 @@ class IdentityIndex:
         self.built = False
         self.members: dict[str, list[Member]] = {}  # customer -> [context member, linked members...]
         self.keys: dict[tuple[str, str], Counter] = {}  # key -> Counter(customer -> how many members have it)
+        self._seen: dict[str, tuple] = {}  # customer -> the identifying parts its members were built from
 
     # -- derived part -------------------------------------------------------------------------------------
     def invalidate(self) -> None:
@@ -55,13 +61,16 @@ class IdentityIndex:
         self.built = False
         self.members = {}
         self.keys = {}
+        self._seen = {}
 
     def ensure_built(self, records: dict[str, dict]) -> None:
         if self.built:
             return
         self.members = {}
         self.keys = {}
+        self._seen = {}
         for cid, rec in records.items():
+            self._seen[cid] = _identifying(rec)
             self._set_members(cid, self._members_of(rec))
         self.built = True
 
@@ -93,13 +102,34 @@ class IdentityIndex:
             self.members.pop(cid, None)
 
     def on_record(self, rec: dict) -> None:
-        """A context was written: its members and keys follow (called by the shard's apply path)."""
+        """The customer's links changed: rebuild its members and keys."""
         if self.built:
+            self._seen[rec["customer_id"]] = _identifying(rec)
             self._set_members(rec["customer_id"], self._members_of(rec))
 
-    def on_removed(self, customer_id: str) -> None:
-        if self.built:
+    def on_changed(self, customer_id: str, rec: dict | None) -> None:
+        """A context changed (the shard's change hook, called on every write, import and move).
+
+        Writes share unchanged parts of a record (``grid.context``), so comparing the identifying parts by
+        object identity tells a usage append or a version bump (nothing to do) from a new name or account
+        (rebuild this customer's members) without normalizing anything; the references are held, so an id is
+        never reused by another object while compared.
+        """
+        if not self.built:
+            return
+        if rec is None:
+            self._seen.pop(customer_id, None)
             self._set_members(customer_id, [])
+            return
+        cur = _identifying(rec)
+        prev = self._seen.get(customer_id)
+        if prev is not None and all(a is b for a, b in zip(prev, cur)):
+            return
+        self._seen[customer_id] = cur
+        self._set_members(customer_id, self._members_of(rec))
+
+    def on_removed(self, customer_id: str) -> None:
+        self.on_changed(customer_id, None)
 
     # -- lookups ------------------------------------------------------------------------------------------
     def lookup(self, records: dict[str, dict], record_key: str, keys: list[tuple[str, str]],
@@ -122,10 +152,18 @@ class IdentityIndex:
                     continue
             if c and len(c) <= max_block:
                 found.update(c)
+        points = {}  # which service point a meter or service point id named (importers route usage by it)
+        for kind in ("service_point_id", "meter_id"):
+            for value in (v for k, v in keys if k == kind):
+                for cid in self.keys.get((kind, value), ()):
+                    for a in records[cid].get("accounts") or ():
+                        for sp in a.get("service_points") or ():
+                            if sp.get(kind) == value:
+                                points[f"{kind}:{value}"] = [sp["service_point_id"], int(sp.get("interval_minutes", 60))]
         decisions = dict(self.durable.decisions.get(record_key, {}))
         found.update(cid for cid in decisions if cid in self.members)
         return {"hits": hits, "members": {cid: self.members[cid] for cid in sorted(found) if cid in self.members},
-                "decisions": decisions, "merged": merged,
+                "decisions": decisions, "merged": merged, "points": points,
                 "open_review": self.durable.open_reviews.get(record_key)}
 
     # -- durable part -------------------------------------------------------------------------------------
