@@ -127,3 +127,17 @@ async def test_a_same_decision_links_for_good(id_api, id_grid):
     after = (await id_grid.aresolve([rec]))[0]
     assert (after.outcome, after.customer_id) == ("link", "C5")
     assert after.decision == "same" or after.key == "record"
+
+
+async def test_importer_contract(id_grid):
+    from grid.identity import aresolve_batch
+
+    rows = [{"source": "meters", "meter_id": "M5", "entity_id": "E9"},
+            {"source": "meters", "meter_id": "M-unknown"},
+            {"source": "billing", "customer_id": "C777", "name": "Brand New Customer", "account_id": 12345},
+            {"source": "billing", "account_id": "A1", "meter_id": "M5"}]
+    out = await aresolve_batch(id_grid, rows)
+    assert [(o["outcome"], o["customer_id"]) for o in out] == [("link", "C5"), ("unresolved", None),
+                                                               ("new", "C777"), ("review", "C1")]
+    assert (out[0]["service_point_id"], out[0]["interval_minutes"]) == ("S5", 60)
+    assert out[0]["evidence"]["key"] == "meter_id"

@@ -49,7 +49,8 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
     """The importer's contract (``grid.imports.linking``): one dict per row, nothing written.
 
     ``{"outcome", "customer_id", "service_point_id", "interval_minutes", "evidence"}``; a ``new`` row gets the
-    customer id it names, or the id derived from its record key; ``evidence`` is the full resolution.
+    customer id it names, or the id derived from its record key when it has a name to make a customer of
+    (otherwise ``unresolved``); ``evidence`` is the full resolution.
     """
     rules = grid.identity_rules.current
     evs = decode_records([_evidence_dict(r) for r in records])
@@ -60,8 +61,11 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
     out = []
     for ev, (m, _), f in zip(evs, queries, found):
         res = decide(rules, ev, m, f)
-        if res.outcome == "new":
-            res.customer_id = ev.customer_id or new_customer_id(res.record_key)
+        outcome = res.outcome
+        if outcome == "new":
+            # a row with only keys nobody has (a usage row of an unknown meter) cannot make a customer
+            res.customer_id = ev.customer_id or (new_customer_id(res.record_key) if ev.name else None)
+            outcome = "new" if res.customer_id else "unresolved"
         points = {k: v for part in f for k, v in part.get("points", {}).items()}
         point = None
         for kind in ("service_point_id", "meter_id"):
@@ -69,7 +73,7 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
             if value and f"{kind}:{value}" in points:
                 point = points[f"{kind}:{value}"]
                 break
-        out.append({"outcome": res.outcome, "customer_id": res.customer_id,
+        out.append({"outcome": outcome, "customer_id": res.customer_id,
                     "service_point_id": point[0] if point and res.outcome == "link" else None,
                     "interval_minutes": point[1] if point and res.outcome == "link" else None,
                     "evidence": to_builtins(res)})
