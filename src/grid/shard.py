@@ -18,6 +18,7 @@ import numpy as np
 from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
+from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
@@ -42,6 +43,7 @@ class Shard:
         self.bills = BillStore()
         self.applied: OrderedDict[str, dict] = OrderedDict()
         self.change_seq = 0
+        self.decisions = decision_ops.DecisionState()  # decisions: events, contact history, audit, propensity
         self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._entities: dict | None = None
@@ -243,7 +245,8 @@ class Shard:
         return {"partitions": list(partitions), "records": {c: self.records[c] for c in cids},
                 "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
                 "bills": t.filter(mask),
-                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset]}
+                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
+                "decisions": self.decisions.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -260,6 +263,7 @@ class Shard:
         self.bills.append(payload["bills"])
         for k, v in payload["applied"]:
             self.applied[k] = v
+        self.decisions.absorb(payload.get("decisions"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
@@ -275,6 +279,7 @@ class Shard:
         self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
         if cids:
             self.bills.drop_customers(cids)
+        self.decisions.drop(cids)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)
@@ -308,6 +313,8 @@ class Shard:
                 self.check_readings(cid, op["body"].get("readings", []))
         elif kind == "replace":
             ctx.validate_replacement(cid, op["body"], op["at"])
+        elif kind in decision_ops.KINDS:  # decisions: the logic lives in grid.decisions.state
+            decision_ops.prepare(self, op)
         else:
             raise InvalidInput(f"unknown write kind {kind!r}", field="kind")
         return op
@@ -336,10 +343,12 @@ class Shard:
                 self._membership_dirty = True
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
+        elif kind in decision_ops.KINDS:
+            result = decision_ops.apply(self, op)
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
         self.applied[op["write_id"]] = result
-        if getattr(self, "_rules", None) is not None:  # inputs may have changed: re-classify this customer
+        if getattr(self, "_rules", None) is not None and kind not in decision_ops.KINDS:  # inputs may have changed: re-classify this customer
             from grid.classification import reclassify
 
             reclassify(self, cid)
@@ -424,7 +433,7 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True)}
+             "meta": msgpack.packb(meta, use_bin_type=True), "decisions": shard.decisions.to_blob()}
     return tables, blobs
 
 
@@ -443,4 +452,6 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
             for sp in a["service_points"]:
                 shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
     shard.bills = BillStore(tables["bills"])
+    if "decisions" in blobs:  # snapshots older than the decisions state have none
+        shard.decisions = decision_ops.DecisionState.from_blob(blobs["decisions"])
     return shard
