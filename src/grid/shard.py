@@ -20,6 +20,8 @@ from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
+from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
 from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
@@ -49,6 +51,7 @@ class Shard:
         self._entities: dict | None = None
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
+        self.imports = ImportState()  # imports: source positions, refused rows, key index
 
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
@@ -298,6 +301,8 @@ class Shard:
         if op["write_id"] in self.applied:
             return op
         kind = op["kind"]
+        if kind == imports_op.KIND:  # imports: a shard-wide op (rows of many customers + a position)
+            return imports_op.prepare(self, op)
         cid = op["customer_id"]
         if not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
@@ -325,6 +330,12 @@ class Shard:
         if done is not None:
             return done
         kind, cid = op["kind"], op["customer_id"]
+        if kind == imports_op.KIND:  # imports: versions and change log are handled per touched customer
+            result = imports_op.apply(self, op)
+            self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
+            while len(self.applied) > APPLIED_WRITE_IDS:
+                self.applied.popitem(last=False)
+            return result
         if kind == "patch":
             prepared = getattr(self, "_prepared", None)
             self._prepared = None
@@ -348,7 +359,8 @@ class Shard:
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
         self.applied[op["write_id"]] = result
-        if getattr(self, "_rules", None) is not None and kind not in decision_ops.KINDS:  # inputs may have changed: re-classify this customer
+        # inputs may have changed: re-classify this customer (decisions ops change no classification input)
+        if getattr(self, "_rules", None) is not None and kind not in decision_ops.KINDS:
             from grid.classification import reclassify
 
             reclassify(self, cid)
@@ -433,7 +445,8 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True), "decisions": shard.decisions.to_blob()}
+             "meta": msgpack.packb(meta, use_bin_type=True),
+             "imports": shard.imports.to_blob(), "decisions": shard.decisions.to_blob()}
     return tables, blobs
 
 
@@ -443,6 +456,8 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
     shard.records = msgpack.unpackb(blobs["records"], raw=False, strict_map_key=False)
     shard.applied = OrderedDict((k, v) for k, v in meta["applied"])
     shard.change_seq = meta["change_seq"]
+    if "imports" in blobs:  # imports: source positions travel with the state they describe
+        shard.imports = ImportState.from_blob(blobs["imports"])
     for iv in meta["intervals"]:
         prefix = f"u{iv}-"
         store_tables = {k[len(prefix):]: t for k, t in tables.items() if k.startswith(prefix)}

@@ -107,6 +107,13 @@ class ShardServer:
     async def get_many(self, customer_ids: list[str]) -> list[dict | None]:
         return self.shard.get_many(customer_ids)
 
+    # imports: the key lookups rows are linked by, and a source's progress on this shard
+    async def import_keys(self, keys: dict) -> dict:
+        return self.shard.imports.lookup(self.shard, keys)
+
+    async def import_view(self, source: str) -> dict:
+        return self.shard.imports.view(source)
+
     async def call(self, method: str, *args) -> Any:
         """Read-only views by name."""
         if method not in READ_METHODS:
