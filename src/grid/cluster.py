@@ -220,6 +220,31 @@ class Grid:
     async def awrite(self, op: dict) -> dict:
         return await self._routed(op["customer_id"], "write", op)
 
+    # -- decisions (grid.decisions; the gateway's decisions routes call these) ------------------------------
+    async def apost_events(self, ops: list[dict], decide: dict | None = None) -> list[dict]:
+        """Event ops (one per customer, see grid.decisions.service.event_ops) to their owning shards at once;
+        with ``decide``, each answer carries the customer's decision. Results in ``ops`` order.
+
+        Each customer's events are one write. A batch naming several customers is checked for unknown
+        customers first (404 before anything is written), so a typo does not leave half a batch behind."""
+        if len(ops) > 1:
+            await asyncio.gather(*(self._routed(op["customer_id"], "customer_events", op["customer_id"], 0)
+                                   for op in ops))
+        return list(await asyncio.gather(*(self._routed(op["customer_id"], "append_events", [op], decide)
+                                           for op in ops)))
+
+    async def anext_best_action(self, customer_id: str, decide: dict) -> dict:
+        return await self._routed(customer_id, "next_best_action", customer_id, decide)
+
+    async def arespond(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
+        return await self.awrite(make_op("response", customer_id, body, write_id))
+
+    async def acustomer_events(self, customer_id: str, limit: int = 100) -> dict:
+        return await self._routed(customer_id, "customer_events", customer_id, limit)
+
+    async def acustomer_decisions(self, customer_id: str, limit: int = 50) -> list[dict]:
+        return await self._routed(customer_id, "customer_decisions", customer_id, limit)
+
     # -- imports (grid.imports): rows + position per shard, key lookups, progress -------------------------
     async def aimport_rows(self, shard_index: int, op: dict) -> dict:
         """Write one shard's part of an import batch (an ``import_rows`` op, see grid.imports.apply)."""

@@ -18,6 +18,7 @@ import numpy as np
 from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
+from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
 from grid.identity import ops as identity_ops  # identity: its write kinds
 from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
@@ -46,6 +47,7 @@ class Shard:
         self.bills = BillStore()
         self.applied: OrderedDict[str, dict] = OrderedDict()
         self.change_seq = 0
+        self.decisions = decision_ops.DecisionState()  # decisions: events, contact history, audit, propensity
         self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._entities: dict | None = None
@@ -252,7 +254,8 @@ class Shard:
                 "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
                 "bills": t.filter(mask),
                 "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
-                "identity": self.identity.export(cset)}
+                "identity": self.identity.export(cset),
+                "decisions": self.decisions.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -270,6 +273,7 @@ class Shard:
         for k, v in payload["applied"]:
             self.applied[k] = v
         self.identity.take(payload.get("identity"))
+        self.decisions.absorb(payload.get("decisions"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
@@ -286,6 +290,7 @@ class Shard:
         self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
         if cids:
             self.bills.drop_customers(cids)
+        self.decisions.drop(cids)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)
@@ -323,6 +328,8 @@ class Shard:
             ctx.validate_replacement(cid, op["body"], op["at"])
         elif kind in identity_ops.KINDS:
             identity_ops.prepare(self, op)
+        elif kind in decision_ops.KINDS:  # decisions: the logic lives in grid.decisions.state
+            decision_ops.prepare(self, op)
         else:
             raise InvalidInput(f"unknown write kind {kind!r}", field="kind")
         return op
@@ -359,10 +366,13 @@ class Shard:
             result = {"customer_id": cid, "version": new["version"]}
         elif kind in identity_ops.KINDS:
             result = identity_ops.apply(self, op)
+        elif kind in decision_ops.KINDS:
+            result = decision_ops.apply(self, op)
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
         self.applied[op["write_id"]] = result
-        if getattr(self, "_rules", None) is not None:  # inputs may have changed: re-classify this customer
+        # inputs may have changed: re-classify this customer (decisions ops change no classification input)
+        if getattr(self, "_rules", None) is not None and kind not in decision_ops.KINDS:
             from grid.classification import reclassify
 
             reclassify(self, cid)
@@ -448,7 +458,7 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
              "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob(),
-             "imports": shard.imports.to_blob()}
+             "imports": shard.imports.to_blob(), "decisions": shard.decisions.to_blob()}
     return tables, blobs
 
 
@@ -470,4 +480,6 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
                 shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
     shard.bills = BillStore(tables["bills"])
     shard.identity = IdentityIndex.from_blob(blobs.get("identity"))
+    if "decisions" in blobs:  # snapshots older than the decisions state have none
+        shard.decisions = decision_ops.DecisionState.from_blob(blobs["decisions"])
     return shard

@@ -161,6 +161,28 @@ class ShardServer:
             out["record"] = self.shard.records[op["customer_id"]]
         return out
 
+    # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
+    async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
+        """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""
+        from grid.decisions import service
+
+        return await service.append_events(self, ops, decide)
+
+    async def next_best_action(self, customer_id: str, decide: dict) -> dict:
+        from grid.decisions import service
+
+        return (await service.decide_and_record(self, [customer_id], decide, {}))[0]
+
+    async def customer_events(self, customer_id: str, limit: int) -> dict:
+        from grid.decisions import service
+
+        return service.events_view(self.shard, customer_id, limit)
+
+    async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
+        from grid.decisions import service
+
+        return service.decisions_view(self.shard, customer_id, limit)
+
     # -- moving partitions ------------------------------------------------------------------------------------
     def _save_owned(self) -> None:
         tmp = self._owned_file.with_suffix(".tmp")
