@@ -362,6 +362,24 @@ class Grid:
         return list(await asyncio.gather(*(self._aget(s.snapshot.remote(), self.config.call_timeout_s * 10)
                                            for s in self.shards)))
 
+    # -- imports (grid.imports): rows + position per shard, key lookups, progress -------------------------
+    async def aimport_rows(self, shard_index: int, op: dict) -> dict:
+        """Write one shard's part of an import batch (an ``import_rows`` op, see grid.imports.apply)."""
+        return await self._aget(self.shards[shard_index].write.remote(op), self.config.call_timeout_s)
+
+    async def aimport_keys(self, keys: dict[str, list[str]]) -> dict[str, dict[str, list]]:
+        """Customers holding these keys (kind -> values), over all shards (see grid.imports.linking)."""
+        parts = await asyncio.gather(*(self._aget(s.import_keys.remote(keys)) for s in self.shards))
+        out: dict[str, dict[str, list]] = {}
+        for p in parts:
+            for kind, hits in p.items():
+                out.setdefault(kind, {}).update(hits)
+        return out
+
+    async def aimport_view(self, source: str) -> list[dict]:
+        """Each shard's positions, applied count and refused rows for ``source``, in shard order."""
+        return list(await asyncio.gather(*(self._aget(s.import_view.remote(source)) for s in self.shards)))
+
     # -- elastic scaling ----------------------------------------------------------------------------------
     async def ascale(self, count: int, progress: Callable[[int, int], None] | None = None) -> dict:
         """Move whole partitions so that ``count`` shards share them; reads and writes go on meanwhile.

@@ -30,6 +30,8 @@ from grid.billrun import BillOutcomes, BillingIndex
 from grid.bills import BillStore
 from grid.classification import Classification, apply_classification, reclassify
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
+from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, VALID_INTERVALS, calendar, month_bounds
 from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
@@ -37,7 +39,7 @@ from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
 # Attributes of Shard holding a capability's state (to_blob/from_blob/digest): snapshots and checksum hold them.
-CAPABILITIES = ("bill_outcomes", "classification")
+CAPABILITIES = ("bill_outcomes", "classification", "imports")
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Shard:
         # capabilities (see CAPABILITIES)
         self.bill_outcomes = BillOutcomes()  # grid.billrun: outcome of every account per period
         self.classification = Classification()  # grid.classification: rules and portfolios in force
+        self.imports = ImportState()  # grid.imports: source positions, refused rows, key index
         # the write path
         self.applied: OrderedDict[str, dict] = OrderedDict()  # write id -> result (idempotent retries)
         self.change_seq = 0
@@ -234,8 +237,9 @@ class Shard:
         for col in ("bill_id", "total_cents"):
             h.update(repr(t.column(col).to_pylist()).encode())
         for name in CAPABILITIES:
+            state = getattr(self, name)
             h.update(name.encode())
-            h.update(getattr(self, name).digest())
+            h.update(state.digest() if hasattr(state, "digest") else state.to_blob())
         return h.hexdigest()
 
     def changed(self, customer_id: str) -> None:
@@ -346,7 +350,7 @@ class Shard:
         self._prepared = None
         result, changed = kind.apply(self, op, prepared)
         for cid in changed:
-            if kind.customer:
+            if kind.inputs:
                 reclassify(self, cid)  # inputs may have changed (never raises)
             rec = self.records.get(cid)
             if rec is not None:
@@ -355,7 +359,8 @@ class Shard:
         cid = op.get("customer_id")
         if kind.customer and cid in self.records:
             result["version"] = self.records[cid]["version"]
-        self.applied[op["write_id"]] = result
+        # a retry gets the result again, less the rows refused (a quarantine list can be long; it was reported)
+        self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
         while len(self.applied) > APPLIED_WRITE_IDS:
             self.applied.popitem(last=False)
         return result
@@ -437,12 +442,14 @@ class OpKind:
     ``prepare(shard, op)`` raises a ``grid.errors`` error when the op cannot apply and mutates nothing; what it
     returns is handed to ``apply`` when apply follows in the same step (None on replay). ``apply(shard, op,
     prepared) -> (result, changed customer ids)`` must be deterministic and must not raise for a prepared op.
-    ``customer``: the op addresses one customer (ownership checked, its record re-classified and versioned).
+    ``customer``: the op addresses one customer (``customer_id``: ownership checked, its version returned).
+    ``inputs``: the op changes what classification reads, so every changed customer is re-classified.
     """
 
     prepare: Callable[[Shard, dict], Any]
     apply: Callable[[Shard, dict, Any], tuple[dict, list[str]]]
     customer: bool = True
+    inputs: bool = True
 
 
 def _check_version(rec: dict, op: dict) -> None:
@@ -532,12 +539,17 @@ def _apply_classification(shard: Shard, op: dict, _prepared):
     return {"customers": len(changed)}, changed
 
 
+def _apply_import(shard: Shard, op: dict, _prepared):
+    return imports_op.apply(shard, op)
+
+
 OPS: dict[str, OpKind] = {
     "patch": OpKind(_prepare_patch, _apply_patch),
     "replace": OpKind(_prepare_replace, _apply_replace),
     "usage": OpKind(_prepare_usage, _apply_usage),
-    "bill_outcomes": OpKind(_prepare_bill_outcomes, _apply_bill_outcomes, customer=False),
-    "classification": OpKind(_prepare_classification, _apply_classification, customer=False),
+    "bill_outcomes": OpKind(_prepare_bill_outcomes, _apply_bill_outcomes, customer=False, inputs=False),
+    "classification": OpKind(_prepare_classification, _apply_classification, customer=False, inputs=False),
+    imports_op.KIND: OpKind(imports_op.prepare, _apply_import, customer=False),  # rows of many customers
 }
 
 

@@ -133,6 +133,13 @@ class ShardServer:
     async def sp_owners(self, sp_ids: list[str]) -> dict[str, str]:
         return self.shard.sp_owners(sp_ids)
 
+    # imports: the key lookups rows are linked by, and a source's progress on this shard
+    async def import_keys(self, keys: dict) -> dict:
+        return self.shard.imports.lookup(self.shard, keys)
+
+    async def import_view(self, source: str) -> dict:
+        return self.shard.imports.view(source)
+
     async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
         return self.shard.changes_since(seq)
 
