@@ -97,7 +97,10 @@ def apply_classification(shard, body: dict) -> list[str]:
     changed = []
     for cid, cls in body["records"].items():
         rec = shard.records.get(cid)
-        if rec is not None and rec.get("classification") != cls:
+        if rec is None:
+            continue
+        cls = _keep_churn(rec, cls)
+        if rec.get("classification") != cls:
             shard.records[cid] = {**rec, "classification": cls}
             changed.append(cid)
     return changed
@@ -120,7 +123,14 @@ def reclassify(shard, customer_id: str) -> None:
         log.exception("shard %s: re-classification of %s failed", shard.shard_id, customer_id)
         return
     if cls is not None:
-        shard.records[customer_id] = {**shard.records[customer_id], "classification": cls}
+        rec = shard.records[customer_id]
+        shard.records[customer_id] = {**rec, "classification": _keep_churn(rec, cls)}
+
+
+def _keep_churn(rec: dict, cls: dict) -> dict:
+    """``cls`` with the churn score the record already had (set by grid.decisions, not by these rules)."""
+    old = rec.get("classification") or {}
+    return {**cls, "churn_risk": old["churn_risk"]} if "churn_risk" in old else cls
 
 
 __all__ = ["Classification", "features_and_links", "account_round", "store_round", "apply_classification",

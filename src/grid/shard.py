@@ -28,8 +28,11 @@ from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.billrun import BillOutcomes, BillingIndex
 from grid.bills import BillStore
+from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.classification import Classification, apply_classification, reclassify
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.identity import ops as identity_ops  # identity: its write kinds
+from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
 from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
 from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
@@ -39,7 +42,7 @@ from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
 # Attributes of Shard holding a capability's state (to_blob/from_blob/digest): snapshots and checksum hold them.
-CAPABILITIES = ("bill_outcomes", "classification", "imports")
+CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions")
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class Shard:
         self.bill_outcomes = BillOutcomes()  # grid.billrun: outcome of every account per period
         self.classification = Classification()  # grid.classification: rules and portfolios in force
         self.imports = ImportState()  # grid.imports: source positions, refused rows, key index
+        self.identity = IdentityIndex()  # grid.identity: keys of these customers, links, reviews, merges
+        self.decisions = decision_ops.DecisionState()  # grid.decisions: events, contact history, audit, propensity
         # the write path
         self.applied: OrderedDict[str, dict] = OrderedDict()  # write id -> result (idempotent retries)
         self.change_seq = 0
@@ -89,6 +94,7 @@ class Shard:
     def apply_chunk(self, part) -> int:
         """Add a chunk read by :meth:`read_chunk` to the state (one at a time: it mutates the stores)."""
         self._membership_dirty = True
+        self.identity.invalidate()  # identity: rebuilt on first use, not per loaded record
         for rec in part.records:
             self.records[rec["customer_id"]] = rec
         for rec in part.records:
@@ -246,6 +252,7 @@ class Shard:
         """Record that a context changed, for caches that watch this shard."""
         self.change_seq += 1
         self.changes.append((self.change_seq, customer_id))
+        self.identity.on_changed(customer_id, self.records.get(customer_id))  # identity: keys follow every write
 
     def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
         """(current seq, customers changed after ``seq``); None when ``seq`` is too old to tell."""
@@ -273,7 +280,9 @@ class Shard:
         return {"partitions": list(partitions), "records": {c: self.records[c] for c in cids},
                 "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
                 "bills": t.filter(mask),
-                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset]}
+                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
+                "identity": self.identity.export(cset),
+                "decisions": self.decisions.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -290,6 +299,8 @@ class Shard:
         self.bills.append(payload["bills"])
         for k, v in payload["applied"]:
             self.applied[k] = v
+        self.identity.take(payload.get("identity"))
+        self.decisions.absorb(payload.get("decisions"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
@@ -300,11 +311,13 @@ class Shard:
         for c in cids:
             del self.records[c]
             self.changed(c)
+        self.identity.drop(cids)
         for iv, store in self.usage.items():
             drop_rows(store, {sp for sp, (c, i) in self.sp_owner.items() if c in cids and i == iv})
         self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
         if cids:
             self.bills.drop_customers(cids)
+        self.decisions.drop(cids)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)
@@ -543,6 +556,19 @@ def _apply_import(shard: Shard, op: dict, _prepared):
     return imports_op.apply(shard, op)
 
 
+def _apply_identity(shard: Shard, op: dict, _prepared):
+    created = op["customer_id"] not in shard.records
+    result = identity_ops.apply(shard, op)
+    if created and op["customer_id"] in shard.records:  # identity_new made the customer: version 1 by the bump
+        shard.records[op["customer_id"]]["version"] = 0
+        return result, [op["customer_id"]]
+    return result, []  # links and reviews live in the identity index, not in the context
+
+
+def _apply_decision(shard: Shard, op: dict, _prepared):
+    return decision_ops.apply(shard, op), [op["customer_id"]]
+
+
 OPS: dict[str, OpKind] = {
     "patch": OpKind(_prepare_patch, _apply_patch),
     "replace": OpKind(_prepare_replace, _apply_replace),
@@ -550,6 +576,9 @@ OPS: dict[str, OpKind] = {
     "bill_outcomes": OpKind(_prepare_bill_outcomes, _apply_bill_outcomes, customer=False, inputs=False),
     "classification": OpKind(_prepare_classification, _apply_classification, customer=False, inputs=False),
     imports_op.KIND: OpKind(imports_op.prepare, _apply_import, customer=False),  # rows of many customers
+    **{k: OpKind(identity_ops.prepare, _apply_identity) for k in identity_ops.KINDS},
+    # decisions change no classification input
+    **{k: OpKind(decision_ops.prepare, _apply_decision, inputs=False) for k in decision_ops.KINDS},
 }
 
 
