@@ -1,0 +1,1 @@
+"""Continuous import from every source (issue 11): readers, mappings, positions, quarantine."""
