@@ -9,6 +9,8 @@ from grid.gateway import customers
 from grid.gateway.admin import setup_admin
 from grid.gateway.billing import setup_billing
 from grid.gateway.greenbutton import setup_greenbutton
+from grid.gateway.identity import setup_identity
+from grid.gateway.decisions import setup_decisions
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
 from grid.gateway.jobs import Jobs
@@ -97,4 +99,6 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_rules(app)
     setup_portal(app)
     setup_greenbutton(app)
+    setup_identity(app)
+    setup_decisions(app)
     return app
