@@ -341,6 +341,41 @@ class Grid:
                 out.append({"shard": i, "status": "unavailable"})
         return out
 
+    # -- identity (grid.identity.client does the work) -----------------------------------------------------
+    @property
+    def identity_rules(self):
+        """The identity rules in force (``rules/identity.yaml``), loaded on first use; reloadable."""
+        if getattr(self, "_identity_rules", None) is None:
+            from grid.identity.rules import ActiveIdentityRules, DEFAULT_RULES_DIR
+
+            self._identity_rules = ActiveIdentityRules(DEFAULT_RULES_DIR)
+        return self._identity_rules
+
+    @identity_rules.setter
+    def identity_rules(self, active) -> None:
+        self._identity_rules = active
+
+    async def aresolve(self, records, write: bool = False) -> list:
+        """Whose each record is (``grid.identity.Evidence`` or dicts): a ``Resolution`` per record, in order."""
+        from grid.identity import client
+
+        return await client.resolve(self, records, write)
+
+    async def aidentity(self, customer_id: str) -> dict:
+        from grid.identity import client
+
+        return await client.identity(self, customer_id)
+
+    async def aidentity_reviews(self, state: str | None = None, after: str | None = None, limit: int = 50) -> list:
+        from grid.identity import client
+
+        return await client.reviews(self, state, after, limit)
+
+    async def adecide_review(self, review_id: str, decision: str, by: str = "") -> dict:
+        from grid.identity import client
+
+        return await client.decide_review(self, review_id, decision, by)
+
     def shutdown(self) -> None:
         for s in self.shards:
             try:

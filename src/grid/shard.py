@@ -20,6 +20,8 @@ from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.identity import ops as identity_ops  # identity: its write kinds
+from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
 from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
 from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
@@ -51,6 +53,7 @@ class Shard:
         self._entities: dict | None = None
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
+        self.identity = IdentityIndex()  # identity: keys of these customers, links, reviews, merges
         self.imports = ImportState()  # imports: source positions, refused rows, key index
 
     # -- loading ------------------------------------------------------------------------------------------
@@ -69,6 +72,7 @@ class Shard:
     def apply_chunk(self, part) -> int:
         """Add a chunk read by :meth:`read_chunk` to the state (one at a time: it mutates the stores)."""
         self._membership_dirty = True
+        self.identity.invalidate()  # identity: rebuilt on first use, not per loaded record
         for rec in part.records:
             self.records[rec["customer_id"]] = rec
         for rec in part.records:
@@ -221,6 +225,7 @@ class Shard:
         """Record that a context changed, for caches that watch this shard."""
         self.change_seq += 1
         self.changes.append((self.change_seq, customer_id))
+        self.identity.on_changed(customer_id, self.records.get(customer_id))  # identity: keys follow every write
 
     def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
         """(current seq, customers changed after ``seq``); None when ``seq`` is too old to tell."""
@@ -249,6 +254,7 @@ class Shard:
                 "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
                 "bills": t.filter(mask),
                 "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
+                "identity": self.identity.export(cset),
                 "decisions": self.decisions.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
@@ -266,6 +272,7 @@ class Shard:
         self.bills.append(payload["bills"])
         for k, v in payload["applied"]:
             self.applied[k] = v
+        self.identity.take(payload.get("identity"))
         self.decisions.absorb(payload.get("decisions"))
         return len(payload["records"])
 
@@ -277,6 +284,7 @@ class Shard:
         for c in cids:
             del self.records[c]
             self.changed(c)
+        self.identity.drop(cids)
         for iv, store in self.usage.items():
             drop_rows(store, {sp for sp, (c, i) in self.sp_owner.items() if c in cids and i == iv})
         self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
@@ -318,6 +326,8 @@ class Shard:
                 self.check_readings(cid, op["body"].get("readings", []))
         elif kind == "replace":
             ctx.validate_replacement(cid, op["body"], op["at"])
+        elif kind in identity_ops.KINDS:
+            identity_ops.prepare(self, op)
         elif kind in decision_ops.KINDS:  # decisions: the logic lives in grid.decisions.state
             decision_ops.prepare(self, op)
         else:
@@ -354,6 +364,8 @@ class Shard:
                 self._membership_dirty = True
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
+        elif kind in identity_ops.KINDS:
+            result = identity_ops.apply(self, op)
         elif kind in decision_ops.KINDS:
             result = decision_ops.apply(self, op)
         else:
@@ -445,7 +457,7 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True),
+             "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob(),
              "imports": shard.imports.to_blob(), "decisions": shard.decisions.to_blob()}
     return tables, blobs
 
@@ -467,6 +479,7 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
             for sp in a["service_points"]:
                 shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
     shard.bills = BillStore(tables["bills"])
+    shard.identity = IdentityIndex.from_blob(blobs.get("identity"))
     if "decisions" in blobs:  # snapshots older than the decisions state have none
         shard.decisions = decision_ops.DecisionState.from_blob(blobs["decisions"])
     return shard

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import ray
 
 from grid.errors import ContextGridError, ShardUnavailable
+from grid.identity import reads as identity_reads
 from grid.shard import Shard, from_snapshot, to_snapshot
 from grid.snapshots import SnapshotStore
 from grid.wal import WriteAheadLog
@@ -123,6 +124,19 @@ class ShardServer:
     async def run(self, fn: Callable, *args) -> Any:
         """Scatter-gather: ``fn(shard, *args)`` on this shard's state."""
         return fn(self.shard, *args)
+
+    # -- identity (grid.identity: lookups and reads; its writes go through write()) ------------------------
+    async def identity_lookup(self, queries: list[tuple[str, list]], deterministic: tuple, max_block: int) -> list:
+        return identity_reads.lookup(self.shard, queries, deterministic, max_block)
+
+    async def identity_view(self, customer_id: str) -> dict:
+        return identity_reads.view(self.shard, customer_id)
+
+    async def identity_reviews(self, state: str | None, after: str | None, limit: int) -> list[dict]:
+        return identity_reads.reviews(self.shard, state, after, limit)
+
+    async def identity_review(self, review_id: str) -> dict | None:
+        return identity_reads.review(self.shard, review_id)
 
     # -- writes -------------------------------------------------------------------------------------------
     async def write(self, op: dict) -> dict:
