@@ -1,7 +1,6 @@
 """Tariffs, the rate check, and bill runs over HTTP."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 
@@ -71,37 +70,12 @@ async def post_calculate(request: web.Request) -> web.Response:
 async def post_bill_run(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator")
     period = request[BODY]["period"]
-    month_bounds(period)
+    month_bounds(period)  # a bad month is a 422 now, not a failed job later
     tolerance = request[BODY].get("tolerance_cents", 0)
-    grid = request.app[GRID]
-    tariff_dir = request.app[CONFIG].tariff_dir
-    batch_size = 34  # partitions per call: progress steps, and the shard's loop is free between them
+    grid, tariff_dir = request.app[GRID], request.app[CONFIG].tariff_dir
 
     async def work(job):
-        calls = [(i, parts[k:k + batch_size]) for i in range(len(grid.shards))
-                 for parts in [grid.table.partitions_of_shard(i)] for k in range(0, len(parts), batch_size)]
-        job.progress(0, len(calls))
-        done = 0
-        parts_out = []
-
-        async def one(i, parts):
-            nonlocal done
-            ref = grid.shards[i].run.remote(billrun.run_period, period, tariff_dir, tolerance, parts)
-            res = await grid._aget(ref, grid.config.call_timeout_s * 20)
-            done += 1
-            job.progress(done, len(calls))
-            return res
-
-        by_shard: dict[int, list] = {}
-        for i, parts in calls:
-            by_shard.setdefault(i, []).append(parts)
-
-        async def shard_calls(i):  # one shard's batches in order; shards in parallel
-            return [await one(i, p) for p in by_shard[i]]
-
-        for res in await asyncio.gather(*(shard_calls(i) for i in by_shard)):
-            parts_out.extend(res)
-        return billrun.merge_reports(parts_out)
+        return await grid.abill_run(period, tariff_dir, tolerance, progress=job.progress)
 
     job = request.app[JOBS].start("bill-run", work)
     return respond(request, _run_view(job), "bill_run", status=202,

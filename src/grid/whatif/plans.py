@@ -1,6 +1,6 @@
 """Rate plans a what-if can bill: catalogue ids and inline URDB tariffs, compiled once per shard process.
 
-What-ifs run inside the shard actor (``grid.arun``), so the gateway sends a :class:`PlanCatalogue` *reference*
+What-ifs run inside the shard actor (``Grid.ascenarios`` etc.), so the gateway sends a :class:`PlanCatalogue` *reference*
 (a directory) rather than compiled tariffs: a compiled tariff unpickled on every request would be a new object
 each time and miss the bill kernel's per-(tariff, period) plan cache, which is most of what keeps a 12-month,
 10-plan what-if fast. Each process keeps one ``TariffCatalogue`` per directory (cached per file version), and
