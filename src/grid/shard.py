@@ -18,6 +18,7 @@ import numpy as np
 from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
+from grid.contacts import outbox as outbox_ops  # contacts: the durable outbox's state and ops
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
@@ -44,6 +45,7 @@ class Shard:
         self.change_seq = 0
         self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
+        self.outbox = outbox_ops.Outbox()  # contacts: notifications accepted and their delivery
         self._entities: dict | None = None
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
@@ -293,6 +295,9 @@ class Shard:
         if op["write_id"] in self.applied:
             return op
         kind = op["kind"]
+        if kind in outbox_ops.KINDS:  # contacts: shard-wide ops, no customer (grid.contacts.outbox)
+            op.setdefault("at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+            return outbox_ops.prepare(self.outbox, op)
         cid = op["customer_id"]
         if not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
@@ -318,6 +323,11 @@ class Shard:
         if done is not None:
             return done
         kind, cid = op["kind"], op["customer_id"]
+        if kind in outbox_ops.KINDS:  # contacts: no customer version bump, no re-classification
+            result = self.applied[op["write_id"]] = outbox_ops.apply(self.outbox, op)
+            while len(self.applied) > APPLIED_WRITE_IDS:
+                self.applied.popitem(last=False)
+            return result
         if kind == "patch":
             prepared = getattr(self, "_prepared", None)
             self._prepared = None
@@ -424,7 +434,8 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True)}
+             "meta": msgpack.packb(meta, use_bin_type=True),
+             "outbox": shard.outbox.to_blob()}  # contacts
     return tables, blobs
 
 
@@ -443,4 +454,5 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
             for sp in a["service_points"]:
                 shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
     shard.bills = BillStore(tables["bills"])
+    shard.outbox = outbox_ops.Outbox.from_blob(blobs.get("outbox"))  # contacts
     return shard

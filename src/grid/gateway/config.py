@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from grid.contacts.config import ContactsConfig
 
 
 @dataclass
@@ -18,3 +22,4 @@ class GatewayConfig:
     green_factors_file: str | None = None  # emissions factors for green metrics (YAML/JSON)
     rules_dir: str = str(Path(__file__).resolve().parents[3] / "rules")
     near_cache_capacity: int = 100_000
+    contacts: "ContactsConfig | None" = None  # message delivery (grid.contacts.config); None: nothing is sent
