@@ -79,7 +79,7 @@ def contexts() -> list[tuple[str, dict]]:
     out = [
         # a hospital: its emergency contact first, SMS despite quiet hours; an unanswered alert escalates
         site(1, "Mercy Hospital", "critical", "F7", [
-            contact("H1-fac", "Fran Facilities", ["facilities", "outage"], [("email", "fran@mercy.example", None)]),
+            contact("H1-fac", "Fran Facilities", ["technical", "outage"], [("email", "fran@mercy.example", None)]),
             contact("H1-em", "Ed Emergency", ["emergency", "outage"], [("sms", phone(1), QUIET),
                                                                       ("email", "ed@mercy.example", None)]),
         ], attrs={"key_account_manager": {"id": "kam-1", "name": "Kim", "email": "kim@utility.example"}}),
