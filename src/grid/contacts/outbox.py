@@ -84,6 +84,15 @@ class Outbox:
     def to_blob(self) -> bytes:
         return msgpack.packb({"events": self.events, "items": self.items}, use_bin_type=True)
 
+    def digest(self) -> bytes:
+        """Order-independent digest for the shard checksum (a replay may interleave shards' ops differently)."""
+        h = hashlib.sha256()
+        for nid in sorted(self.items):
+            h.update(msgpack.packb(self.items[nid], use_bin_type=True))
+        for g in sorted(self.events):
+            h.update(msgpack.packb(self.events[g], use_bin_type=True))
+        return h.digest()
+
     @classmethod
     def from_blob(cls, blob: bytes | None) -> "Outbox":
         box = cls()
@@ -151,6 +160,15 @@ def public_view(n: dict) -> dict:
 
 
 # -- the ops --------------------------------------------------------------------------------------------------
+def shard_prepare(shard, op: dict) -> dict:
+    """The shard's dispatch-table entry (``grid.shard.OPS``)."""
+    return prepare(shard.outbox, op)
+
+
+def shard_apply(shard, op: dict, _prepared) -> tuple[dict, list[str]]:
+    return apply(shard.outbox, op), []  # no context changed: no version bump, no re-classification
+
+
 def _items(op: dict) -> list[dict]:
     items = op["body"].get("items")
     if not isinstance(items, list):
