@@ -325,7 +325,7 @@ class Shard:
         kind, cid = op["kind"], op["customer_id"]
         if kind == imports_op.KIND:  # imports: versions and change log are handled per touched customer
             result = imports_op.apply(self, op)
-            self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
+            self.applied[op["write_id"]] = result  # a retry answers the same refused rows
             while len(self.applied) > APPLIED_WRITE_IDS:
                 self.applied.popitem(last=False)
             return result

@@ -56,7 +56,7 @@ def apply(shard, op: dict) -> dict:
             else body["columns"]
         cids = [body["customer_id"][i] for i in fresh] if fresh.size < offsets.size else body["customer_id"]
         offs = offsets[fresh]
-        digests = [body["digest"][i] for i in fresh]
+        digests = [body["digest"][i] for i in fresh] if body.get("digest") else [""] * int(fresh.size)
         if body["action"] == "usage":
             refused = _usage(shard, cids, offs, cols, touched)
         else:
