@@ -9,6 +9,7 @@ from grid.gateway import customers
 from grid.gateway.admin import setup_admin
 from grid.gateway.billing import setup_billing
 from grid.gateway.identity import setup_identity
+from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
@@ -99,4 +100,5 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_portal(app)
     setup_identity(app)
     setup_decisions(app)
+    setup_imports(app)
     return app

@@ -231,6 +231,10 @@ def _upsert(shard, rec, cid, cols, i, digest, at):
     if attrs:
         new["attributes"] = {**rec["attributes"], **attrs}
     acct, sp = _part(cols, "account.", i), _part(cols, "service_point.", i)
+    if "service_point_id" not in sp:
+        sp = {}  # only defaults (interval, solar) without an id: the row is not about a service point
+    if "account_id" not in acct and not sp:
+        acct = {}
     if acct or sp:
         new["accounts"] = _upsert_account(shard, new, cid, acct, sp)
     contact = _part(cols, "contact.", i)

@@ -230,9 +230,12 @@ class Importer:
             outcome[b["i"]] = {"outcome": "quarantined", "field": b["field"], "reason": b["reason"]}
         frame = mapped.frame
         idx = frame.get_column("_i").to_list()
-        records = self._evidence(src, frame)
-        creates = src.does == "upsert" and principal is None
-        res = await linking.resolve(self.grid, records, creates=creates) if records else []
+        if src.does == "usage":  # rows name a meter or service point: one key lookup per distinct value
+            res = await self._link_points(frame)
+        else:
+            records = self._evidence(src, frame)
+            creates = src.does == "upsert" and principal is None
+            res = await linking.resolve(self.grid, records, creates=creates) if records else []
         keep, cids, sps = [], [], []
         for j, (i, r) in enumerate(zip(idx, res)):
             cid = r.get("customer_id")
@@ -274,6 +277,21 @@ class Importer:
         if per_row:
             rcpt.rows = [{"row": i, **outcome.get(i, {"outcome": "applied"})} for i in range(len(batch))]
         return rcpt
+
+    async def _link_points(self, frame) -> list[dict]:
+        """Resolutions of usage rows by service point or meter id (deterministic keys, vectorized)."""
+        kind = next((k for k in ("id.service_point_id", "usage.service_point_id", "id.meter_id")
+                     if k in frame.columns), None)
+        if kind is None or frame.height == 0:
+            return [{"outcome": "unresolved"}] * frame.height
+        key = "meter_id" if kind == "id.meter_id" else "service_point_id"
+        col = frame.get_column(kind).cast(str)
+        values = [v for v in col.unique().to_list() if v is not None]
+        found = (await self.grid.aimport_keys({key: values})).get(key, {}) if values else {}
+        unresolved = {"outcome": "unresolved", "customer_id": None, "evidence": {"tried": [key]}}
+        hits = {v: {"outcome": "link", "customer_id": h[0], "service_point_id": h[1], "interval_minutes": h[2],
+                    "evidence": {"keys": [key]}} for v, h in found.items()}
+        return [hits.get(v, unresolved) for v in col.to_list()]
 
     def _evidence(self, src: Source, frame) -> list[dict]:
         cols = {}
