@@ -242,3 +242,25 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_feeds_folder(world, tmp_pat
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     with pytest.raises(InvalidInput):
         generate_sources(base, tmp_path / "x", meter_days=0)
+
+
+def test_green_button_files_hold_the_base_usage_of_their_registered_service_point(world):
+    from grid.imports import espi
+
+    base, feeds, manifest = world
+    entry = manifest["sources"]["greenbutton"]
+    assert entry["files"] == len(entry["usage_points"]) > 0
+    usage = {u["service_point_id"]: u for u in _base(base, f"usage/{MONTH}")}
+    sps = {s["service_point_id"]: s for s in _base(base, "service_points")}
+    truth = {t["key"]: t["customer_id"] for t in read_truth(feeds, "greenbutton")}
+    exported = 0
+    for up, sp in entry["usage_points"].items():
+        assert up != sp and truth[up] == sps[sp]["customer_id"]
+        feed = espi.parse((feeds / "greenbutton" / f"{up}.xml").read_bytes())
+        rows = feed.rows(usage_points=entry["usage_points"])
+        assert {r["service_point_id"] for r in rows} == {sp}
+        assert [r["import_wh"] for r in rows] == usage[sp]["import_wh"]
+        if usage[sp]["export_wh"] is not None:
+            assert [r["export_wh"] or 0 for r in rows] == usage[sp]["export_wh"]
+            exported += any(usage[sp]["export_wh"])
+    assert exported > 0

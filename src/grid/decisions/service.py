@@ -7,7 +7,8 @@ all see exactly the decision that was answered.
 
 ``decide`` (the dict the grid client passes) holds: ``actions`` (:class:`~grid.decisions.catalogue.ActionsRef`),
 ``channel`` (or None), ``plans`` (a :class:`~grid.whatif.plans.PlanCatalogue`, optional), ``write_id``
-(optional: makes a retried next-best-action return its first decision) and ``now_ts`` (optional, tests).
+(optional: makes a retried next-best-action return its first decision), ``now_ts`` (optional, tests) and
+``catalogue`` (a compiled catalogue instead of ``actions``: plain-shard tests and benchmarks).
 """
 from __future__ import annotations
 
@@ -66,29 +67,45 @@ async def append_events(server, ops: list[dict], decide: dict | None) -> dict:
     return out
 
 
-async def decide_and_record(server, customer_ids: list[str], decide: dict, triggers: dict) -> list[dict]:
-    """Decide for ``customer_ids`` on this shard and write each decision (durable before it is answered)."""
-    shard = server.shard
+def plan_decisions(shard, customer_ids: list[str], decide: dict, triggers: dict) -> tuple[list[dict], list[dict]]:
+    """(decision records, the ``decision`` ops that record them) for ``customer_ids``; nothing is written.
+
+    A customer whose write id was already applied (a retry) gets its first decision back and no new op.
+    """
     wids = decide.get("write_ids") or [decide.get("write_id") or uuid.uuid4().hex for _ in customer_ids]
     done = {}
     for cid, wid in zip(customer_ids, wids):
-        if wid in shard.applied:  # a retry: answer the decision made the first time
+        if wid in shard.applied:
             done[cid] = shard.decisions.find_decision(cid, decision_id(wid))
     todo = [(c, w) for c, w in zip(customer_ids, wids) if c not in done]
+    ops = []
     if todo:
         now_ts = int(decide.get("now_ts") or time.time())
-        catalogue = resolve(decide["actions"])
-        churn = decide.get("churn_version")
+        catalogue = decide["catalogue"] if "catalogue" in decide else resolve(decide["actions"])
         records = decide_batch(shard, [c for c, _ in todo], catalogue, decide.get("channel"), now_ts,
-                               [decision_id(w) for _, w in todo],
-                               trigger=None, plans=decide.get("plans"), churn_model_version=churn)
+                               [decision_id(w) for _, w in todo], plans=decide.get("plans"),
+                               churn_model_version=decide.get("churn_version"))
         for rec in records:
             rec["trigger"] = list(triggers.get(rec["customer_id"], []))
         ops = [{"kind": "decision", "customer_id": c, "write_id": w, "at": ev.iso(now_ts), "body": r,
                 "if_match": None} for (c, w), r in zip(todo, records)]
-        await asyncio.gather(*(server.write(op) for op in ops))
         done.update({r["customer_id"]: r for r in records})
-    return [done[c] for c in customer_ids]
+    return [done[c] for c in customer_ids], ops
+
+
+async def decide_and_record(server, customer_ids: list[str], decide: dict, triggers: dict) -> list[dict]:
+    """Decide for ``customer_ids`` on this shard and write each decision (durable before it is answered)."""
+    records, ops = plan_decisions(server.shard, customer_ids, decide, triggers)
+    await asyncio.gather(*(server.write(op) for op in ops))
+    return records
+
+
+def decide_now(shard, customer_ids: list[str], decide: dict, triggers: dict | None = None) -> list[dict]:
+    """:func:`decide_and_record` on a plain shard without a log (tests, benchmarks, notebooks)."""
+    records, ops = plan_decisions(shard, customer_ids, decide, triggers or {})
+    for op in ops:
+        shard.write(op)
+    return records
 
 
 def events_view(shard, customer_id: str, limit: int) -> dict:

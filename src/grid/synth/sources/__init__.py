@@ -8,6 +8,8 @@
 - ``key_accounts.xlsx``: the key-accounts team's hand-typed workbook (:mod:`.sheets`);
 - ``tax_roll.csv``: the county's secured tax roll, owners and situs addresses (:mod:`.taxroll`);
 - ``web_contacts.csv``: what customers typed into the web form (:mod:`.webforms`);
+- ``greenbutton/*.xml``: Green Button files customers downloaded, named by the portal's usage point ids
+  (:mod:`.greenbutton`; the manifest holds the usage point -> service point registrations);
 - ``truth/<source>.csv``: the customer (and owner) each row truly belongs to, with the defects applied
   (:mod:`.records`; read with :func:`read_truth`);
 - ``manifest.json``, last.

@@ -15,6 +15,7 @@ from grid.base import read_entities, read_manifest
 from grid.errors import InvalidInput
 from grid.synth.plan import stream
 from grid.synth.sources.billing import BillingDump
+from grid.synth.sources.greenbutton import GreenButtonFiles
 from grid.synth.sources.meters import MeterExport
 from grid.synth.sources.records import BaseChunk
 from grid.synth.sources.sheets import KeyAccounts
@@ -23,7 +24,7 @@ from grid.synth.sources.webforms import WebContacts
 
 FORMAT = "contextgrid-feeds/1"
 STREAM_SOURCES = 3  # after grid.synth.plan's STREAM_PLAN, STREAM_WEATHER, STREAM_CHUNK
-SOURCES = ("billing", "meter_reads", "key_accounts", "tax_roll", "web_contacts")
+SOURCES = ("billing", "meter_reads", "key_accounts", "tax_roll", "web_contacts", "greenbutton")
 
 
 def generate_sources(base_dir: str | Path, out_dir: str | Path | None = None, seed: int | None = None, *,
@@ -59,7 +60,7 @@ def generate_sources(base_dir: str | Path, out_dir: str | Path | None = None, se
                            field="out_dir")
     out.mkdir(parents=True, exist_ok=True)
     writers = [BillingDump(out, manifest), MeterExport(out, manifest, meter_days), KeyAccounts(out, manifest),
-               TaxRoll(out, manifest), WebContacts(out, manifest)]
+               TaxRoll(out, manifest), WebContacts(out, manifest), GreenButtonFiles(out, manifest, seed)]
     entities = read_entities(base)
     for c in range(int(manifest["chunks"])):
         chunk = BaseChunk.read(base, c, entities)
