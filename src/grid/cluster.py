@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -23,8 +22,8 @@ from grid.base import read_manifest
 from grid.errors import ContextGridError, InvalidInput, NotFound, ShardUnavailable, WrongShard
 from grid.partitions import PartitionTable, partition_of
 from grid.rules import classify_portfolios, merge_keyed, rank_profitability, resolve_portfolios
+from grid.settings import Settings
 from grid.shard_actor import ShardActor, actor_options
-from grid.timegrid import DEFAULT_TIMEZONE
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +35,7 @@ except ImportError:  # pragma: no cover
     ActorUnavailableError = RayActorError
 
 
-@dataclass
-class GridConfig:
-    data_dir: str = "data/grid"
-    shards: int = 2
-    address: str | None = None
-    namespace: str = "contextgrid"
-    timezone: str = DEFAULT_TIMEZONE
-    call_timeout_s: float = 30.0
-    request_timeout_s: float = 5.0  # one customer's call; past it the gateway answers 503 (never a hang)
-    num_cpus: int | None = None
-    move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
-    fsync: str = "batch"  # WAL policy of every shard: always | batch | off
-    move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
+GridConfig = Settings  # settings: one object for the grid and its gateway (grid.settings)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -20,6 +20,7 @@ import uuid
 import ray
 
 from grid import billrun, classification, whatif
+from grid.durable import durable_write
 from grid.errors import ShardUnavailable
 from grid.identity import reads as identity_reads
 from grid.shard import Shard, from_snapshot, to_snapshot
@@ -271,11 +272,7 @@ class ShardServer:
 
     # -- moving partitions ------------------------------------------------------------------------------------
     def _save_owned(self) -> None:
-        tmp = self._owned_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self._owned_file)
+        durable_write(self._owned_file, json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]).encode())
 
     async def export_partitions(self, partitions: list[int]) -> dict:
         payload = self.shard.export_partitions(partitions)
