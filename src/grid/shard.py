@@ -311,6 +311,8 @@ class Shard:
         kind = op["kind"]
         if kind == imports_op.KIND:  # imports: a shard-wide op (rows of many customers + a position)
             return imports_op.prepare(self, op)
+        if kind == decision_ops.SCORES:  # decisions: a whole shard's churn scores (grid.decisions.state)
+            return decision_ops.prepare_scores(self, op)
         cid = op["customer_id"]
         if not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
@@ -345,6 +347,9 @@ class Shard:
             self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
             while len(self.applied) > APPLIED_WRITE_IDS:
                 self.applied.popitem(last=False)
+            return result
+        if kind == decision_ops.SCORES:  # decisions: versions and change log handled per scored customer
+            result = self.applied[op["write_id"]] = decision_ops.apply_scores(self, op)
             return result
         if kind == "patch":
             prepared = getattr(self, "_prepared", None)
