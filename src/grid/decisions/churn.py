@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grid.durable import durable_write
 from grid.errors import InvalidInput, NotFound
 from grid.partitions import PARTITIONS
 
@@ -208,24 +209,6 @@ def save(model: ChurnModel, data_dir: str | Path) -> Path:
     durable_write(path, blob)
     durable_write(folder / LATEST, path.name.encode())
     return path
-
-
-def durable_write(path: Path, data: bytes) -> None:
-    """Write temp, fsync, rename, fsync the directory: a crash leaves the old file or the new one."""
-    # TODO(h2-model): use grid's one durable_write(path, bytes) once it lands
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def single_threaded() -> None:

@@ -131,7 +131,7 @@ def prepare(shard, op: dict) -> dict:
 
 
 def apply(shard, op: dict) -> dict:
-    """Apply a prepared op (deterministic); bumps the customer's context version."""
+    """Apply a prepared op (deterministic); the shard's apply path then bumps the customer's version."""
     kind, cid, body = op["kind"], op["customer_id"], op["body"]
     st = shard.decisions
     at = _ts(op["at"])
@@ -178,13 +178,10 @@ def apply(shard, op: dict) -> dict:
         result.update(decision_id=body["decision_id"], outcome=outcome, action_id=body["action_id"])
     elif kind == "churn":
         st.churn[cid] = dict(body)
-    rec = shard.records[cid]
-    new = dict(rec)
-    new["version"] = rec["version"] + 1
     if kind == "churn":
-        new["classification"] = {**(rec.get("classification") or {}), "churn_risk": body["churn_risk"]}
-    shard.records[cid] = new
-    result["version"] = new["version"]
+        rec = shard.records[cid]
+        shard.records[cid] = {**rec, "classification": {**(rec.get("classification") or {}),
+                                                        "churn_risk": body["churn_risk"]}}
     return result
 
 
@@ -192,24 +189,22 @@ def prepare_scores(shard, op: dict) -> dict:
     body = op["body"]
     if not isinstance(body.get("model"), dict) or not isinstance(body.get("scores"), dict):
         raise InvalidInput("churn scores need a model and scores", field="body")
-    op.setdefault("at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     return op
 
 
-def apply_scores(shard, op: dict) -> dict:
-    """Store every score of the op and bump each scored customer's version (customers gone since are skipped)."""
+def apply_scores(shard, op: dict, _prepared=None) -> tuple[dict, list[str]]:
+    """Store every score of the op; (result, the scored customers: the shard bumps their versions). Customers
+    gone since the scores were computed are skipped."""
     body = op["body"]
     st = shard.decisions
     st.model = dict(body["model"])
     version = body["model"]["version"]
-    n = 0
+    changed = []
     for cid, (risk, top) in body["scores"].items():
         rec = shard.records.get(cid)
         if rec is None:
             continue
         st.churn[cid] = {"churn_risk": risk, "top_features": top, "model_version": version}
-        shard.records[cid] = {**rec, "version": rec["version"] + 1,
-                              "classification": {**(rec.get("classification") or {}), "churn_risk": risk}}
-        shard.changed(cid)
-        n += 1
-    return {"scored": n, "model_version": version}
+        shard.records[cid] = {**rec, "classification": {**(rec.get("classification") or {}), "churn_risk": risk}}
+        changed.append(cid)
+    return {"scored": len(changed), "model_version": version}, changed

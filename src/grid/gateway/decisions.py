@@ -12,7 +12,7 @@ from grid.decisions.mqtt import AlarmCounts, MqttSettings, subscribe
 from grid.decisions.service import event_ops
 from grid.gateway.keys import BODY, CONFIG, GRID, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
-from grid.whatif.plans import PlanCatalogue
+from grid.gateway.portal import TARIFFS
 
 ACTIONS: web.AppKey[ActiveActions] = web.AppKey("actions")
 MQTT: web.AppKey[AlarmCounts] = web.AppKey("mqtt_alarms")
@@ -33,7 +33,7 @@ def _write_id(request: web.Request, scope: str) -> str | None:
 def decide_args(request: web.Request, channel: str | None, write_id: str | None = None) -> dict:
     """What a shard needs to decide: the catalogue version in force, the channel and the tariff catalogue."""
     return {"actions": request.app[ACTIONS].ref, "channel": channel, "write_id": write_id,
-            "plans": PlanCatalogue(str(request.app[CONFIG].tariff_dir))}
+            "plans": request.app[TARIFFS]}
 
 
 async def post_events(request: web.Request) -> web.Response:
