@@ -575,6 +575,22 @@ class Grid:
 
         return await client.decide_review(self, review_id, decision, by)
 
+    async def amerge(self, survivor: str, merged: str) -> dict:
+        """Merge customer ``merged`` into ``survivor`` (durable across shards; a retry finishes it)."""
+        from grid.identity import client
+
+        return await client.merge(self, survivor, merged)
+
+    async def aunmerge(self, merged: str) -> dict:
+        from grid.identity import client
+
+        return await client.unmerge(self, merged)
+
+    async def aresume_merges(self) -> list[dict]:
+        from grid.identity import client
+
+        return await client.resume_merges(self)
+
     def shutdown(self) -> None:
         for s in self.shards:
             try:

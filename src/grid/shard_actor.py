@@ -206,6 +206,9 @@ class ShardServer:
     async def identity_review(self, review_id: str) -> dict | None:
         return identity_reads.review(self.shard, review_id)
 
+    async def identity_pending_merges(self) -> list[dict]:
+        return identity_reads.pending_merges(self.shard)
+
     # -- writes -------------------------------------------------------------------------------------------
     async def write(self, op: dict) -> dict:
         """A write from a client; a context write's result carries the new ``record``."""
