@@ -39,7 +39,7 @@ def store_round(shard, portfolio_of: dict, portfolios: dict, rules) -> int:
     for cid, cls in by_customer.items():
         rec = shard.records.get(cid)
         if rec is not None:
-            shard.records[cid] = {**rec, "classification": cls}
+            shard.records[cid] = {**rec, "classification": _keep_churn(rec, cls)}
             shard.changed(cid)
     shard._rules = rules
     shard._portfolio_of = portfolio_of
@@ -57,7 +57,14 @@ def reclassify(shard, customer_id: str) -> None:
     accounts = classify_accounts(account_features(shard, [customer_id]), rules)
     cls = customer_classification(accounts, shard._portfolio_of, shard._portfolios, rules).get(customer_id)
     if cls is not None:
-        shard.records[customer_id] = {**shard.records[customer_id], "classification": cls}
+        rec = shard.records[customer_id]
+        shard.records[customer_id] = {**rec, "classification": _keep_churn(rec, cls)}
+
+
+def _keep_churn(rec: dict, cls: dict) -> dict:
+    """``cls`` with the churn score the record already had (set by grid.decisions, not by these rules)."""
+    old = rec.get("classification") or {}
+    return {**cls, "churn_risk": old["churn_risk"]} if "churn_risk" in old else cls
 
 
 async def classify_base(grid, rules, progress=None) -> dict:

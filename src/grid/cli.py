@@ -25,6 +25,11 @@ def cmd_generate(args) -> int:
         manifest = generate_base(args.out, args.customers, args.seed, first_month=args.first_month,
                                  months=args.months, chunk_customers=args.chunk, progress=tick)
     print(f"wrote {manifest['customers']} customers, {len(manifest['months'])} months to {args.out}")
+    if args.sources:  # sources: the messy world beside the base (grid.synth.sources)
+        from grid.synth.sources import generate_sources
+
+        feeds = generate_sources(args.out, meter_days=args.meter_days)
+        print(f"wrote {len(feeds['sources'])} messy sources with their truth to {args.out}/feeds")
     return 0
 
 
@@ -208,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--first-month", default="2025-11")
     g.add_argument("--months", type=int, default=12)
     g.add_argument("--chunk", type=int, default=2000, help="customers per Parquet part")
+    g.add_argument("--sources", action="store_true",
+                   help="also write the messy sources (billing dump, meter export, spreadsheet, tax roll, web "
+                        "forms) with their truth to OUT/feeds")
+    g.add_argument("--meter-days", type=int, default=7, help="days of interval reads in the meter export")
     g.set_defaults(func=cmd_generate)
 
     def grid_args(q):

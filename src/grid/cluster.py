@@ -220,6 +220,49 @@ class Grid:
     async def awrite(self, op: dict) -> dict:
         return await self._routed(op["customer_id"], "write", op)
 
+    # -- decisions (grid.decisions; the gateway's decisions routes call these) ------------------------------
+    async def apost_events(self, ops: list[dict], decide: dict | None = None) -> list[dict]:
+        """Event ops (one per customer, see grid.decisions.service.event_ops) to their owning shards at once;
+        with ``decide``, each answer carries the customer's decision. Results in ``ops`` order.
+
+        Each customer's events are one write. A batch naming several customers is checked for unknown
+        customers first (404 before anything is written), so a typo does not leave half a batch behind."""
+        if len(ops) > 1:
+            await asyncio.gather(*(self._routed(op["customer_id"], "customer_events", op["customer_id"], 0)
+                                   for op in ops))
+        return list(await asyncio.gather(*(self._routed(op["customer_id"], "append_events", [op], decide)
+                                           for op in ops)))
+
+    async def anext_best_action(self, customer_id: str, decide: dict) -> dict:
+        return await self._routed(customer_id, "next_best_action", customer_id, decide)
+
+    async def arespond(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
+        return await self.awrite(make_op("response", customer_id, body, write_id))
+
+    async def acustomer_events(self, customer_id: str, limit: int = 100) -> dict:
+        return await self._routed(customer_id, "customer_events", customer_id, limit)
+
+    async def acustomer_decisions(self, customer_id: str, limit: int = 50) -> list[dict]:
+        return await self._routed(customer_id, "customer_decisions", customer_id, limit)
+
+    # -- imports (grid.imports): rows + position per shard, key lookups, progress -------------------------
+    async def aimport_rows(self, shard_index: int, op: dict) -> dict:
+        """Write one shard's part of an import batch (an ``import_rows`` op, see grid.imports.apply)."""
+        return await self._aget(self.shards[shard_index].write.remote(op), self.config.call_timeout_s)
+
+    async def aimport_keys(self, keys: dict[str, list[str]]) -> dict[str, dict[str, list]]:
+        """Customers holding these keys (kind -> values), over all shards (see grid.imports.linking)."""
+        parts = await asyncio.gather(*(self._aget(s.import_keys.remote(keys)) for s in self.shards))
+        out: dict[str, dict[str, list]] = {}
+        for p in parts:
+            for kind, hits in p.items():
+                out.setdefault(kind, {}).update(hits)
+        return out
+
+    async def aimport_view(self, source: str) -> list[dict]:
+        """Each shard's positions, applied count and refused rows for ``source``, in shard order."""
+        return list(await asyncio.gather(*(self._aget(s.import_view.remote(source)) for s in self.shards)))
+
     # -- elastic scaling ----------------------------------------------------------------------------------
     async def ascale(self, count: int, progress: Callable[[int, int], None] | None = None) -> dict:
         """Move whole partitions so that ``count`` shards share them; reads and writes go on meanwhile.
@@ -297,6 +340,41 @@ class Grid:
             except ShardUnavailable:
                 out.append({"shard": i, "status": "unavailable"})
         return out
+
+    # -- identity (grid.identity.client does the work) -----------------------------------------------------
+    @property
+    def identity_rules(self):
+        """The identity rules in force (``rules/identity.yaml``), loaded on first use; reloadable."""
+        if getattr(self, "_identity_rules", None) is None:
+            from grid.identity.rules import ActiveIdentityRules, DEFAULT_RULES_DIR
+
+            self._identity_rules = ActiveIdentityRules(DEFAULT_RULES_DIR)
+        return self._identity_rules
+
+    @identity_rules.setter
+    def identity_rules(self, active) -> None:
+        self._identity_rules = active
+
+    async def aresolve(self, records, write: bool = False) -> list:
+        """Whose each record is (``grid.identity.Evidence`` or dicts): a ``Resolution`` per record, in order."""
+        from grid.identity import client
+
+        return await client.resolve(self, records, write)
+
+    async def aidentity(self, customer_id: str) -> dict:
+        from grid.identity import client
+
+        return await client.identity(self, customer_id)
+
+    async def aidentity_reviews(self, state: str | None = None, after: str | None = None, limit: int = 50) -> list:
+        from grid.identity import client
+
+        return await client.reviews(self, state, after, limit)
+
+    async def adecide_review(self, review_id: str, decision: str, by: str = "") -> dict:
+        from grid.identity import client
+
+        return await client.decide_review(self, review_id, decision, by)
 
     def shutdown(self) -> None:
         for s in self.shards:

@@ -1,21 +1,23 @@
 """A customer's context record and the writes that change it.
 
-The record is a plain, msgpack-able dict (DOMAIN.md section 1) so that it travels through Ray, the write-ahead
-log and snapshots unchanged; interval usage and bills are held columnar beside it (grid.usage). Every write is
-a pure function ``(record, body) -> new record`` that validates everything first and returns a fresh record, so a
-rejected write changes nothing and a WAL replay re-applies exactly what was acknowledged.
+The record is a plain, msgpack-able dict (``grid.model.CustomerContext`` as builtins) so that it travels through
+Ray, the write-ahead log and snapshots unchanged; interval usage and bills are held columnar beside it
+(grid.usage). Every write is a pure function ``(record, body) -> new record``: the body is decoded once by
+``grid.model`` (strict, defaults filled, the offending field named), then applied; a rejected write changes
+nothing and a WAL replay re-applies exactly what was acknowledged.
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 
+from msgspec import UNSET
+
+from grid import model
 from grid.errors import InvalidInput
 
-CONTEXT_FIELDS = ("customer_id", "name", "kind", "segment", "created_at", "version", "attributes", "ownership",
-                  "accounts", "contacts", "payments", "events", "notes", "supplemental", "classification")
-KINDS = ("residential", "commercial", "industrial", "public")
+CONTEXT_FIELDS = tuple(model.CustomerContext.__struct_fields__)
+KINDS = model.KINDS
 
 
 def summary(rec: dict) -> dict:
@@ -58,134 +60,135 @@ def _now() -> str:
 
 
 def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> dict:
-    """A new record with ``body`` (a CustomerPatch, see api/openapi.yaml) applied; ``rec`` is untouched.
+    """A new record with ``body`` (a ``grid.model.CustomerPatch``) applied; ``rec`` is untouched.
 
     ``at`` is the write's timestamp, fixed when the write is first accepted so that a replay yields the same
     record.
     """
     at = at or _now()
+    patch = model.decode(model.CustomerPatch, body)
+    if not model.to_record(patch):
+        raise InvalidInput("a patch needs at least one field", field="body", reason="minProperties")
     # Structural sharing: copy only the parts this patch changes (a deep copy of a large context per write
     # was the write path's main cost); records are never mutated in place, so sharing the rest is safe.
     new = dict(rec)
-    for key in ("name", "segment"):
-        if key in body:
-            if not isinstance(body[key], str) or not body[key]:
-                raise InvalidInput(f"{key} must be a non-empty string", field=key)
-            new[key] = body[key]
-    if "attributes" in body:
-        attrs = body["attributes"]
-        if not isinstance(attrs, dict):
-            raise InvalidInput("attributes must be an object", field="attributes")
+    if patch.name is not UNSET:
+        new["name"] = patch.name
+    if patch.segment is not UNSET:
+        new["segment"] = patch.segment
+    if patch.attributes is not UNSET:
         new["attributes"] = dict(new["attributes"])
-        for k, v in attrs.items():
+        for k, v in patch.attributes.items():
             if v is None:
                 new["attributes"].pop(k, None)
             else:
                 new["attributes"][k] = v
-    if "contacts" in body:
-        _patch_contacts(new, body["contacts"])
-    if "programs" in body:
-        _patch_programs(new, body["programs"], at[:10])
-    if "notes" in body:
+    if patch.contacts is not UNSET:
+        _patch_contacts(new, patch.contacts)
+    if patch.programs is not UNSET:
+        _patch_programs(new, patch.programs, at[:10])
+    if patch.notes is not UNSET:
         new["notes"] = list(new["notes"])
-        for i, note in enumerate(body["notes"].get("add", [])):
-            if not isinstance(note, dict) or not isinstance(note.get("text"), str) or not note["text"]:
-                raise InvalidInput("a note needs non-empty text", field=f"notes.add[{i}].text")
+        for i, note in enumerate(patch.notes.add):
             note_id = "N" + hashlib.sha1(f"{write_id}:{i}".encode()).hexdigest()[:12]
-            new["notes"].append({"note_id": note_id, "text": note["text"], "author": note.get("author", ""),
-                                 "created_at": at})
-    if "supplemental" in body:
-        _patch_supplemental(new, body["supplemental"], write_id, at)
+            new["notes"].append({"note_id": note_id, "text": note.text, "author": note.author, "created_at": at})
+    if patch.supplemental is not UNSET:
+        _patch_supplemental(new, patch.supplemental, write_id, at)
     new["version"] = rec["version"] + 1
     return new
 
 
-def _patch_supplemental(new: dict, body: dict, write_id: str, at: str) -> None:
+def _patch_supplemental(new: dict, body: model.SupplementalPatch, write_id: str, at: str) -> None:
     sup = dict(new.get("supplemental") or {})
     projects = list(sup.get("projects") or [])
-    req = body.get("projects") or {}
+    req = body.projects
     ids = {p["project_id"] for p in projects}
-    for i, pid in enumerate(req.get("remove", [])):
+    for i, pid in enumerate(req.remove):
         if pid not in ids:
             raise InvalidInput(f"no project {pid!r} on this customer", field=f"supplemental.projects.remove[{i}]")
-    projects = [p for p in projects if p["project_id"] not in set(req.get("remove", []))]
-    for i, p in enumerate(req.get("add", [])):
+    gone = set(req.remove)
+    projects = [p for p in projects if p["project_id"] not in gone]
+    for i, p in enumerate(req.add):
         pid = "PRJ" + hashlib.sha1(f"{write_id}:{i}".encode()).hexdigest()[:10]
-        projects.append({"project_id": pid, "name": p["name"], "start_date": p["start_date"],
-                         "expected_kwh_per_month": int(p["expected_kwh_per_month"]), "note": p.get("note", ""),
-                         "created_at": at})
+        projects.append(model.to_record(model.Project(project_id=pid, name=p.name, start_date=p.start_date,
+                                                      expected_kwh_per_month=p.expected_kwh_per_month,
+                                                      note=p.note, created_at=at)))
     sup["projects"] = projects
     new["supplemental"] = sup
 
 
-def _patch_contacts(new: dict, body: dict) -> None:
+def _patch_contacts(new: dict, body: model.ContactsPatch) -> None:
     by_id = {c["contact_id"]: c for c in new["contacts"]}
-    for i, cid in enumerate(body.get("remove", [])):
+    for i, cid in enumerate(body.remove):
         if cid not in by_id:
             raise InvalidInput(f"no contact {cid!r} on this customer", field=f"contacts.remove[{i}]")
         del by_id[cid]
-    for c in body.get("upsert", []):
-        merged = dict(by_id.get(c["contact_id"], {"name": "", "roles": [], "channels": []}))
-        merged.update(copy.deepcopy(c))
-        merged["channels"] = [dict(ch) for ch in merged["channels"]]
-        for ch in merged["channels"]:
-            ch.setdefault("preference", 1)
-            ch.setdefault("quiet_hours", None)
-        by_id[c["contact_id"]] = merged
+    for c in body.upsert:
+        merged = dict(by_id.get(c.contact_id, {"name": "", "roles": [], "channels": []}))
+        merged.update(model.to_record(c))  # fields left out (UNSET) keep their stored values
+        by_id[c.contact_id] = merged
     new["contacts"] = list(by_id.values())
 
 
-def _patch_programs(new: dict, body: dict, today: str) -> None:
+def _patch_programs(new: dict, body: model.ProgramsPatch, today: str) -> None:
     new["accounts"] = [dict(a, programs=list(a["programs"])) for a in new["accounts"]]
     accounts = {a["account_id"]: a for a in new["accounts"]}
-    for group in ("remove", "add"):
-        for i, item in enumerate(body.get(group, [])):
-            acct = accounts.get(item["account_id"])
+    for group, items in (("remove", body.remove), ("add", body.add)):
+        for i, item in enumerate(items):
+            acct = accounts.get(item.account_id)
             if acct is None:
-                raise InvalidInput(f"no account {item['account_id']!r} on this customer",
+                raise InvalidInput(f"no account {item.account_id!r} on this customer",
                                    field=f"programs.{group}[{i}].account_id")
             codes = [p["code"] for p in acct["programs"]]
             if group == "remove":
-                if item["code"] not in codes:
-                    raise InvalidInput(f"account {acct['account_id']} is not enrolled in {item['code']}",
+                if item.code not in codes:
+                    raise InvalidInput(f"account {acct['account_id']} is not enrolled in {item.code}",
                                        field=f"programs.remove[{i}].code")
-                acct["programs"] = [p for p in acct["programs"] if p["code"] != item["code"]]
-            elif item["code"] not in codes:
-                acct["programs"].append({"code": item["code"],
-                                         "enrolled": item.get("enrolled") or today})
+                acct["programs"] = [p for p in acct["programs"] if p["code"] != item.code]
+            elif item.code not in codes:
+                enrolled = item.enrolled.isoformat() if item.enrolled else today
+                acct["programs"].append({"code": item.code, "enrolled": enrolled})
 
 
 def validate_replacement(customer_id: str, body: dict, at: str | None = None) -> dict:
-    """A whole context given by a client, checked for the fields every reader relies on.
+    """A whole context given by a client (``grid.model.ContextIn``) as the record the shard stores.
 
-    ``at`` stamps ``created_at`` when the client gave none (fixed when the write is accepted, for replay).
+    Every default is filled here, once: ``segment`` from ``kind``, ``created_at`` and a program's ``enrolled``
+    from ``at`` (the write's time, fixed when the write is accepted, for replay), service points' ``has_solar``
+    and ``load_priority``. Ids must be unique within the context (a service point listed twice is refused).
     """
-    if not isinstance(body, dict):
-        raise InvalidInput("a context must be an object", field="body")
-    unknown = set(body) - set(CONTEXT_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
-    if body.get("customer_id", customer_id) != customer_id:
+    at = at or _now()
+    ctx = model.decode(model.ContextIn, body)
+    if ctx.customer_id is not None and ctx.customer_id != customer_id:
         raise InvalidInput("customer_id differs from the addressed customer", field="customer_id")
-    if body.get("kind") not in KINDS:
-        raise InvalidInput(f"kind must be one of {KINDS}", field="kind")
-    if not isinstance(body.get("name"), str) or not body["name"]:
-        raise InvalidInput("name must be a non-empty string", field="name")
-    rec = {"customer_id": customer_id, "name": body["name"], "kind": body["kind"],
-           "segment": body.get("segment", body["kind"]), "created_at": body.get("created_at") or at or _now(),
-           "version": 0, "attributes": dict(body.get("attributes") or {}),
-           "ownership": list(body.get("ownership") or []), "accounts": list(body.get("accounts") or []),
-           "contacts": list(body.get("contacts") or []), "payments": list(body.get("payments") or []),
-           "events": list(body.get("events") or []), "notes": list(body.get("notes") or []),
-           "supplemental": dict(body.get("supplemental") or {"projects": []}),
-           "classification": dict(body.get("classification") or {})}
-    for i, a in enumerate(rec["accounts"]):
-        for key in ("account_id", "rate_plan_id"):
-            if not isinstance(a.get(key), str):
-                raise InvalidInput(f"accounts[{i}].{key} must be a string", field=f"accounts[{i}].{key}")
-        a.setdefault("status", "active")
-        a.setdefault("programs", [])
-        a.setdefault("service_points", [])
-        a.setdefault("bill_cycle_day", 1)
-        a.setdefault("billing_address", "")
-    return rec
+    _check_unique(ctx)
+    day = dt.date.fromisoformat(at[:10])
+    for a in ctx.accounts:
+        for p in a.programs:
+            if p.enrolled is None:
+                p.enrolled = day
+    for n in ctx.notes:
+        if not n.created_at:
+            n.created_at = at
+    for p in ctx.supplemental.projects:
+        if not p.created_at:
+            p.created_at = at
+    rec = model.CustomerContext(
+        customer_id=customer_id, name=ctx.name, kind=ctx.kind, segment=ctx.segment or ctx.kind,
+        created_at=ctx.created_at or at, version=0, attributes=ctx.attributes, ownership=ctx.ownership,
+        accounts=ctx.accounts, contacts=ctx.contacts, payments=ctx.payments, events=ctx.events, notes=ctx.notes,
+        supplemental=ctx.supplemental, classification=ctx.classification)
+    return model.to_record(rec)
+
+
+def _check_unique(ctx: model.ContextIn) -> None:
+    """Ids that name one thing must not repeat inside a context (a service point listed twice is refused)."""
+    ids = [(f"accounts[{ai}].account_id", "account", a.account_id) for ai, a in enumerate(ctx.accounts)]
+    ids += [(f"accounts[{ai}].service_points[{si}].service_point_id", "service point", sp.service_point_id)
+            for ai, a in enumerate(ctx.accounts) for si, sp in enumerate(a.service_points)]
+    ids += [(f"contacts[{ci}].contact_id", "contact", c.contact_id) for ci, c in enumerate(ctx.contacts)]
+    seen: set[tuple[str, str]] = set()
+    for field, what, value in ids:
+        if (what, value) in seen:
+            raise InvalidInput(f"{what} {value!r} is listed twice", field=field, reason="unique")
+        seen.add((what, value))

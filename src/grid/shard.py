@@ -18,7 +18,12 @@ import numpy as np
 from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bills import BillStore
+from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.identity import ops as identity_ops  # identity: its write kinds
+from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
+from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
+from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
 from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
 from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
@@ -42,11 +47,14 @@ class Shard:
         self.bills = BillStore()
         self.applied: OrderedDict[str, dict] = OrderedDict()
         self.change_seq = 0
+        self.decisions = decision_ops.DecisionState()  # decisions: events, contact history, audit, propensity
         self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         self._entities: dict | None = None
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
+        self.identity = IdentityIndex()  # identity: keys of these customers, links, reviews, merges
+        self.imports = ImportState()  # imports: source positions, refused rows, key index
 
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
@@ -64,6 +72,7 @@ class Shard:
     def apply_chunk(self, part) -> int:
         """Add a chunk read by :meth:`read_chunk` to the state (one at a time: it mutates the stores)."""
         self._membership_dirty = True
+        self.identity.invalidate()  # identity: rebuilt on first use, not per loaded record
         for rec in part.records:
             self.records[rec["customer_id"]] = rec
         for rec in part.records:
@@ -216,6 +225,7 @@ class Shard:
         """Record that a context changed, for caches that watch this shard."""
         self.change_seq += 1
         self.changes.append((self.change_seq, customer_id))
+        self.identity.on_changed(customer_id, self.records.get(customer_id))  # identity: keys follow every write
 
     def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
         """(current seq, customers changed after ``seq``); None when ``seq`` is too old to tell."""
@@ -243,7 +253,9 @@ class Shard:
         return {"partitions": list(partitions), "records": {c: self.records[c] for c in cids},
                 "usage": [extract_rows(self.usage[iv], ids) for iv, ids in sps.items()],
                 "bills": t.filter(mask),
-                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset]}
+                "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
+                "identity": self.identity.export(cset),
+                "decisions": self.decisions.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -260,6 +272,8 @@ class Shard:
         self.bills.append(payload["bills"])
         for k, v in payload["applied"]:
             self.applied[k] = v
+        self.identity.take(payload.get("identity"))
+        self.decisions.absorb(payload.get("decisions"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
@@ -270,11 +284,13 @@ class Shard:
         for c in cids:
             del self.records[c]
             self.changed(c)
+        self.identity.drop(cids)
         for iv, store in self.usage.items():
             drop_rows(store, {sp for sp, (c, i) in self.sp_owner.items() if c in cids and i == iv})
         self.sp_owner = {sp: o for sp, o in self.sp_owner.items() if o[0] not in cids}
         if cids:
             self.bills.drop_customers(cids)
+        self.decisions.drop(cids)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)
@@ -293,6 +309,8 @@ class Shard:
         if op["write_id"] in self.applied:
             return op
         kind = op["kind"]
+        if kind == imports_op.KIND:  # imports: a shard-wide op (rows of many customers + a position)
+            return imports_op.prepare(self, op)
         cid = op["customer_id"]
         if not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
@@ -308,6 +326,10 @@ class Shard:
                 self.check_readings(cid, op["body"].get("readings", []))
         elif kind == "replace":
             ctx.validate_replacement(cid, op["body"], op["at"])
+        elif kind in identity_ops.KINDS:
+            identity_ops.prepare(self, op)
+        elif kind in decision_ops.KINDS:  # decisions: the logic lives in grid.decisions.state
+            decision_ops.prepare(self, op)
         else:
             raise InvalidInput(f"unknown write kind {kind!r}", field="kind")
         return op
@@ -318,6 +340,12 @@ class Shard:
         if done is not None:
             return done
         kind, cid = op["kind"], op["customer_id"]
+        if kind == imports_op.KIND:  # imports: versions and change log are handled per touched customer
+            result = imports_op.apply(self, op)
+            self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
+            while len(self.applied) > APPLIED_WRITE_IDS:
+                self.applied.popitem(last=False)
+            return result
         if kind == "patch":
             prepared = getattr(self, "_prepared", None)
             self._prepared = None
@@ -336,10 +364,15 @@ class Shard:
                 self._membership_dirty = True
             self.records[cid] = new
             result = {"customer_id": cid, "version": new["version"]}
+        elif kind in identity_ops.KINDS:
+            result = identity_ops.apply(self, op)
+        elif kind in decision_ops.KINDS:
+            result = decision_ops.apply(self, op)
         else:
             result = self._apply_usage(cid, op["body"]["readings"])
         self.applied[op["write_id"]] = result
-        if getattr(self, "_rules", None) is not None:  # inputs may have changed: re-classify this customer
+        # inputs may have changed: re-classify this customer (decisions ops change no classification input)
+        if getattr(self, "_rules", None) is not None and kind not in decision_ops.KINDS:
             from grid.classification import reclassify
 
             reclassify(self, cid)
@@ -424,7 +457,8 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True)}
+             "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob(),
+             "imports": shard.imports.to_blob(), "decisions": shard.decisions.to_blob()}
     return tables, blobs
 
 
@@ -434,6 +468,8 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
     shard.records = msgpack.unpackb(blobs["records"], raw=False, strict_map_key=False)
     shard.applied = OrderedDict((k, v) for k, v in meta["applied"])
     shard.change_seq = meta["change_seq"]
+    if "imports" in blobs:  # imports: source positions travel with the state they describe
+        shard.imports = ImportState.from_blob(blobs["imports"])
     for iv in meta["intervals"]:
         prefix = f"u{iv}-"
         store_tables = {k[len(prefix):]: t for k, t in tables.items() if k.startswith(prefix)}
@@ -443,4 +479,7 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
             for sp in a["service_points"]:
                 shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
     shard.bills = BillStore(tables["bills"])
+    shard.identity = IdentityIndex.from_blob(blobs.get("identity"))
+    if "decisions" in blobs:  # snapshots older than the decisions state have none
+        shard.decisions = decision_ops.DecisionState.from_blob(blobs["decisions"])
     return shard

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import ray
 
 from grid.errors import ContextGridError, ShardUnavailable
+from grid.identity import reads as identity_reads
 from grid.shard import Shard, from_snapshot, to_snapshot
 from grid.snapshots import SnapshotStore
 from grid.wal import WriteAheadLog
@@ -107,6 +108,13 @@ class ShardServer:
     async def get_many(self, customer_ids: list[str]) -> list[dict | None]:
         return self.shard.get_many(customer_ids)
 
+    # imports: the key lookups rows are linked by, and a source's progress on this shard
+    async def import_keys(self, keys: dict) -> dict:
+        return self.shard.imports.lookup(self.shard, keys)
+
+    async def import_view(self, source: str) -> dict:
+        return self.shard.imports.view(source)
+
     async def call(self, method: str, *args) -> Any:
         """Read-only views by name."""
         if method not in READ_METHODS:
@@ -116,6 +124,19 @@ class ShardServer:
     async def run(self, fn: Callable, *args) -> Any:
         """Scatter-gather: ``fn(shard, *args)`` on this shard's state."""
         return fn(self.shard, *args)
+
+    # -- identity (grid.identity: lookups and reads; its writes go through write()) ------------------------
+    async def identity_lookup(self, queries: list[tuple[str, list]], deterministic: tuple, max_block: int) -> list:
+        return identity_reads.lookup(self.shard, queries, deterministic, max_block)
+
+    async def identity_view(self, customer_id: str) -> dict:
+        return identity_reads.view(self.shard, customer_id)
+
+    async def identity_reviews(self, state: str | None, after: str | None, limit: int) -> list[dict]:
+        return identity_reads.reviews(self.shard, state, after, limit)
+
+    async def identity_review(self, review_id: str) -> dict | None:
+        return identity_reads.review(self.shard, review_id)
 
     # -- writes -------------------------------------------------------------------------------------------
     async def write(self, op: dict) -> dict:
@@ -139,6 +160,28 @@ class ShardServer:
         if op["kind"] in ("patch", "replace"):
             out["record"] = self.shard.records[op["customer_id"]]
         return out
+
+    # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
+    async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
+        """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""
+        from grid.decisions import service
+
+        return await service.append_events(self, ops, decide)
+
+    async def next_best_action(self, customer_id: str, decide: dict) -> dict:
+        from grid.decisions import service
+
+        return (await service.decide_and_record(self, [customer_id], decide, {}))[0]
+
+    async def customer_events(self, customer_id: str, limit: int) -> dict:
+        from grid.decisions import service
+
+        return service.events_view(self.shard, customer_id, limit)
+
+    async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
+        from grid.decisions import service
+
+        return service.decisions_view(self.shard, customer_id, limit)
 
     # -- moving partitions ------------------------------------------------------------------------------------
     def _save_owned(self) -> None:

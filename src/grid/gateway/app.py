@@ -8,6 +8,9 @@ from aiohttp import web
 from grid.gateway import customers
 from grid.gateway.admin import setup_admin
 from grid.gateway.billing import setup_billing
+from grid.gateway.greenbutton import setup_greenbutton
+from grid.gateway.identity import setup_identity
+from grid.gateway.decisions import setup_decisions
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
 from grid.gateway.jobs import Jobs
@@ -106,4 +109,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_billing(app)
     setup_rules(app)
     setup_portal(app)
+    setup_greenbutton(app)
+    setup_identity(app)
+    setup_decisions(app)
     return app

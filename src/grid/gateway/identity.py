@@ -1,0 +1,59 @@
+"""Identity over HTTP: ask who records are, a customer's identity and golden record, the review queue."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from grid.gateway.keys import BODY, CONFIG, GRID, PARAMS, PRINCIPAL
+from grid.gateway.responses import respond
+from grid.identity.evidence import to_builtins
+
+
+async def post_identity_resolve(request: web.Request) -> web.Response:
+    """Resolve records without writing anything: per record, in order, outcome, customer id and evidence."""
+    request[PRINCIPAL].require("operator", "agent")
+    results = await request.app[GRID].aresolve(request[BODY]["records"], write=False)
+    return respond(request, {"results": to_builtins(results)}, "resolutions")
+
+
+async def get_customer_identity(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator", "agent")
+    return respond(request, await request.app[GRID].aidentity(request[PARAMS]["id"]), "identity")
+
+
+async def list_identity_reviews(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator", "agent")
+    p = request[PARAMS]
+    limit = int(p.get("limit", 50))
+    items = await request.app[GRID].aidentity_reviews(p.get("state"), p.get("after"), limit)
+    out = {"items": items}
+    if len(items) == limit:
+        out["next"] = items[-1]["review_id"]
+    return respond(request, out, "reviews")
+
+
+async def post_identity_review(request: web.Request) -> web.Response:
+    """A reviewer's decision (``same`` / ``different``), remembered for good."""
+    request[PRINCIPAL].require("operator", "agent")
+    review = await request.app[GRID].adecide_review(request[PARAMS]["id"], request[BODY]["decision"],
+                                                    request[PRINCIPAL].key_id)
+    return respond(request, review, "review")
+
+
+async def post_identity_reload(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator")
+    rules = request.app[GRID].identity_rules.reload()  # RuleError (422) leaves the old rules in force
+    return respond(request, {"rules_version": rules.version}, "rules")
+
+
+def setup_identity(app: web.Application) -> None:
+    from grid.identity.rules import ActiveIdentityRules
+
+    grid = app[GRID]
+    if getattr(grid, "_identity_rules", None) is None and hasattr(type(grid), "identity_rules"):
+        grid.identity_rules = ActiveIdentityRules(app[CONFIG].rules_dir)
+    r = app.router
+    r.add_post("/v1/identity/resolve", post_identity_resolve, name="post_identity_resolve")
+    r.add_get("/v1/customers/{id}/identity", get_customer_identity, name="get_customer_identity")
+    r.add_get("/v1/identity/reviews", list_identity_reviews, name="list_identity_reviews")
+    r.add_post("/v1/identity/reviews/{id}", post_identity_review, name="post_identity_review")
+    r.add_post("/v1/admin/identity/reload", post_identity_reload, name="post_identity_reload")

@@ -1,0 +1,14 @@
+"""Continuous import: sources described as data, read, mapped, linked to customers and written exactly once.
+
+Modules, in the order a row travels:
+
+* ``sources``   one YAML file per source (JSON Schema ``source.schema.json``), compiled and reloadable.
+* ``readers``   the reader protocol (batches of rows with a resume position) and the file readers.
+* ``mapping``   raw columns -> context fields, vectorized per batch; bad values name their row and field.
+* ``linking``   whose context a row belongs to (deterministic keys, or ``grid.identity`` when present).
+* ``importer``  drives a source: read, map, link, route by shard, write ``import_rows`` ops, quarantine.
+* ``apply``     the ``import_rows`` op on a shard: rows + position in one WAL record, skipped once applied.
+* ``state``     a shard's import state (positions per source and stream), snapshotted with the shard.
+* ``quarantine`` durable refused rows per source, readable and replayable.
+* ``watch``     watched folders (``watchfiles``), one task per folder source.
+"""

@@ -1,0 +1,324 @@
+"""A source's mapping, compiled once: raw columns -> context fields, vectorized over a batch (polars).
+
+Every field runs the same steps over the whole batch column: pick (column, JSON path or constant), trim, case,
+code lookup, convert to the target type, default, required. A value that does not convert marks its row bad
+with the field and the reason instead of failing the batch, so bad rows go to quarantine and the rest go on.
+
+Target types and the conventions they follow (DOMAIN.md sections 1, 3 and 7):
+
+* ``energy``: integer Wh. Text is converted exactly from its decimal digits (``"1.2345" kWh`` -> 1235 Wh,
+  half-up), never through a float; ``unit`` is ``Wh`` (default), ``kWh`` or ``MWh``.
+* ``money``: integer cents, exactly from the digits; ``unit`` is ``cents`` (default) or ``dollars``; ``$`` and
+  thousands separators are dropped. ``decimal: ","`` reads ``1.234,56`` (European exports).
+* ``datetime``: epoch seconds (UTC). A value without an offset is local time in ``timezone`` (the field's, else
+  the source's, else UTC); the repeated hour at the end of daylight time is read as its first occurrence, a
+  time that does not exist (spring forward) is bad.
+* ``date``: ISO ``YYYY-MM-DD`` text. ``format`` is a strptime pattern for both; without it ISO 8601 is read.
+* ``boolean``: true/false, yes/no, y/n, 1/0, x (a ticked cell) and empty.
+"""
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from grid.errors import InvalidInput
+
+# target field -> type; "attributes.*" and "payload.*" take any key
+FIELDS: dict[str, str] = {
+    "customer.customer_id": "string", "customer.name": "string", "customer.kind": "string",
+    "customer.segment": "string",
+    "account.account_id": "string", "account.status": "string", "account.rate_plan_id": "string",
+    "account.bill_cycle_day": "integer", "account.billing_address": "string",
+    "service_point.service_point_id": "string", "service_point.premise_address": "string",
+    "service_point.meter_id": "string", "service_point.interval_minutes": "integer",
+    "service_point.has_solar": "boolean", "service_point.load_priority": "string",
+    "contact.contact_id": "string", "contact.name": "string", "contact.roles": "string",
+    "contact.email": "string", "contact.phone": "string",
+    "ownership.entity_id": "string", "ownership.legal_name": "string", "ownership.tax_id": "string",
+    "ownership.mailing_address": "string", "ownership.parent_entity_id": "string",
+    "usage.service_point_id": "string", "usage.start": "datetime", "usage.import_wh": "energy",
+    "usage.export_wh": "energy",
+    "bill.bill_id": "string", "bill.account_id": "string", "bill.period_start": "date",
+    "bill.period_end": "date", "bill.total_cents": "money",
+    "payment.payment_id": "string", "payment.account_id": "string", "payment.date": "date",
+    "payment.amount_cents": "money", "payment.method": "string",
+    "event.event_id": "string", "event.type": "string", "event.at": "datetime",
+    "project.name": "string", "project.start_date": "date", "project.expected_kwh_per_month": "integer",
+    "project.note": "string",
+}
+OPEN_PREFIXES = {"customer.attributes.": "string", "event.payload.": "string"}
+# parts each action may write, and the fields it cannot do without
+ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "upsert": (("customer", "account", "service_point", "contact", "ownership"), ()),
+    "usage": (("usage",), ("usage.start", "usage.import_wh")),
+    "bill": (("bill",), ("bill.bill_id", "bill.account_id", "bill.period_start", "bill.period_end",
+                         "bill.total_cents")),
+    "payment": (("payment",), ("payment.date", "payment.amount_cents")),
+    "event": (("event",), ("event.type", "event.at")),
+    "project": (("project",), ("project.name", "project.start_date", "project.expected_kwh_per_month")),
+}
+EVIDENCE = ("customer_id", "account_id", "service_point_id", "meter_id", "entity_id", "tax_id", "email", "phone",
+            "name", "address")
+ENUMS = {"customer.kind": ("residential", "commercial", "industrial", "public"),
+         "account.status": ("active", "closed"), "service_point.load_priority": ("normal", "priority", "critical"),
+         "service_point.interval_minutes": (15, 30, 60)}
+SCALE = {"Wh": 1, "kWh": 1000, "MWh": 1_000_000, "cents": 1, "dollars": 100}
+TRUE = ("true", "t", "yes", "y", "1", "x", "on")
+FALSE = ("false", "f", "no", "n", "0", "off")
+FRAC_DIGITS = 12
+
+
+@dataclass
+class FieldRule:
+    """One compiled field: where its value comes from and how it is converted."""
+
+    target: str
+    type: str
+    column: str | int | None = None
+    path: list[str] | None = None
+    value: Any = None
+    has_value: bool = False
+    format: str | None = None
+    timezone: str = "UTC"
+    scale: int = 1
+    decimal: str = "."
+    trim: bool = True
+    case: str | None = None
+    lookup: dict | None = None
+    default: Any = None
+    required: bool = False
+
+    @property
+    def source_name(self) -> str:
+        if self.has_value:
+            return "<constant>"
+        return ".".join(self.path) if self.path else str(self.column)
+
+
+def _type_of(target: str) -> str:
+    if target in FIELDS:
+        return FIELDS[target]
+    for prefix, t in OPEN_PREFIXES.items():
+        if target.startswith(prefix) and len(target) > len(prefix):
+            return t
+    raise KeyError(target)
+
+
+def compile_field(target: str, spec: Any, where: str, default_tz: str, required: bool = False) -> FieldRule:
+    """Check one field's spec (``where`` names the file and key for errors) and compile it."""
+    if isinstance(spec, str):
+        spec = {"column": spec}
+    try:
+        typ = spec.get("type") or _type_of(target)
+    except KeyError:
+        raise InvalidInput(f"{where}: unknown context field {target!r}", field=where) from None
+    rule = FieldRule(target, typ, trim=spec.get("trim", True), case=spec.get("case"),
+                     default=spec.get("default"), required=spec.get("required", required),
+                     format=spec.get("format"), decimal=spec.get("decimal", "."))
+    if "value" in spec:
+        rule.value, rule.has_value = spec["value"], True
+    elif "path" in spec:
+        rule.path = str(spec["path"]).split(".")
+    else:
+        rule.column = spec["column"]
+    tz = spec.get("timezone", default_tz)
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"{where}.timezone: unknown time zone {tz!r}", field=f"{where}.timezone") from None
+    rule.timezone = tz
+    unit = spec.get("unit")
+    if unit is not None:
+        if typ == "energy" and unit not in ("Wh", "kWh", "MWh") or typ == "money" and unit not in ("cents", "dollars"):
+            raise InvalidInput(f"{where}.unit: {unit!r} does not fit a {typ} field", field=f"{where}.unit")
+        if typ not in ("energy", "money"):
+            raise InvalidInput(f"{where}.unit: only energy and money fields take a unit", field=f"{where}.unit")
+        rule.scale = SCALE[unit]
+    if rule.format is not None and "%" not in rule.format:
+        raise InvalidInput(f"{where}.format: {rule.format!r} is not a strptime pattern", field=f"{where}.format")
+    if "lookup" in spec:
+        rule.lookup = {str(k): v for k, v in spec["lookup"].items()}
+        allowed = ENUMS.get(target)
+        bad = [v for v in rule.lookup.values() if allowed is not None and v not in allowed]
+        if bad:
+            raise InvalidInput(f"{where}.lookup: {bad[0]!r} is not one of {allowed}", field=f"{where}.lookup")
+    return rule
+
+
+@dataclass
+class Mapped:
+    """A mapped batch: good rows as columns (target field names, ``_i`` = row index in the batch) and bad ones."""
+
+    frame: pl.DataFrame
+    bad: list[dict] = field(default_factory=list)  # {"i", "field", "reason", "detail"}
+
+
+def _pick(rows, rule: FieldRule, n: int) -> pl.Series:
+    if rule.has_value:
+        return pl.Series(rule.target, [rule.value] * n, strict=False)
+    if isinstance(rows, pl.DataFrame):
+        name = str(rule.column) if rule.path is None else ".".join(rule.path)
+        if name not in rows.columns:
+            return pl.Series(rule.target, [None] * n, dtype=pl.String)
+        return rows.get_column(name).alias(rule.target)
+    if rule.path is not None:
+        key = ".".join(rule.path)
+
+        def get(r):
+            if key in r:
+                return r[key]
+            v = r
+            for p in rule.path:
+                if not isinstance(v, dict):
+                    return None
+                v = v.get(p)
+            return v
+
+        values = [get(r) for r in rows]
+    else:
+        values = [r.get(rule.column) for r in rows]
+    try:
+        return pl.Series(rule.target, values, strict=False)
+    except (TypeError, ValueError, pl.exceptions.PolarsError):  # mixed cell types: read them as text
+        return pl.Series(rule.target, [None if v is None else str(v) for v in values], dtype=pl.String)
+
+
+def _exact_units(s: pl.Series, scale: int, decimal: str) -> pl.Series:
+    """Decimal text -> integer units (x ``scale``), exact and half-up; null where the text is not a number."""
+    txt = s.cast(pl.String).str.strip_chars().str.replace_all(r"[\$\s]", "")
+    if decimal == ",":
+        txt = txt.str.replace_all(r"\.", "").str.replace(",", ".", literal=True)
+    else:
+        txt = txt.str.replace_all(",", "", literal=True)
+    parts = txt.str.extract_groups(r"^([+-]?)(\d*)(?:\.(\d*))?$")
+    sign, whole, frac = parts.struct.field("1"), parts.struct.field("2"), parts.struct.field("3")
+    ok = whole.is_not_null() & ((whole.str.len_chars() > 0) | (frac.fill_null("").str.len_chars() > 0))
+    ok = ok & (whole.fill_null("").str.len_chars() <= 15)
+    w = whole.fill_null("").str.replace(r"^$", "0").cast(pl.Int64, strict=False).fill_null(0)
+    f = frac.fill_null("").str.slice(0, FRAC_DIGITS).str.pad_end(FRAC_DIGITS, "0").cast(pl.Int64, strict=False)
+    f = f.fill_null(0)
+    prod = f * scale
+    units = w * scale + prod // 10 ** FRAC_DIGITS + ((prod % 10 ** FRAC_DIGITS) * 2 >= 10 ** FRAC_DIGITS).cast(pl.Int64)
+    units = pl.select(pl.when(sign == "-").then(-units).otherwise(units)).to_series().alias(s.name)
+    return units.set(~ok.fill_null(False), None)
+
+
+def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
+    """(converted column, reason given to rows that did not convert)."""
+    t = rule.type
+    if s.dtype == pl.Null:
+        s = s.cast(pl.String)
+    if t == "string":
+        if s.dtype != pl.String:
+            s = s.cast(pl.String)
+        return s, "not text"
+    if t in ("energy", "money", "decimal"):
+        scale = rule.scale if t != "decimal" else 1
+        if s.dtype.is_integer():
+            return s.cast(pl.Int64) * scale, "not a number"
+        if s.dtype.is_float():  # typed cells: their shortest text is the number the user typed
+            s = s.cast(pl.String)
+        return _exact_units(s, scale, rule.decimal), "not a number"
+    if t == "integer":
+        if s.dtype.is_integer():
+            return s.cast(pl.Int64), "not an integer"
+        if s.dtype.is_float():
+            return s.cast(pl.Int64, strict=False).set(s != s.round(0), None), "not an integer"
+        return s.cast(pl.String).str.replace_all(",", "", literal=True).cast(pl.Int64, strict=False), "not an integer"
+    if t == "boolean":
+        if s.dtype == pl.Boolean:
+            return s, "not true or false"
+        low = s.cast(pl.String).str.to_lowercase()
+        out = pl.Series(s.name, [None] * len(s), dtype=pl.Boolean)
+        return out.set(low.is_in(TRUE), True).set(low.is_in(FALSE), False), "not true or false"
+    if t == "date":
+        if s.dtype == pl.Datetime or s.dtype == pl.Date:
+            d = s.cast(pl.Date)
+        else:
+            d = s.cast(pl.String).str.to_date(format=rule.format, strict=False)
+        return d.dt.strftime("%Y-%m-%d"), f"not a date{' like ' + rule.format if rule.format else ''}"
+    if t == "datetime":
+        reason = f"not a date-time{' like ' + rule.format if rule.format else ''}"
+        if isinstance(s.dtype, pl.Datetime):
+            d = s
+        elif s.dtype == pl.Date:
+            d = s.cast(pl.Datetime("us"))
+        else:
+            txt = s.cast(pl.String).str.replace(r"Z$", "+00:00")
+            try:
+                d = txt.str.to_datetime(format=rule.format, strict=False, time_unit="us")
+            except pl.exceptions.PolarsError:  # mixed offsets / naive: one by one through Python
+                import datetime as dt
+                vals = []
+                for v in txt.to_list():
+                    try:
+                        x = dt.datetime.strptime(v, rule.format) if rule.format else dt.datetime.fromisoformat(v)
+                        vals.append(x.astimezone(dt.timezone.utc).replace(tzinfo=None) if x.tzinfo else x)
+                    except (TypeError, ValueError):
+                        vals.append(None)
+                d = pl.Series(s.name, vals, dtype=pl.Datetime("us"))
+        if d.dtype.time_zone is None:
+            d = d.dt.replace_time_zone(rule.timezone, ambiguous="earliest", non_existent="null")
+        return d.dt.epoch("s"), reason
+    raise InvalidInput(f"unknown field type {t!r}", field=rule.target)
+
+
+class Mapping:
+    """All fields and identity evidence of one source, compiled; :meth:`apply` maps one batch."""
+
+    def __init__(self, fields: list[FieldRule], evidence: list[FieldRule]):
+        self.fields = fields
+        self.evidence = evidence
+
+    def apply(self, rows) -> Mapped:
+        if isinstance(rows, (pa.Table, pa.RecordBatch)):
+            rows = pl.from_arrow(rows)
+        n = rows.height if isinstance(rows, pl.DataFrame) else len(rows)
+        cols, bad = {"_i": pl.Series("_i", range(n), dtype=pl.Int64)}, {}
+        for rule in self.fields + self.evidence:
+            raw = _pick(rows, rule, n)
+            s = raw
+            if s.dtype == pl.String:
+                if rule.trim:
+                    s = s.str.strip_chars()
+                s = s.set(s == "", None)
+                if rule.case == "upper":
+                    s = s.str.to_uppercase()
+                elif rule.case == "lower":
+                    s = s.str.to_lowercase()
+                elif rule.case == "title":
+                    s = s.str.to_titlecase()
+            present = s.is_not_null()
+            if rule.lookup is not None:
+                s = s.cast(pl.String).replace_strict(rule.lookup, default=None, return_dtype=pl.String)
+                self._mark(bad, present & s.is_null(), rule, "unknown code")
+                present = s.is_not_null()
+            out, reason = convert(s, rule)
+            self._mark(bad, present & out.is_null(), rule, reason)
+            allowed = ENUMS.get(rule.target)
+            if allowed is not None and rule.lookup is None:
+                self._mark(bad, out.is_not_null() & ~out.is_in(list(allowed)), rule, f"not one of {list(allowed)}")
+            if rule.type in ("energy", "money") and rule.target.startswith("usage."):
+                self._mark(bad, out.is_not_null() & (out < 0), rule, "negative energy")
+            if rule.default is not None:
+                out = out.fill_null(pl.Series([rule.default]).cast(out.dtype, strict=False)[0])
+            if rule.required:
+                self._mark(bad, out.is_null() & ~present, rule, "missing")
+            name = rule.target if rule in self.fields else "id." + rule.target
+            cols[name] = out.alias(name)
+        frame = pl.DataFrame(list(cols.values()))
+        if bad:
+            keep = pl.Series([i not in bad for i in range(n)])
+            frame = frame.filter(keep)
+        return Mapped(frame, [dict(i=i, **v) for i, v in sorted(bad.items())])
+
+    @staticmethod
+    def _mark(bad: dict, mask: pl.Series, rule: FieldRule, reason: str) -> None:
+        if not mask.any():
+            return
+        for i in mask.arg_true().to_list():
+            bad.setdefault(i, {"field": rule.target, "column": rule.source_name, "reason": reason})
