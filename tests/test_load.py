@@ -11,12 +11,10 @@ def test_every_generated_customer_is_on_exactly_its_own_shard(base_grid, base_di
     assert base_grid.loaded == manifest["customers"] == sum(base_grid.ticks)
     ids = pq.read_table(base_dir / "customers").column("customer_id").to_pylist()
 
-    def held(shard):
-        return sorted(shard.records), [int(p) for p in shard.owned.nonzero()[0]]
-
-    per_shard = base_grid.scatter(held)
+    per_shard = base_grid.membership()
     seen = {}
-    for shard, (cids, owned) in enumerate(per_shard):
+    for shard, held in enumerate(per_shard):
+        cids, owned = held["customers"], held["partitions"]
         for cid in cids:
             assert cid not in seen, f"{cid} on shards {seen[cid]} and {shard}"
             seen[cid] = shard
@@ -29,7 +27,7 @@ def test_loaded_context_carries_usage_bills_and_ownership(base_grid, base_dir):
     cid = pq.read_table(base_dir / "customers").column("customer_id")[0].as_py()
     ctx = base_grid.get(cid)
     assert ctx["accounts"] and ctx["ownership"] and ctx["contacts"]
-    bills = base_grid.call(cid, "customer_bills", cid, None, None)
+    bills = base_grid.customer_bills(cid)
     assert bills and all(b["total_cents"] == sum(l["amount_cents"] for l in b["lines"]) for b in bills)
-    usage = base_grid.call(cid, "customer_usage", cid, "2025-11", None, "monthly")
+    usage = base_grid.customer_usage(cid, "2025-11", resolution="monthly")
     assert usage["items"][0]["import_wh"] > 0

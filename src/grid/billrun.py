@@ -1,31 +1,37 @@
 """Bill runs: bill every active account of a shard for one month, reconcile against the legacy bills.
 
-Runs inside each shard (``grid.scatter``) on its live columnar usage, one ``bill_intervals`` call per
+Runs inside each shard (``ShardServer.bill_run``) on its live columnar usage, one ``bill_intervals`` call per
 (rate plan, interval length), so the kernel streams each month matrix once; then one reconciliation over the
 whole shard. An account with several service points is billed on their interval-by-interval sum (totalized
-metering). Mismatching bills are held, the others released: the outcome is stored on the shard
-(``shard.bill_status[period]``) so later reads show it, and the mismatches come back with their lines for the
-run's report. Callers merge per-shard partials with :func:`merge_reports`.
+metering). Accounts that cannot be billed (rate plan not in the catalogue, usage not held) get their own
+outcome instead of failing the run. Mismatching bills are held, the others released: the outcomes are a
+``bill_outcomes`` write on the shard (logged, snapshotted: :class:`BillOutcomes`) so later reads show them, and
+the mismatches come back with their lines for the run's report. Callers merge per-shard partials with
+:func:`merge_reports`.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
+import msgpack
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from grid.errors import InvalidInput
+from grid.errors import NotFound
 from grid.partitions import partition_of
-from grid.timegrid import month_bounds
+from grid.tariffs import SHIPPED, TariffCatalogue
+from grid.timegrid import calendar, month_bounds
 from kernels.billing import BillBatch, bill_intervals
 from kernels.reconcile import LINE_STATUSES, OUTCOMES, reconcile_lines
-from kernels.tariffs import TariffCatalogue
 
-DEFAULT_TARIFF_DIR = str(Path(__file__).resolve().parents[2] / "rules" / "tariffs")
+# Outcomes of a run, by code: the reconciliation kernel's, then the accounts a run could not bill.
+RUN_OUTCOMES = OUTCOMES + ("no_tariff", "no_usage")
+NO_TARIFF, NO_USAGE = len(OUTCOMES), len(OUTCOMES) + 1
+DEFAULT_TARIFF_DIR = str(SHIPPED)  # read-only; the gateway passes its data dir's catalogue (tariffs: grid.tariffs)
 
 
 @lru_cache(maxsize=8)
@@ -58,7 +64,7 @@ def billing_index(shard, partitions: set[int] | None) -> BillingIndex:
     """Cached while the shard's records and partitions do not change (the bill run's only Python loop)."""
     key = (shard.change_seq, len(shard.records), shard.owned.tobytes(),
            None if partitions is None else tuple(sorted(partitions)))
-    cached = getattr(shard, "_billing_index", None)
+    cached = shard.billing_index
     if cached is not None and cached.key == key:
         return cached
     by: dict[tuple[str, int], Group] = {}
@@ -69,7 +75,7 @@ def billing_index(shard, partitions: set[int] | None) -> BillingIndex:
             sps = a["service_points"]
             if a.get("status", "active") != "active" or not sps:
                 continue
-            k = (a["rate_plan_id"], int(sps[0]["interval_minutes"]))
+            k = (a["rate_plan_id"], int(sps[0].get("interval_minutes", 60)))
             g = by.get(k)
             if g is None:
                 g = by[k] = Group(k[0], k[1], [], [], [])
@@ -79,52 +85,100 @@ def billing_index(shard, partitions: set[int] | None) -> BillingIndex:
     groups = [by[k] for k in sorted(by)]
     accounts = [a for g in groups for a in g.accounts]
     index = BillingIndex(key, groups, pa.array(accounts, pa.string()), {a: i for i, a in enumerate(accounts)})
-    shard._billing_index = index
+    shard.billing_index = index
     return index
+
+
+def _rows(store, sp_lists: list[list[str]]) -> np.ndarray:
+    """Usage rows of the service points, flattened (-1 where the store holds no row)."""
+    return np.array([store.row_of.get(sp, -1) for sps in sp_lists for sp in sps], dtype=np.int64)
+
+
+def has_usage(store, month: str, sp_lists: list[list[str]]) -> np.ndarray:
+    """Per account: whether the store holds ``month`` for every one of its service points.
+
+    A service point holds a month when its row exists in the month matrix and its data reaches into the month
+    (``filled_through`` past the month's first interval): a meter added after the month was loaded, or data
+    that stops before the month, is *no usage*, not a zero bill.
+    """
+    out = np.zeros(len(sp_lists), dtype=bool)
+    block = store.months.get(month) if store is not None else None
+    if block is None or not sp_lists:
+        return out
+    rows = _rows(store, sp_lists)
+    first = int(calendar(*month_bounds(month), store.interval_minutes, store.timezone).utc_start[0])
+    ok = (rows >= 0) & (rows < block.imp.shape[0])
+    ok[ok] = store.filled_through[rows[ok]] > first
+    if len(rows) == len(sp_lists):
+        return ok
+    starts = np.cumsum([0] + [len(s) for s in sp_lists[:-1]])
+    return np.logical_and.reduceat(ok, starts)
 
 
 def usage_matrix(store, month: str, sp_lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray | None]:
     """Import/export matrices, one row per account (service points summed interval by interval).
 
     When the rows are one ascending run (the usual case after a load) the import matrix is a view of the
-    shard's month matrix, not a copy: the kernel streams the shard's memory directly.
+    shard's month matrix, not a copy: the kernel streams the shard's memory directly. Returns (None, None)
+    when some service point has no row for the month (see :func:`has_usage`).
     """
-    flat = [store.row_of.get(sp, -1) for sps in sp_lists for sp in sps]
-    rows = np.array(flat, dtype=np.int64)
+    rows = _rows(store, sp_lists)
     block = store.months.get(month)
-    if block is None or (rows < 0).any():
+    if block is None or (rows < 0).any() or (len(rows) and rows.max() >= block.imp.shape[0]):
         return None, None
     n = len(rows)
     if n and rows[-1] - rows[0] == n - 1 and (np.diff(rows) == 1).all() and (store.export_row[rows] < 0).all():
         imp, exp = block.imp[rows[0]:rows[0] + n], None
     else:
         imp, exp = store.matrix(month, rows)
-    if len(flat) != len(sp_lists):  # totalize accounts with several service points
+    if n != len(sp_lists):  # totalize accounts with several service points
         starts = np.cumsum([0] + [len(s) for s in sp_lists[:-1]])
         imp = np.add.reduceat(imp.astype(np.int64), starts, axis=0)
         exp = None if exp is None else np.add.reduceat(exp.astype(np.int64), starts, axis=0)
     return imp, exp
 
 
+def _tariff(cat, plan: str, timezone: str):
+    """The compiled tariff of ``plan``, or None when the catalogue has none that can bill this usage."""
+    try:
+        tariff = cat.get(plan)
+    except NotFound:
+        return None  # deleted or renamed after accounts were put on it: those accounts are `no_tariff`
+    return tariff if tariff.timezone == timezone else None
+
+
 def bill_accounts(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR,
-                  partitions: set[int] | None = None) -> tuple[BillingIndex, list[BillBatch]]:
-    """Compute this shard's bills for ``period``; bill i is account ``index.accounts[i]``."""
+                  partitions: set[int] | None = None) -> tuple[BillingIndex, np.ndarray, np.ndarray, list[BillBatch]]:
+    """Compute this shard's bills for ``period``.
+
+    Returns ``(index, outcome, billed, batches)``: ``outcome`` (int8, one per account of ``index``) is
+    ``NO_TARIFF`` or ``NO_USAGE`` for accounts that could not be billed and 0 otherwise; ``billed`` are the
+    positions (into ``index``) of the billed accounts, in the order of the bills of ``batches``.
+    """
     start, end = month_bounds(period)
     cat = catalogue(tariff_dir)
     index = billing_index(shard, partitions)
+    outcome = np.zeros(len(index.position), dtype=np.int8)
+    billed: list[np.ndarray] = []
     batches: list[BillBatch] = []
+    offset = 0
     for g in index.groups:
+        pos = np.arange(offset, offset + len(g.accounts), dtype=np.int64)
+        offset += len(g.accounts)
         store = shard.usage.get(g.interval_minutes)
-        tariff = cat.get(g.plan)
-        if store is not None and tariff.timezone != store.timezone:
-            raise InvalidInput(f"tariff {g.plan} schedules in {tariff.timezone}, usage is held in {store.timezone}",
-                               field="timezone")
-        imp, exp = usage_matrix(store, period, g.sp_lists) if store is not None else (None, None)
-        if imp is None:  # no usage held for this month: zero usage still bills fixed and minimum charges
-            from grid.timegrid import calendar
-            imp = np.zeros((len(g.accounts), calendar(start, end, g.interval_minutes, tariff.timezone).n), np.int32)
+        tariff = _tariff(cat, g.plan, store.timezone if store is not None else shard.timezone)
+        if tariff is None:
+            outcome[pos] = NO_TARIFF
+            continue
+        has = has_usage(store, period, g.sp_lists)
+        outcome[pos[~has]] = NO_USAGE
+        if not has.any():
+            continue
+        sp_lists = g.sp_lists if has.all() else [s for s, h in zip(g.sp_lists, has) if h]
+        imp, exp = usage_matrix(store, period, sp_lists)
         batches.append(bill_intervals(tariff, start, end, g.interval_minutes, imp, exp))
-    return index, batches
+        billed.append(pos[has])
+    return index, outcome, (np.concatenate(billed) if billed else np.zeros(0, np.int64)), batches
 
 
 def _computed_lines(batches, codes: dict[str, int]):
@@ -144,13 +198,13 @@ def _computed_lines(batches, codes: dict[str, int]):
 
 
 def _legacy_lines(shard, start: dt.date, index: BillingIndex, codes: dict[str, int]):
+    """Legacy bill lines of ``start``'s period for the accounts of ``index`` (bill = position in ``index``)."""
     t = shard.bills.table
     t = t.filter(pc.equal(t.column("period_start"), pa.scalar(start, pa.date32())))
     present = np.zeros(len(index.position), dtype=bool)
-    legacy_total = {}
-    if t.num_rows == 0:
-        z = np.zeros(0, np.int64)
-        return z, np.zeros(0, np.int32), z, present, legacy_total, {}
+    z = np.zeros(0, np.int64)
+    if t.num_rows == 0:  # a month not billed yet by the legacy system: every bill is `missing_bill`
+        return z, np.zeros(0, np.int32), z, present, None, z
     pos = pc.index_in(t.column("account_id"), value_set=index.accounts)
     bill_of_row = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     lines = t.column("lines").combine_chunks()
@@ -168,74 +222,154 @@ def _legacy_lines(shard, start: dt.date, index: BillingIndex, codes: dict[str, i
     return bill[keep], code_ids[keep], amount[keep], present, t, bill_of_row
 
 
-def _legacy_of(t, bill_of_row, bills) -> tuple[dict, dict]:
-    """Legacy totals and bill ids of the given bill indexes only (the mismatches)."""
-    want = set(int(b) for b in bills)
-    rows = [r for r in np.flatnonzero(np.isin(bill_of_row, list(want)))] if want else []
+def _legacy_of(t, bill_of_row, positions) -> tuple[dict, dict]:
+    """Legacy totals and bill ids of the given account positions only (the held bills)."""
+    if t is None or not len(positions):
+        return {}, {}
+    rows = np.flatnonzero(np.isin(bill_of_row, np.asarray(positions, dtype=np.int64)))
     totals = t.column("total_cents")
     ids = t.column("bill_id")
     return ({int(bill_of_row[r]): totals[int(r)].as_py() for r in rows},
             {int(bill_of_row[r]): ids[int(r)].as_py() for r in rows})
 
 
-def run_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tolerance_cents: int = 0,
-               partitions: list[int] | None = None) -> dict:
-    """Bill and reconcile this shard's accounts for ``period``; store outcomes; return the partial report."""
+def compute_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tolerance_cents: int = 0,
+                   partitions: list[int] | None = None) -> tuple[dict, dict]:
+    """Bill and reconcile this shard's accounts for ``period``, changing nothing.
+
+    Every active account with a service point gets one outcome of :data:`RUN_OUTCOMES`: the reconciliation's
+    (``match``, ``amount_mismatch``, ``missing_line``, ``missing_bill``) when it was billed, ``no_tariff`` when
+    its rate plan is not in the catalogue, ``no_usage`` when the month's usage is not held. Only ``match`` is
+    released.
+
+    Returns
+    -------
+    (report, outcomes)
+        The shard's partial report (merge with :func:`merge_reports`), and the body of the ``bill_outcomes``
+        write that records every account's outcome on the shard (see :class:`BillOutcomes`).
+    """
     start, _ = month_bounds(period)
-    index, batches = bill_accounts(shard, period, tariff_dir, set(partitions) if partitions is not None else None)
-    n = len(index.position)
+    index, outcome, billed, batches = bill_accounts(shard, period, tariff_dir,
+                                                    set(partitions) if partitions is not None else None)
+    n, nb = len(index.position), len(billed)
     codes: dict[str, int] = {}
     cb, cc, ca, _ = _computed_lines(batches, codes)
     lb, lc, la, present, legacy_table, bill_of_row = _legacy_lines(shard, start, index, codes)
-    rec = reconcile_lines(cb, cc, ca, lb, lc, la, n, present, tolerance_cents)
+    if nb != n:  # legacy lines are by account position; the kernel wants billed-bill indexes
+        to_billed = np.full(n, -1, dtype=np.int64)
+        to_billed[billed] = np.arange(nb)
+        lb = to_billed[lb]
+        keep = lb >= 0
+        lb, lc, la, present_b = lb[keep], lc[keep], la[keep], present[billed]
+    else:
+        present_b = present
+    rec = reconcile_lines(cb, cc, ca, lb, lc, la, nb, present_b, tolerance_cents)
+    outcome[billed] = rec.outcome
+    diff = np.zeros(n, np.int64)
+    diff[billed] = rec.diff_cents
+    totals = np.zeros(n, np.int64)
+    if batches:
+        totals[billed] = np.concatenate([b.total_cents for b in batches])
     names = {v: k for k, v in codes.items()}
-    totals = np.concatenate([b.total_cents for b in batches]) if batches else np.zeros(0, np.int64)
-    runs = [st for st in shard.bill_status.get(period, []) if st.position is not index.position]
-    shard.bill_status[period] = runs[-64:] + [BillStatus(index.position, rec.outcome.copy(), rec.diff_cents.copy())]
-    mismatches = []
-    bad = np.flatnonzero(rec.outcome != 0)
-    line_starts = np.searchsorted(rec.line_bill, bad)
-    line_ends = np.searchsorted(rec.line_bill, bad, side="right")
-    legacy_total, legacy_ids = _legacy_of(legacy_table, bill_of_row, bad) if len(bad) else ({}, {})
+    bad = np.flatnonzero(outcome != 0)
+    line_of = np.full(n, -1, dtype=np.int64)  # account position -> billed bill index
+    line_of[billed] = np.arange(nb)
+    legacy_total, legacy_ids = _legacy_of(legacy_table, bill_of_row, bad)
     customers = [c for g in index.groups for c in g.customers] if len(bad) else []
     accounts = [a for g in index.groups for a in g.accounts] if len(bad) else []
-    for b, s, e in zip(bad, line_starts, line_ends):
-        cid, acct = customers[b], accounts[b]
+    mismatches = []
+    for b in bad.tolist():
+        k = int(line_of[b])
+        lines = []
+        if k >= 0:
+            s, e = np.searchsorted(rec.line_bill, k), np.searchsorted(rec.line_bill, k, side="right")
+            lines = [{"code": names[int(rec.line_code[j])], "computed_cents": int(rec.line_computed[j]),
+                      "legacy_cents": int(rec.line_legacy[j]), "status": LINE_STATUSES[rec.line_status[j]]}
+                     for j in range(s, e) if rec.line_status[j] != 0]
         mismatches.append({
-            "customer_id": cid, "account_id": acct, "period": period, "legacy_bill_id": legacy_ids.get(int(b)),
-            "outcome": OUTCOMES[rec.outcome[b]], "diff_cents": int(rec.diff_cents[b]),
-            "computed_total_cents": int(totals[b]), "legacy_total_cents": legacy_total.get(int(b)),
-            "lines": [{"code": names[int(rec.line_code[k])], "computed_cents": int(rec.line_computed[k]),
-                       "legacy_cents": int(rec.line_legacy[k]), "status": LINE_STATUSES[rec.line_status[k]]}
-                      for k in range(s, e) if rec.line_status[k] != 0],
-        })
-    counts = rec.counts()
-    return {"period": period, "bills": n, "counts": counts, "diff_cents": int(rec.diff_cents.sum()),
-            "billed_cents": int(totals.sum()), "held": int(len(bad)), "released": int(n - len(bad)),
-            "mismatches": mismatches}
+            "customer_id": customers[b], "account_id": accounts[b], "period": period,
+            "legacy_bill_id": legacy_ids.get(b), "outcome": RUN_OUTCOMES[outcome[b]], "diff_cents": int(diff[b]),
+            "computed_total_cents": int(totals[b]) if k >= 0 else None,
+            "legacy_total_cents": legacy_total.get(b), "lines": lines})
+    counts = np.bincount(outcome.astype(np.intp), minlength=len(RUN_OUTCOMES))
+    report = {"period": period, "bills": n, "counts": {name: int(c) for name, c in zip(RUN_OUTCOMES, counts)},
+              "diff_cents": int(diff.sum()), "billed_cents": int(totals.sum()), "held": int(len(bad)),
+              "released": int(n - len(bad)), "mismatches": mismatches}
+    table = pa.table({"account_id": index.accounts, "outcome": pa.array(outcome), "diff_cents": pa.array(diff)})
+    key = sorted(int(p) for p in partitions) if partitions is not None else None
+    return report, {"period": period, "partitions": key, "table": _ipc(table)}
 
 
-@dataclass
-class BillStatus:
-    """Outcomes of one run batch on a shard: bill i is the account at ``position``'s index i."""
-
-    position: dict[str, int]
-    outcome: np.ndarray
-    diff_cents: np.ndarray
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
-def status_of(shard, period: str, account_id: str) -> str | None:
-    """The latest run's outcome for an account's bill (held unless ``match``); None if never run."""
-    for st in reversed(shard.bill_status.get(period, [])):
-        i = st.position.get(account_id)
-        if i is not None:
-            return OUTCOMES[st.outcome[i]]
-    return None
+def _from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+class BillOutcomes:
+    """The shard's bill outcomes: per period, the latest outcome of every account a run billed.
+
+    One entry per (period, partition batch of the run): a re-run of the same batch replaces its entry. Each
+    entry is a table (account_id, outcome int8 into :data:`RUN_OUTCOMES`, diff_cents). Changed only by
+    ``bill_outcomes`` writes (logged, snapshotted through :meth:`to_blob`).
+    """
+
+    def __init__(self):
+        self.runs: dict[str, dict[str, pa.Table]] = {}
+        self._positions: dict[int, dict[str, int]] = {}  # id(table) -> account -> row (built on first read)
+
+    def apply(self, body: dict) -> dict:
+        key = "all" if body["partitions"] is None else ",".join(map(str, body["partitions"]))
+        table = _from_ipc(body["table"])
+        per = self.runs.setdefault(body["period"], {})
+        old = per.pop(key, None)
+        if old is not None:
+            self._positions.pop(id(old), None)
+        per[key] = table
+        return {"period": body["period"], "accounts": table.num_rows}
+
+    def status(self, period: str, account_id: str) -> str | None:
+        """The latest run's outcome for an account's bill; None if no run billed it."""
+        for table in reversed(list(self.runs.get(period, {}).values())):
+            pos = self._positions.get(id(table))
+            if pos is None:
+                pos = self._positions[id(table)] = {a: i for i, a in enumerate(table.column(0).to_pylist())}
+            i = pos.get(account_id)
+            if i is not None:
+                return RUN_OUTCOMES[table.column("outcome")[i].as_py()]
+        return None
+
+    def to_blob(self) -> bytes:
+        return msgpack.packb({p: [[k, _ipc(t)] for k, t in per.items()] for p, per in self.runs.items()},
+                             use_bin_type=True)
+
+    @classmethod
+    def from_blob(cls, blob: bytes) -> "BillOutcomes":
+        out = cls()
+        for period, per in msgpack.unpackb(blob, raw=False).items():
+            out.runs[period] = {k: _from_ipc(t) for k, t in per}
+        return out
+
+    def digest(self) -> bytes:
+        """A stable digest of every outcome held (for the shard's restart checksum)."""
+        h = hashlib.sha256()
+        for period in sorted(self.runs):
+            for key in sorted(self.runs[period]):
+                t = self.runs[period][key]
+                h.update(f"{period}/{key}".encode())
+                for col in t.columns:
+                    h.update(repr(col.to_pylist()).encode())
+        return h.digest()
 
 
 def merge_reports(parts: list[dict]) -> dict:
     """One report from per-shard (or per-batch) partials."""
-    out = {"period": parts[0]["period"] if parts else None, "bills": 0, "counts": dict.fromkeys(OUTCOMES, 0),
+    out = {"period": parts[0]["period"] if parts else None, "bills": 0, "counts": dict.fromkeys(RUN_OUTCOMES, 0),
            "diff_cents": 0, "billed_cents": 0, "held": 0, "released": 0, "mismatches": []}
     for p in parts:
         for k in ("bills", "diff_cents", "billed_cents", "held", "released"):
@@ -263,7 +397,8 @@ def report_lines(report: dict) -> list[dict]:
 
 def customer_period(shard, customer_id: str, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR) -> list[dict]:
     """Computed bill beside the legacy bill and their comparison, per account of one customer (what-if path:
-    the same kernel as the bill run)."""
+    the same kernel as the bill run). An account that cannot be billed (closed, no service point, no tariff,
+    no usage for the month) has ``computed`` None."""
     rec = shard.record(customer_id)
     start, end = month_bounds(period)
     cat = catalogue(tariff_dir)
@@ -275,13 +410,16 @@ def customer_period(shard, customer_id: str, period: str, tariff_dir: str = DEFA
                 "legacy": legacy.get(a["account_id"]), "computed": None, "comparison": None,
                 "status": None}
         if sps and a.get("status", "active") == "active":
-            store = shard.usage.get(int(sps[0]["interval_minutes"]))
-            imp, exp = usage_matrix(store, period, [[sp["service_point_id"] for sp in sps]]) if store else (None, None)
-            if imp is not None:
-                batch = bill_intervals(cat.get(a["rate_plan_id"]), start, end, int(sps[0]["interval_minutes"]), imp, exp)
+            iv = int(sps[0].get("interval_minutes", 60))
+            store = shard.usage.get(iv)
+            tariff = _tariff(cat, a["rate_plan_id"], store.timezone if store is not None else shard.timezone)
+            sp_lists = [[sp["service_point_id"] for sp in sps]]
+            if tariff is not None and has_usage(store, period, sp_lists)[0]:
+                imp, exp = usage_matrix(store, period, sp_lists)
+                batch = bill_intervals(tariff, start, end, iv, imp, exp)
                 item["computed"] = batch.bill(0)
                 item["comparison"] = compare(item["computed"], item["legacy"])
-        outcome = status_of(shard, period, a["account_id"])
+        outcome = shard.bill_outcomes.status(period, a["account_id"])
         item["status"] = None if outcome is None else ("released" if outcome == "match" else "held")
         out.append(item)
     return out

@@ -1,61 +1,127 @@
 """Classifying the whole base: portfolios, key accounts, load priority, profitability (DOMAIN section 5).
 
-Three scatter rounds, each a pure function run inside every shard next to its data (``grid.rules`` holds the
-logic; this module only moves the pieces):
+Three scatter rounds, each run inside every shard next to its data (``grid.rules`` holds the logic; this module
+holds the shard's side of it; ``grid.cluster.Grid.aclassify`` moves the pieces between shards):
 
-1. ``features_and_links``: account features (kept on the shard) and the shard's portfolio links;
-2. the caller resolves portfolios over every shard's links (union-find kernel), then ``account_round`` classifies
-   the shard's accounts and returns its portfolio partials (and profitability partials);
-3. the caller merges partials and classifies portfolios; ``store_round`` writes each customer's classification
-   into its context and keeps what later single-customer re-classification needs.
+1. :func:`features_and_links`: account features (kept on the shard's :class:`Classification` until round 2)
+   and the shard's portfolio links;
+2. the grid resolves portfolios over every shard's links (union-find kernel), then :func:`account_round`
+   classifies the shard's accounts and returns its portfolio partials (and profitability partials);
+3. the grid merges partials and classifies portfolios; :func:`store_round` turns them into one
+   ``classification`` write per shard (logged, applied like any write: every changed context gets a new version).
 
 After a write that changes a customer's inputs, the owning shard re-classifies that customer at account level
-against the portfolios of the last full run (``reclassify``); portfolio totals move at the next full run.
+against the portfolios of the last full run (:func:`reclassify`, inside the write's apply step); portfolio totals
+move at the next full run.
 """
 from __future__ import annotations
 
-from grid.rules import (account_features, classify_accounts, classify_portfolios, customer_classification,
-                        merge_keyed, portfolio_links, portfolio_partials, profitability_partials,
-                        rank_profitability, resolve_portfolios)
+import hashlib
+import logging
+import pickle
+
+import msgpack
+
+from grid.rules import (account_features, classify_accounts, customer_classification, portfolio_links,
+                        portfolio_partials, profitability_partials)
 from grid.rules.portfolios import portfolio_id_of
+
+log = logging.getLogger(__name__)
+
+
+class Classification:
+    """A shard's classification state: the rules of the last full run and the portfolios it found.
+
+    ``rules`` is None until the first full run reaches the shard; then every write re-classifies its customer.
+    ``features`` / ``accounts`` are scratch between the rounds of one run (the grid runs one at a time) and
+    are not state: they are neither logged nor snapshotted. ``failures`` counts re-classifications that failed
+    (the write still commits; the customer keeps its previous classification), for ``/metrics``.
+    """
+
+    def __init__(self):
+        self.rules = None
+        self.portfolio_of: dict[str, str] = {}
+        self.portfolios: dict[str, dict] = {}
+        self.features = None
+        self.accounts: list[dict] | None = None
+        self.failures = 0
+
+    def to_blob(self) -> bytes:
+        # pickle: the rule set is a tree of frozen dataclasses with compiled predicates (no msgpack form);
+        # the blob stays inside this shard's own data directory.
+        return pickle.dumps((self.rules, self.portfolio_of, self.portfolios), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_blob(cls, blob: bytes) -> "Classification":
+        out = cls()
+        out.rules, out.portfolio_of, out.portfolios = pickle.loads(blob)
+        return out
+
+    def digest(self) -> bytes:
+        """Stable across processes (a pickle of frozensets is not): rules version and the portfolios held."""
+        return hashlib.sha256(msgpack.packb([
+            None if self.rules is None else self.rules.version, sorted(self.portfolio_of.items()),
+            repr(sorted(self.portfolios.items()))], use_bin_type=True)).digest()
 
 
 def features_and_links(shard, rules) -> tuple[list[str], list[str], list[str]]:
     features = account_features(shard)
-    shard._features = features
+    shard.classification.features = features
     a, b = portfolio_links(features, rules)
     return list(a), list(b), features.column("account_id").to_pylist()
 
 
 def account_round(shard, portfolio_of: dict, rules):
-    features = shard._features
-    shard._accounts_classified = classify_accounts(features, rules)
+    state = shard.classification
+    features = state.features if state.features is not None else account_features(shard)
+    state.accounts = classify_accounts(features, rules)
     return (portfolio_partials(features, portfolio_of, rules),
             profitability_partials(shard, portfolio_of, rules.prices, rules.costs))
 
 
-def store_round(shard, portfolio_of: dict, portfolios: dict, rules) -> int:
-    by_customer = customer_classification(shard._accounts_classified, portfolio_of, portfolios, rules)
-    for cid, cls in by_customer.items():
+def store_round(shard, portfolio_of: dict, portfolios: dict, rules) -> dict:
+    """The body of this shard's ``classification`` write (see :func:`apply_classification`)."""
+    state = shard.classification
+    accounts = state.accounts if state.accounts is not None else classify_accounts(account_features(shard), rules)
+    by_customer = customer_classification(accounts, portfolio_of, portfolios, rules)
+    state.features = state.accounts = None
+    return {"state": pickle.dumps((rules, portfolio_of, portfolios), protocol=pickle.HIGHEST_PROTOCOL),
+            "records": by_customer}
+
+
+def apply_classification(shard, body: dict) -> list[str]:
+    """Put a full run's results in force on the shard; returns the customers whose context changed."""
+    loaded = Classification.from_blob(body["state"])
+    state = shard.classification
+    state.rules, state.portfolio_of, state.portfolios = loaded.rules, loaded.portfolio_of, loaded.portfolios
+    changed = []
+    for cid, cls in body["records"].items():
         rec = shard.records.get(cid)
-        if rec is not None:
-            shard.records[cid] = {**rec, "classification": _keep_churn(rec, cls)}
-            shard.changed(cid)
-    shard._rules = rules
-    shard._portfolio_of = portfolio_of
-    shard._portfolios = portfolios
-    shard._features = None
-    shard._accounts_classified = None
-    return len(by_customer)
+        if rec is None:
+            continue
+        cls = _keep_churn(rec, cls)
+        if rec.get("classification") != cls:
+            shard.records[cid] = {**rec, "classification": cls}
+            changed.append(cid)
+    return changed
 
 
 def reclassify(shard, customer_id: str) -> None:
-    """Account-level re-classification of one customer after a write (no-op before the first full run)."""
-    rules = getattr(shard, "_rules", None)
-    if rules is None or customer_id not in shard.records:
+    """Account-level re-classification of one customer after a write (no-op before the first full run).
+
+    Never raises: a failure leaves the customer's previous classification and is counted; the write it follows
+    is committed either way.
+    """
+    state = shard.classification
+    if state.rules is None or customer_id not in shard.records:
         return
-    accounts = classify_accounts(account_features(shard, [customer_id]), rules)
-    cls = customer_classification(accounts, shard._portfolio_of, shard._portfolios, rules).get(customer_id)
+    try:
+        accounts = classify_accounts(account_features(shard, [customer_id]), state.rules)
+        cls = customer_classification(accounts, state.portfolio_of, state.portfolios, state.rules).get(customer_id)
+    except Exception:  # noqa: BLE001 - counted and logged; the write is already committed
+        state.failures += 1
+        log.exception("shard %s: re-classification of %s failed", shard.shard_id, customer_id)
+        return
     if cls is not None:
         rec = shard.records[customer_id]
         shard.records[customer_id] = {**rec, "classification": _keep_churn(rec, cls)}
@@ -67,37 +133,5 @@ def _keep_churn(rec: dict, cls: dict) -> dict:
     return {**cls, "churn_risk": old["churn_risk"]} if "churn_risk" in old else cls
 
 
-async def classify_base(grid, rules, progress=None) -> dict:
-    """Run the three rounds over every shard; returns portfolios, members and the profitability ranking."""
-    step = (lambda d: progress(d, 4)) if progress else (lambda d: None)
-    step(0)
-    rounds = await grid.ascatter(features_and_links, rules)
-    step(1)
-    accounts = [a for _, _, accts in rounds for a in accts]
-    portfolio_of = resolve_portfolios([(a, b) for a, b, _ in rounds], accounts)
-    per_shard = [{a: portfolio_of[a] for a in accts} for _, _, accts in rounds]
-    parts = await _each(grid, account_round, [(m, rules) for m in per_shard])
-    step(2)
-    portfolios = classify_portfolios(merge_keyed([p for p, _ in parts]), rules)
-    ranking = rank_profitability(merge_keyed([q for _, q in parts]))
-    mine = [{pid: portfolios[pid] for pid in set(m.values()) if pid in portfolios} for m in per_shard]
-    await _each(grid, store_round, [(m, ps, rules) for m, ps in zip(per_shard, mine)])
-    step(3)
-    members: dict[str, list[str]] = {}
-    for a, pid in portfolio_of.items():
-        members.setdefault(pid, []).append(a)
-    for pid in portfolios:
-        members.setdefault(pid, [])
-    step(4)
-    return {"rules_version": rules.version, "portfolio_of": portfolio_of, "portfolios": portfolios,
-            "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking}
-
-
-async def _each(grid, fn, args_per_shard: list[tuple]):
-    import asyncio
-
-    return await asyncio.gather(*(grid._aget(s.run.remote(fn, *args), grid.config.call_timeout_s * 20)
-                                  for s, args in zip(grid.shards, args_per_shard)))
-
-
-__all__ = ["classify_base", "reclassify", "portfolio_id_of"]
+__all__ = ["Classification", "features_and_links", "account_round", "store_round", "apply_classification",
+           "reclassify", "portfolio_id_of"]

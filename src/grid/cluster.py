@@ -1,26 +1,33 @@
 """``grid.Grid``: start or join a Ray cluster, own the shard actors, route calls to the owning shard.
 
-Used in-process by the gateway (async methods, ``a*``) and by the CLI, tests and notebooks (sync methods).
+The grid client owns orchestration: one async method per operation (``a*``: reads, writes, what-ifs, bill
+runs, classification, snapshots, scaling), used in-process by the gateway, whose handlers make one call each;
+the sync methods are a thin facade over them for the CLI, tests and notebooks. Ray's errors are translated
+here (:meth:`Grid._aget`), and every call routed to a customer's shard is retried once when the partition moved
+under it (:class:`~grid.errors.WrongShard`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from grid import billrun
 from grid.base import read_manifest
-from grid.errors import ContextGridError, InvalidInput, ShardUnavailable, WrongShard
+from grid.errors import ContextGridError, InvalidInput, NotFound, ShardUnavailable, WrongShard
 from grid.partitions import PartitionTable, partition_of
+from grid.rules import classify_portfolios, merge_keyed, rank_profitability, resolve_portfolios
+from grid.settings import Settings
 from grid.shard_actor import ShardActor, actor_options
-from grid.timegrid import DEFAULT_TIMEZONE
 
 log = logging.getLogger(__name__)
+
+BILL_RUN_BATCH = 34  # partitions per bill-run call: progress steps, and a shard's loop is free between them
 
 try:  # ray >= 2.10 raises this while an actor restarts
     from ray.exceptions import ActorUnavailableError
@@ -28,19 +35,7 @@ except ImportError:  # pragma: no cover
     ActorUnavailableError = RayActorError
 
 
-@dataclass
-class GridConfig:
-    data_dir: str = "data/grid"
-    shards: int = 2
-    address: str | None = None
-    namespace: str = "contextgrid"
-    timezone: str = DEFAULT_TIMEZONE
-    call_timeout_s: float = 30.0
-    request_timeout_s: float = 5.0  # one customer's call; past it the gateway answers 503 (never a hang)
-    num_cpus: int | None = None
-    move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
-    fsync: str = "batch"  # WAL policy of every shard: always | batch | off
-    move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
+GridConfig = Settings  # settings: one object for the grid and its gateway (grid.settings)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -73,7 +68,11 @@ class Grid:
         self.table = PartitionTable.load_or_create(self.data_dir / "partition_table.json", config.shards)
         self.shards = [self._actor(i) for i in range(self.table.shards)]
         self.moving: dict[int, asyncio.Event] = {}
-        self._scale_lock: asyncio.Lock | None = None
+        self._scale_lock = asyncio.Lock()  # one scale at a time; bill runs wait for a scale to finish
+        self._classify_lock = asyncio.Lock()  # classification rounds share scratch state on the shards
+        self.classifying = False  # a classification is running (portfolio reads answer 503 meanwhile)
+        self.classified: dict | None = None  # the latest full classification's result
+        self.classify_failures = 0
         ray.get([s.ready.remote() for s in self.shards], timeout=120)
 
     @classmethod
@@ -134,12 +133,14 @@ class Grid:
         self._get([s.finish_load.remote() for s in self.shards])
         return total
 
-    # -- sync API -----------------------------------------------------------------------------------------
+    # -- sync facade (CLI, tests, notebooks) ---------------------------------------------------------------
+    @staticmethod
+    def _sync(coro):
+        """Run one async operation to its end from synchronous code."""
+        return asyncio.run(coro)
+
     def get(self, customer_id: str) -> dict:
         return self._get(self.owner(customer_id).get.remote(customer_id))
-
-    def call(self, customer_id: str, method: str, *args):
-        return self._get(self.owner(customer_id).call.remote(method, *args))
 
     def write(self, kind: str, customer_id: str, body: dict, write_id: str | None = None,
               if_match: str | None = None) -> dict:
@@ -155,26 +156,41 @@ class Grid:
     def append_usage(self, customer_id: str, readings: list[dict], write_id: str | None = None) -> dict:
         return self.write("usage", customer_id, {"readings": readings}, write_id)
 
-    def scatter(self, fn: Callable, *args) -> list:
-        """``fn(shard, *args)`` on every shard at once; results in shard order."""
-        refs = [s.run.remote(fn, *args) for s in self.shards]
-        return self._get(refs, timeout=self.config.call_timeout_s * 10)
+    def customer_bills(self, customer_id: str, period: str | None = None, account_id: str | None = None):
+        return self._get(self.owner(customer_id).customer_bills.remote(customer_id, period, account_id))
 
-    def run(self, customer_id: str, fn: Callable, *args):
-        """``fn(shard, *args)`` on the shard that owns ``customer_id``."""
-        return self._get(self.owner(customer_id).run.remote(fn, *args))
+    def customer_usage(self, customer_id: str, month: str, service_point_id: str | None = None,
+                       resolution: str = "interval") -> dict:
+        return self._get(self.owner(customer_id).customer_usage.remote(customer_id, month, service_point_id,
+                                                                        resolution))
+
+    def membership(self) -> list[dict]:
+        """Per shard: the customer ids it holds and the partitions it owns."""
+        return self._get([s.membership.remote() for s in self.shards])
 
     def stats(self) -> list[dict]:
         return self._get([s.ready.remote() for s in self.shards])
 
     def checksum(self) -> str:
         import hashlib
-        parts = self._get([s.call.remote("checksum") for s in self.shards])
+        parts = self._get([s.checksum.remote() for s in self.shards])
         return hashlib.sha256("".join(parts).encode()).hexdigest()
 
     def list_customers(self, filters: dict | None = None, after: str | None = None, limit: int = 50) -> list[dict]:
-        pages = self._get([s.call.remote("list", filters or {}, after, limit) for s in self.shards])
+        pages = self._get([s.list.remote(filters or {}, after, limit) for s in self.shards])
         return merge_pages(pages, limit)
+
+    def bill_run(self, period: str, tariff_dir: str = billrun.DEFAULT_TARIFF_DIR, tolerance_cents: int = 0) -> dict:
+        return self._sync(self.abill_run(period, tariff_dir, tolerance_cents))
+
+    def classify(self, rules) -> dict:
+        return self._sync(self.aclassify(rules))
+
+    def snapshot(self) -> list[dict]:
+        return self._sync(self.asnapshot())
+
+    def scale(self, count: int) -> dict:
+        return self._sync(self.ascale(count))
 
     # -- async API (gateway) ------------------------------------------------------------------------------
     async def route(self, customer_id: str) -> int:
@@ -202,23 +218,136 @@ class Grid:
         return await self._routed(customer_id, "get", customer_id)
 
     async def aget_many(self, shard_index: int, customer_ids: list[str]) -> list[dict | None]:
-        return await self._aget(self.shards[shard_index].get_many.remote(customer_ids),
-                                self.config.request_timeout_s)
+        """Contexts of customers routed to one shard (None: no such customer); a customer whose partition
+        moved away meanwhile is read again from its new shard."""
+        out = await self._aget(self.shards[shard_index].get_many.remote(customer_ids),
+                               self.config.request_timeout_s)
+        for i, (cid, rec) in enumerate(zip(customer_ids, out)):
+            if rec is None and self.table.shard_of(cid) != shard_index:
+                try:
+                    out[i] = await self.aget(cid)
+                except NotFound:
+                    pass
+        return out
 
-    async def acall(self, customer_id: str, method: str, *args):
-        return await self._routed(customer_id, "call", method, *args)
+    async def aaccounts(self, customer_id: str) -> list[dict]:
+        return await self._routed(customer_id, "accounts", customer_id)
 
-    async def arun(self, customer_id: str, fn: Callable, *args):
-        """``fn(shard, *args)`` on the shard that owns ``customer_id`` (what-ifs run next to the data)."""
-        return await self._routed(customer_id, "run", fn, *args)
+    async def acustomer_bills(self, customer_id: str, period: str | None = None,
+                              account_id: str | None = None) -> list[dict]:
+        return await self._routed(customer_id, "customer_bills", customer_id, period, account_id)
 
-    async def ascatter(self, fn: Callable, *args) -> list:
-        """``fn(shard, *args)`` on every shard at once; results in shard order."""
-        return await asyncio.gather(*(self._aget(s.run.remote(fn, *args), timeout=self.config.call_timeout_s * 10)
-                                      for s in self.shards))
+    async def acustomer_usage(self, customer_id: str, month: str, service_point_id: str | None = None,
+                              resolution: str = "interval") -> dict:
+        return await self._routed(customer_id, "customer_usage", customer_id, month, service_point_id, resolution)
+
+    async def acustomer_period(self, customer_id: str, period: str,
+                               tariff_dir: str = billrun.DEFAULT_TARIFF_DIR) -> list[dict]:
+        """Each account's computed bill for ``period`` beside its legacy bill, compared."""
+        return await self._routed(customer_id, "customer_period", customer_id, period, tariff_dir)
+
+    async def acurrent_bill(self, customer_id: str, as_of, catalogue) -> dict:
+        return await self._routed(customer_id, "current_bill", customer_id, as_of, catalogue)
+
+    async def ascenarios(self, customer_id: str, request: dict, catalogue, as_of) -> dict:
+        return await self._routed(customer_id, "scenarios", customer_id, request, catalogue, as_of)
+
+    async def aforecast(self, customer_id: str, months: int, catalogue, as_of) -> dict:
+        return await self._routed(customer_id, "forecast", customer_id, months, catalogue, as_of)
+
+    async def agreen(self, customer_id: str, factors: dict, as_of, months: int) -> dict:
+        return await self._routed(customer_id, "green", customer_id, factors, as_of, months)
+
+    async def aping(self, customer_id: str) -> None:
+        """One round trip to the customer's shard doing nothing (what a call costs, for benchmarks)."""
+        return await self._routed(customer_id, "ping")
 
     async def awrite(self, op: dict) -> dict:
         return await self._routed(op["customer_id"], "write", op)
+
+    # -- whole-grid operations ------------------------------------------------------------------------------
+    async def abill_run(self, period: str, tariff_dir: str = billrun.DEFAULT_TARIFF_DIR, tolerance_cents: int = 0,
+                        progress: Callable[[int, int], None] | None = None) -> dict:
+        """Bill every active account for ``period`` and reconcile against the legacy bills; the merged report.
+
+        Each shard runs its partitions in batches of :data:`BILL_RUN_BATCH` (in order; shards in parallel) and
+        records every account's outcome as a logged write. Waits for a scale in progress to finish.
+        """
+        from grid.timegrid import month_bounds
+
+        month_bounds(period)  # InvalidInput (field period) before anything runs
+        async with self._scale_lock:
+            calls = {i: [parts[k:k + BILL_RUN_BATCH] for k in range(0, len(parts), BILL_RUN_BATCH)]
+                     for i in range(len(self.shards)) for parts in [self.table.partitions_of_shard(i)]}
+            total = sum(len(v) for v in calls.values())
+            done = 0
+            if progress:
+                progress(0, total)
+            long = self.config.call_timeout_s * 20
+
+            async def shard_calls(i: int) -> list[dict]:
+                nonlocal done
+                out = []
+                for parts in calls[i]:
+                    out.append(await self._aget(self.shards[i].bill_run.remote(period, tariff_dir, tolerance_cents,
+                                                                              parts), long))
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                return out
+
+            per_shard = await asyncio.gather(*(shard_calls(i) for i in calls))
+        return billrun.merge_reports([p for parts in per_shard for p in parts])
+
+    async def aclassify(self, rules, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Classify the whole base under ``rules`` (three rounds, see grid.classification); one at a time.
+
+        Returns portfolios, members and the profitability ranking, and keeps them as :attr:`classified`.
+        """
+        step = (lambda d: progress(d, 4)) if progress else (lambda d: None)
+        async with self._classify_lock:
+            self.classifying = True
+            try:
+                result = await self._classify(rules, step)
+            except BaseException:
+                self.classify_failures += 1
+                raise
+            finally:
+                self.classifying = False
+            self.classified = result
+            return result
+
+    async def _classify(self, rules, step) -> dict:
+        long = self.config.call_timeout_s * 20
+        step(0)
+        shards = list(self.shards)
+        rounds = await asyncio.gather(*(self._aget(s.classify_links.remote(rules), long) for s in shards))
+        step(1)
+        accounts = [a for _, _, accts in rounds for a in accts]
+        portfolio_of = resolve_portfolios([(a, b) for a, b, _ in rounds], accounts)
+        per_shard = [{a: portfolio_of[a] for a in accts} for _, _, accts in rounds]
+        parts = await asyncio.gather(*(self._aget(s.classify_accounts.remote(m, rules), long)
+                                       for s, m in zip(shards, per_shard)))
+        step(2)
+        portfolios = classify_portfolios(merge_keyed([p for p, _ in parts]), rules)
+        ranking = rank_profitability(merge_keyed([q for _, q in parts]))
+        mine = [{pid: portfolios[pid] for pid in set(m.values()) if pid in portfolios} for m in per_shard]
+        await asyncio.gather(*(self._aget(s.classify_store.remote(m, ps, rules), long)
+                               for s, m, ps in zip(shards, per_shard, mine)))
+        step(3)
+        members: dict[str, list[str]] = {}
+        for a, pid in portfolio_of.items():
+            members.setdefault(pid, []).append(a)
+        for pid in portfolios:
+            members.setdefault(pid, [])
+        step(4)
+        return {"rules_version": rules.version, "portfolio_of": portfolio_of, "portfolios": portfolios,
+                "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking}
+
+    async def asnapshot(self) -> list[dict]:
+        """Snapshot every shard now (each then truncates its log behind its oldest kept snapshot)."""
+        return list(await asyncio.gather(*(self._aget(s.snapshot.remote(), self.config.call_timeout_s * 10)
+                                           for s in self.shards)))
 
     # -- decisions (grid.decisions; the gateway's decisions routes call these) ------------------------------
     async def apost_events(self, ops: list[dict], decide: dict | None = None) -> list[dict]:
@@ -273,8 +402,6 @@ class Grid:
         """
         if count < 1:
             raise InvalidInput(f"shard count must be >= 1, got {count}", field="count")
-        if self._scale_lock is None:
-            self._scale_lock = asyncio.Lock()
         async with self._scale_lock:
             target = self.table.rebalanced(count)
             for i in range(len(self.shards), count):
@@ -320,15 +447,15 @@ class Grid:
             return {"shards": count, "moved_partitions": total, "version": self.table.version}
 
     async def achanges(self, shard_index: int, seq: int) -> tuple[int, list[str] | None]:
-        return await self._aget(self.shards[shard_index].call.remote("changes_since", seq), timeout=2)
+        return await self._aget(self.shards[shard_index].changes_since.remote(seq), timeout=2)
 
     async def asp_owners(self, sp_ids: list[str]) -> dict[str, str]:
         """Owners of service points across the whole grid (ids are unique grid-wide, not per shard)."""
-        parts = await asyncio.gather(*(self._aget(s.call.remote("sp_owners", sp_ids)) for s in self.shards))
+        parts = await asyncio.gather(*(self._aget(s.sp_owners.remote(sp_ids)) for s in self.shards))
         return {k: v for p in parts for k, v in p.items()}
 
     async def alist(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        pages = await asyncio.gather(*(self._aget(s.call.remote("list", filters, after, limit))
+        pages = await asyncio.gather(*(self._aget(s.list.remote(filters, after, limit))
                                        for s in self.shards))
         return merge_pages(pages, limit)
 

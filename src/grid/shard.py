@@ -1,35 +1,50 @@
 """One shard's customers: context records, columnar usage and bills, and the writes on them.
 
 This is a plain class, tested without Ray; ``grid.shard_actor`` wraps it in a Ray actor and adds durability.
-Writes are deterministic functions of ``(state, op)``: the actor logs ``op`` to the write-ahead log and a replay
-applies the same ops in the same order to rebuild the same state. Every op carries a ``write_id``; an op whose
-id was already applied returns its first result again (idempotent retries from clients, the gateway or Ray).
+Its whole state is declared in :meth:`Shard.__init__`; a capability's per-shard state is one attribute there
+holding an object with ``to_blob() -> bytes``, ``from_blob(bytes)`` and ``digest() -> bytes`` (named in
+:data:`CAPABILITIES`, so snapshots and the checksum hold it).
+
+Every state change is an op ``{"kind", "customer_id" (None for shard-wide ops), "write_id", "at", "body"}``
+and goes one way: :meth:`Shard.prepare` (check against the state, raise a ``grid.errors`` error, mutate
+nothing) -> write-ahead log (the actor) -> :meth:`Shard.apply` (deterministic: a replay of the same ops in the
+same order rebuilds the same state) -> version bump of every changed customer -> change-log entry -> result.
+Kinds are the rows of :data:`OPS` (kind -> prepare/apply); a capability adds its kinds there with the logic in
+its own package. An op whose write id was already applied returns its first result again (idempotent retries).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections import OrderedDict, deque
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import msgpack
 import numpy as np
 
 from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
+from grid.billrun import BillOutcomes, BillingIndex
 from grid.bills import BillStore
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
+from grid.classification import Classification, apply_classification, reclassify
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
 from grid.identity import ops as identity_ops  # identity: its write kinds
 from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
 from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
 from grid.imports.state import ImportState
 from grid.partitions import PARTITIONS, partition_of
-from grid.timegrid import DEFAULT_TIMEZONE, calendar, month_bounds
+from grid.timegrid import DEFAULT_TIMEZONE, VALID_INTERVALS, calendar, month_bounds
 from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
+# Attributes of Shard holding a capability's state (to_blob/from_blob/digest): snapshots and checksum hold them.
+CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions")
+
+log = logging.getLogger(__name__)
 
 
 class Shard:
@@ -41,20 +56,27 @@ class Shard:
         self.owned = np.zeros(PARTITIONS, dtype=bool)
         for p in partitions or []:
             self.owned[p] = True
+        # contexts
         self.records: dict[str, dict] = {}
         self.usage: dict[int, UsageStore] = {}
         self.sp_owner: dict[str, tuple[str, int]] = {}  # service point -> (customer, interval minutes)
         self.bills = BillStore()
-        self.applied: OrderedDict[str, dict] = OrderedDict()
+        # capabilities (see CAPABILITIES)
+        self.bill_outcomes = BillOutcomes()  # grid.billrun: outcome of every account per period
+        self.classification = Classification()  # grid.classification: rules and portfolios in force
+        self.imports = ImportState()  # grid.imports: source positions, refused rows, key index
+        self.identity = IdentityIndex()  # grid.identity: keys of these customers, links, reviews, merges
+        self.decisions = decision_ops.DecisionState()  # grid.decisions: events, contact history, audit, propensity
+        # the write path
+        self.applied: OrderedDict[str, dict] = OrderedDict()  # write id -> result (idempotent retries)
         self.change_seq = 0
-        self.decisions = decision_ops.DecisionState()  # decisions: events, contact history, audit, propensity
-        self.bill_status: dict[str, list] = {}  # period -> outcomes of the latest runs (grid.billrun.BillStatus)
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
-        self._entities: dict | None = None
+        # caches derived from the state above (never logged or snapshotted)
+        self.billing_index: BillingIndex | None = None  # grid.billrun, rebuilt when change_seq moves
+        self._prepared: tuple[str, Any] | None = None  # what prepare() computed for the op apply() comes next
+        self._entities: dict | None = None  # bulk load only
         self._sorted_ids: list[str] = []
         self._membership_dirty = True
-        self.identity = IdentityIndex()  # identity: keys of these customers, links, reviews, merges
-        self.imports = ImportState()  # imports: source positions, refused rows, key index
 
     # -- loading ------------------------------------------------------------------------------------------
     def load_chunk(self, base_dir: str, chunk: int) -> int:
@@ -144,7 +166,7 @@ class Shard:
         start, end = month_bounds(month)
         items = []
         for sp in sps:
-            iv = int(sp["interval_minutes"])
+            iv = int(sp.get("interval_minutes", 60))
             store = self._store(iv)
             row = store.row_of.get(sp["service_point_id"])
             cal = calendar(start, end, iv, self.timezone)
@@ -203,7 +225,8 @@ class Shard:
                                        for b in s.months.values()))}
 
     def checksum(self) -> str:
-        """A digest over every context (records, usage and bills), order independent of load order."""
+        """A digest over everything the shard holds (records, usage, bills, every capability's state), order
+        independent of load order."""
         h = hashlib.sha256()
         for cid in sorted(self.records):
             h.update(msgpack.packb(self.records[cid], use_bin_type=True))
@@ -219,6 +242,10 @@ class Shard:
         t = self.bills.table.sort_by("bill_id")
         for col in ("bill_id", "total_cents"):
             h.update(repr(t.column(col).to_pylist()).encode())
+        for name in CAPABILITIES:
+            state = getattr(self, name)
+            h.update(name.encode())
+            h.update(state.digest() if hasattr(state, "digest") else state.to_blob())
         return h.hexdigest()
 
     def changed(self, customer_id: str) -> None:
@@ -305,78 +332,48 @@ class Shard:
         return bool(self.owned[partition_of(customer_id)])
 
     def prepare(self, op: dict) -> dict:
-        """Check ``op`` against the current state and stamp it so that applying it is deterministic."""
+        """Check ``op`` against the current state and stamp it so that applying it is deterministic.
+
+        Raises a ``grid.errors`` error (and changes nothing) when the op cannot apply; what the check computed
+        is kept for the :meth:`apply` of the same op that follows in the same event-loop step.
+        """
         if op["write_id"] in self.applied:
             return op
-        kind = op["kind"]
-        if kind == imports_op.KIND:  # imports: a shard-wide op (rows of many customers + a position)
-            return imports_op.prepare(self, op)
-        cid = op["customer_id"]
-        if not self.owns(cid):
+        kind = OPS.get(op["kind"])
+        if kind is None:
+            raise InvalidInput(f"unknown write kind {op['kind']!r}", field="kind")
+        cid = op.get("customer_id")
+        if kind.customer and not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
         op.setdefault("at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        if kind in ("patch", "usage"):
-            rec = self.record(cid)
-            if op.get("if_match") is not None and str(rec["version"]) != str(op["if_match"]).strip('"'):
-                raise PreconditionFailed(f"context is at version {rec['version']}, not {op['if_match']}",
-                                         field="If-Match")
-            if kind == "patch":  # validate fully now, so a bad write never reaches the log; keep the result
-                self._prepared = (op["write_id"], ctx.apply_patch(rec, op["body"], op["write_id"], op["at"]))
-            else:
-                self.check_readings(cid, op["body"].get("readings", []))
-        elif kind == "replace":
-            ctx.validate_replacement(cid, op["body"], op["at"])
-        elif kind in identity_ops.KINDS:
-            identity_ops.prepare(self, op)
-        elif kind in decision_ops.KINDS:  # decisions: the logic lives in grid.decisions.state
-            decision_ops.prepare(self, op)
-        else:
-            raise InvalidInput(f"unknown write kind {kind!r}", field="kind")
+        self._prepared = (op["write_id"], kind.prepare(self, op))
         return op
 
     def apply(self, op: dict) -> dict:
-        """Apply a prepared op; returns its result (the same result again for a repeated write id)."""
+        """Apply a prepared op; returns its result (the same result again for a repeated write id).
+
+        The kind's apply changes the state and says which customers' contexts changed; each of them is then
+        re-classified (customer ops), gets the next version and a change-log entry.
+        """
         done = self.applied.get(op["write_id"])
         if done is not None:
             return done
-        kind, cid = op["kind"], op["customer_id"]
-        if kind == imports_op.KIND:  # imports: versions and change log are handled per touched customer
-            result = imports_op.apply(self, op)
-            self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
-            while len(self.applied) > APPLIED_WRITE_IDS:
-                self.applied.popitem(last=False)
-            return result
-        if kind == "patch":
-            prepared = getattr(self, "_prepared", None)
-            self._prepared = None
-            if prepared is not None and prepared[0] == op["write_id"]:
-                new = prepared[1]  # computed by prepare() in the same event-loop step: still current
-            else:
-                new = ctx.apply_patch(self.record(cid), op["body"], op["write_id"], op["at"])
-            self.records[cid] = new
-            result = {"customer_id": cid, "version": new["version"]}
-        elif kind == "replace":
-            new = ctx.validate_replacement(cid, op["body"], op.get("at"))
-            old = self.records.get(cid)
-            new["version"] = (old["version"] if old else 0) + 1
-            self._index_service_points(new)
-            if old is None:
-                self._membership_dirty = True
-            self.records[cid] = new
-            result = {"customer_id": cid, "version": new["version"]}
-        elif kind in identity_ops.KINDS:
-            result = identity_ops.apply(self, op)
-        elif kind in decision_ops.KINDS:
-            result = decision_ops.apply(self, op)
-        else:
-            result = self._apply_usage(cid, op["body"]["readings"])
-        self.applied[op["write_id"]] = result
-        # inputs may have changed: re-classify this customer (decisions ops change no classification input)
-        if getattr(self, "_rules", None) is not None and kind not in decision_ops.KINDS:
-            from grid.classification import reclassify
-
-            reclassify(self, cid)
-        self.changed(cid)
+        kind = OPS[op["kind"]]
+        prepared = self._prepared[1] if self._prepared and self._prepared[0] == op["write_id"] else None
+        self._prepared = None
+        result, changed = kind.apply(self, op, prepared)
+        for cid in changed:
+            if kind.inputs:
+                reclassify(self, cid)  # inputs may have changed (never raises)
+            rec = self.records.get(cid)
+            if rec is not None:
+                self.records[cid] = {**rec, "version": rec["version"] + 1}
+            self.changed(cid)
+        cid = op.get("customer_id")
+        if kind.customer and cid in self.records:
+            result["version"] = self.records[cid]["version"]
+        # a retry gets the result again, less the rows refused (a quarantine list can be long; it was reported)
+        self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
         while len(self.applied) > APPLIED_WRITE_IDS:
             self.applied.popitem(last=False)
         return result
@@ -385,13 +382,33 @@ class Shard:
         """Prepare and apply in one step (the path without a log)."""
         return self.apply(self.prepare(op))
 
-    def _index_service_points(self, rec: dict) -> None:
-        for a in rec["accounts"]:
-            for sp in a["service_points"]:
-                owner = self.sp_owner.get(sp["service_point_id"])
+    def _check_service_points(self, rec: dict) -> None:
+        seen = set()
+        for i, a in enumerate(rec["accounts"]):
+            for j, sp in enumerate(a["service_points"]):
+                field = f"accounts[{i}].service_points[{j}]"
+                sp_id = sp.get("service_point_id")
+                if not isinstance(sp_id, str) or not sp_id:
+                    raise InvalidInput("service_point_id must be a non-empty string", field=f"{field}.service_point_id")
+                if sp_id in seen:
+                    raise InvalidInput(f"service point {sp_id} is listed twice", field=f"{field}.service_point_id")
+                seen.add(sp_id)
+                if sp.get("interval_minutes", 60) not in VALID_INTERVALS:
+                    raise InvalidInput(f"interval_minutes must be one of {VALID_INTERVALS}",
+                                       field=f"{field}.interval_minutes")
+                owner = self.sp_owner.get(sp_id)
                 if owner is not None and owner[0] != rec["customer_id"]:
-                    raise Conflict(f"service point {sp['service_point_id']} belongs to {owner[0]}",
-                                   field="accounts.service_points.service_point_id")
+                    raise Conflict(f"service point {sp_id} belongs to {owner[0]}", field=f"{field}.service_point_id")
+                if owner is not None and owner[1] != int(sp.get("interval_minutes", 60)):
+                    raise Conflict(f"service point {sp_id} has {owner[1]}-minute usage held; its interval cannot "
+                                   "change", field=f"{field}.interval_minutes")
+
+    def _index_service_points(self, old: dict | None, rec: dict) -> None:
+        keep = {sp["service_point_id"] for a in rec["accounts"] for sp in a["service_points"]}
+        for a in (old or {}).get("accounts", []):
+            for sp in a["service_points"]:
+                if sp["service_point_id"] not in keep:  # taken off this customer: free for another
+                    self.sp_owner.pop(sp["service_point_id"], None)
         for a in rec["accounts"]:
             for sp in a["service_points"]:
                 iv = int(sp.get("interval_minutes", 60))
@@ -399,9 +416,9 @@ class Shard:
                 self._store(iv).add_service_points([sp["service_point_id"]], [bool(sp.get("has_solar"))])
 
     def check_readings(self, customer_id: str, readings: list[dict]) -> list[tuple]:
-        """Validate every reading before any is written; returns (store, row, month, idx, imp, exp, end)."""
+        """Validate every reading before any is written; returns (store, sp, month, idx, imp, exp, end)."""
         rec = self.record(customer_id)
-        own = {sp["service_point_id"]: int(sp["interval_minutes"])
+        own = {sp["service_point_id"]: int(sp.get("interval_minutes", 60))
                for a in rec["accounts"] for sp in a["service_points"]}
         out = []
         for i, r in enumerate(readings):
@@ -411,7 +428,7 @@ class Shard:
                                    field=f"readings[{i}].service_point_id")
             try:
                 ts = dt.datetime.fromisoformat(str(r["start"]).replace("Z", "+00:00"))
-            except ValueError as exc:
+            except (KeyError, ValueError) as exc:
                 raise InvalidInput("start must be an RFC 3339 date-time", field=f"readings[{i}].start") from exc
             if ts.tzinfo is None:
                 raise InvalidInput("start needs a UTC offset", field=f"readings[{i}].start")
@@ -425,23 +442,144 @@ class Shard:
                 month, idx = store.locate(int(ts.timestamp()))
             except InvalidInput as exc:
                 raise InvalidInput(exc.detail, field=f"readings[{i}].start") from exc
-            row = store.row_of.get(sp)
-            if row is None:
-                row = int(store.add_service_points([sp], [False])[0])
             end = int(ts.timestamp()) + own[sp] * 60
-            out.append((store, row, month, idx, int(r["import_wh"]), int(r.get("export_wh", 0)), end))
+            out.append((store, sp, month, idx, int(r.get("import_wh", 0)), int(r.get("export_wh", 0)), end))
         return out
 
-    def _apply_usage(self, customer_id: str, readings: list[dict]) -> dict:
-        checked = self.check_readings(customer_id, readings)
-        for store, row, month, idx, imp, exp, end in checked:
-            store.write_readings(row, month, np.array([idx]), np.array([imp], np.int32),
-                                 np.array([exp], np.int32), end)
-        rec = self.records[customer_id]
-        new = dict(rec)
-        new["version"] = rec["version"] + 1
-        self.records[customer_id] = new
-        return {"customer_id": customer_id, "written": len(checked), "version": new["version"]}
+
+# -- the dispatch table: kind -> prepare / apply ----------------------------------------------------------------
+@dataclass(frozen=True)
+class OpKind:
+    """How one kind of op is checked and applied.
+
+    ``prepare(shard, op)`` raises a ``grid.errors`` error when the op cannot apply and mutates nothing; what it
+    returns is handed to ``apply`` when apply follows in the same step (None on replay). ``apply(shard, op,
+    prepared) -> (result, changed customer ids)`` must be deterministic and must not raise for a prepared op.
+    ``customer``: the op addresses one customer (``customer_id``: ownership checked, its version returned).
+    ``inputs``: the op changes what classification reads, so every changed customer is re-classified.
+    """
+
+    prepare: Callable[[Shard, dict], Any]
+    apply: Callable[[Shard, dict, Any], tuple[dict, list[str]]]
+    customer: bool = True
+    inputs: bool = True
+
+
+def _check_version(rec: dict, op: dict) -> None:
+    if op.get("if_match") is not None and str(rec["version"]) != str(op["if_match"]).strip('"'):
+        raise PreconditionFailed(f"context is at version {rec['version']}, not {op['if_match']}", field="If-Match")
+
+
+def _prepare_patch(shard: Shard, op: dict) -> dict:
+    rec = shard.record(op["customer_id"])
+    _check_version(rec, op)
+    return ctx.apply_patch(rec, op["body"], op["write_id"], op["at"])
+
+
+def _apply_patch(shard: Shard, op: dict, new: dict | None):
+    cid = op["customer_id"]
+    old = shard.records[cid]
+    if new is None:  # replay: recompute (deterministic: same record, body, write id and time)
+        new = ctx.apply_patch(old, op["body"], op["write_id"], op["at"])
+    shard.records[cid] = {**new, "version": old["version"]}  # the shard bumps versions, after apply
+    return {"customer_id": cid}, [cid]
+
+
+def _prepare_replace(shard: Shard, op: dict) -> dict:
+    cid = op["customer_id"]
+    old = shard.records.get(cid)
+    if old is not None:
+        _check_version(old, op)
+    new = ctx.validate_replacement(cid, op["body"], op["at"])
+    shard._check_service_points(new)
+    return new
+
+
+def _apply_replace(shard: Shard, op: dict, new: dict | None):
+    cid = op["customer_id"]
+    if new is None:
+        new = ctx.validate_replacement(cid, op["body"], op["at"])
+    old = shard.records.get(cid)
+    new["version"] = old["version"] if old else 0
+    shard._index_service_points(old, new)
+    if old is None:
+        shard._membership_dirty = True
+    shard.records[cid] = new
+    return {"customer_id": cid}, [cid]
+
+
+def _prepare_usage(shard: Shard, op: dict) -> list[tuple]:
+    rec = shard.record(op["customer_id"])
+    _check_version(rec, op)
+    readings = op["body"].get("readings") if isinstance(op["body"], dict) else None
+    if not isinstance(readings, list):
+        raise InvalidInput("readings must be a list", field="readings")
+    return shard.check_readings(op["customer_id"], readings)
+
+
+def _apply_usage(shard: Shard, op: dict, checked: list[tuple] | None):
+    cid = op["customer_id"]
+    if checked is None:
+        checked = shard.check_readings(cid, op["body"]["readings"])
+    for store, sp, month, idx, imp, exp, end in checked:
+        row = store.row_of.get(sp)
+        if row is None:
+            row = int(store.add_service_points([sp], [False])[0])
+        store.write_readings(row, month, np.array([idx]), np.array([imp], np.int32), np.array([exp], np.int32), end)
+    return {"customer_id": cid, "written": len(checked)}, [cid]
+
+
+def _prepare_bill_outcomes(shard: Shard, op: dict) -> None:
+    body = op["body"]
+    if not isinstance(body, dict) or not isinstance(body.get("table"), bytes):
+        raise InvalidInput("bill outcomes need a period and a table", field="body")
+    month_bounds(body["period"])
+
+
+def _apply_bill_outcomes(shard: Shard, op: dict, _prepared):
+    return shard.bill_outcomes.apply(op["body"]), []
+
+
+def _prepare_classification(shard: Shard, op: dict) -> None:
+    body = op["body"]
+    if not isinstance(body, dict) or not isinstance(body.get("state"), bytes) or \
+            not isinstance(body.get("records"), dict):
+        raise InvalidInput("a classification needs the rules' state and the records' results", field="body")
+
+
+def _apply_classification(shard: Shard, op: dict, _prepared):
+    changed = apply_classification(shard, op["body"])
+    return {"customers": len(changed)}, changed
+
+
+def _apply_import(shard: Shard, op: dict, _prepared):
+    return imports_op.apply(shard, op)
+
+
+def _apply_identity(shard: Shard, op: dict, _prepared):
+    created = op["customer_id"] not in shard.records
+    result = identity_ops.apply(shard, op)
+    if created and op["customer_id"] in shard.records:  # identity_new made the customer: version 1 by the bump
+        shard.records[op["customer_id"]]["version"] = 0
+        return result, [op["customer_id"]]
+    return result, []  # links and reviews live in the identity index, not in the context
+
+
+def _apply_decision(shard: Shard, op: dict, _prepared):
+    return decision_ops.apply(shard, op), [op["customer_id"]]
+
+
+OPS: dict[str, OpKind] = {
+    "patch": OpKind(_prepare_patch, _apply_patch),
+    "replace": OpKind(_prepare_replace, _apply_replace),
+    "usage": OpKind(_prepare_usage, _apply_usage),
+    "bill_outcomes": OpKind(_prepare_bill_outcomes, _apply_bill_outcomes, customer=False, inputs=False),
+    "classification": OpKind(_prepare_classification, _apply_classification, customer=False, inputs=False),
+    imports_op.KIND: OpKind(imports_op.prepare, _apply_import, customer=False),  # rows of many customers
+    **{k: OpKind(identity_ops.prepare, _apply_identity) for k in identity_ops.KINDS},
+    # decisions change no classification input
+    **{k: OpKind(decision_ops.prepare, _apply_decision, inputs=False) for k in decision_ops.KINDS},
+}
 
 
 # -- snapshots --------------------------------------------------------------------------------------------------
@@ -457,8 +595,9 @@ def to_snapshot(shard: Shard) -> tuple[dict, dict]:
             "owned": np.flatnonzero(shard.owned).tolist(), "applied": list(shard.applied.items()),
             "change_seq": shard.change_seq, "intervals": sorted(shard.usage)}
     blobs = {"records": msgpack.packb(shard.records, use_bin_type=True),
-             "meta": msgpack.packb(meta, use_bin_type=True), "identity": shard.identity.to_blob(),
-             "imports": shard.imports.to_blob(), "decisions": shard.decisions.to_blob()}
+             "meta": msgpack.packb(meta, use_bin_type=True)}
+    for name in CAPABILITIES:
+        blobs[f"cap-{name}"] = getattr(shard, name).to_blob()
     return tables, blobs
 
 
@@ -468,8 +607,6 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
     shard.records = msgpack.unpackb(blobs["records"], raw=False, strict_map_key=False)
     shard.applied = OrderedDict((k, v) for k, v in meta["applied"])
     shard.change_seq = meta["change_seq"]
-    if "imports" in blobs:  # imports: source positions travel with the state they describe
-        shard.imports = ImportState.from_blob(blobs["imports"])
     for iv in meta["intervals"]:
         prefix = f"u{iv}-"
         store_tables = {k[len(prefix):]: t for k, t in tables.items() if k.startswith(prefix)}
@@ -477,9 +614,10 @@ def from_snapshot(tables: dict, blobs: dict) -> Shard:
     for rec in shard.records.values():
         for a in rec["accounts"]:
             for sp in a["service_points"]:
-                shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp["interval_minutes"]))
+                shard.sp_owner[sp["service_point_id"]] = (rec["customer_id"], int(sp.get("interval_minutes", 60)))
     shard.bills = BillStore(tables["bills"])
-    shard.identity = IdentityIndex.from_blob(blobs.get("identity"))
-    if "decisions" in blobs:  # snapshots older than the decisions state have none
-        shard.decisions = decision_ops.DecisionState.from_blob(blobs["decisions"])
+    for name in CAPABILITIES:
+        blob = blobs.get(f"cap-{name}")
+        if blob is not None:  # snapshots from before the capability existed hold none
+            setattr(shard, name, type(getattr(shard, name)).from_blob(blob))
     return shard

@@ -126,7 +126,7 @@ def prepare(shard, op: dict) -> dict:
 
 
 def apply(shard, op: dict) -> dict:
-    """Apply a prepared op (deterministic); bumps the customer's context version."""
+    """Apply a prepared op (deterministic); the shard's apply path then bumps the customer's version."""
     kind, cid, body = op["kind"], op["customer_id"], op["body"]
     st = shard.decisions
     at = _ts(op["at"])
@@ -173,11 +173,8 @@ def apply(shard, op: dict) -> dict:
         result.update(decision_id=body["decision_id"], outcome=outcome, action_id=body["action_id"])
     elif kind == "churn":
         st.churn[cid] = dict(body)
-    rec = shard.records[cid]
-    new = dict(rec)
-    new["version"] = rec["version"] + 1
     if kind == "churn":
-        new["classification"] = {**(rec.get("classification") or {}), "churn_risk": body["churn_risk"]}
-    shard.records[cid] = new
-    result["version"] = new["version"]
+        rec = shard.records[cid]
+        shard.records[cid] = {**rec, "classification": {**(rec.get("classification") or {}),
+                                                        "churn_risk": body["churn_risk"]}}
     return result

@@ -1,8 +1,6 @@
 """Operator routes: the partition table and shards, scaling, snapshots, jobs."""
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from grid.gateway.keys import BODY, GRID, JOBS, PARAMS, PRINCIPAL
@@ -38,10 +36,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def post_snapshots(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator")
-    grid = request.app[GRID]
-    snaps = await asyncio.gather(*(grid._aget(s.snapshot.remote(), grid.config.call_timeout_s * 10)
-                                   for s in grid.shards))
-    return respond(request, {"items": list(snaps)}, "snapshots")
+    return respond(request, {"items": await request.app[GRID].asnapshot()}, "snapshots")
 
 
 def setup_admin(app: web.Application) -> None:

@@ -13,6 +13,7 @@ from grid.gateway.identity import setup_identity
 from grid.gateway.decisions import setup_decisions
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
+from grid.gateway.tariffs import setup_tariffs
 from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
@@ -81,7 +82,7 @@ async def _watch_shards(app: web.Application):
 
 
 def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None = None) -> web.Application:
-    config = config or GatewayConfig()
+    config = config or getattr(grid, "config", None) or GatewayConfig()  # one Settings for grid and gateway
     app = web.Application(middlewares=[problems, contract], client_max_size=config.max_body_bytes)
     metrics = Metrics()
     app[GRID] = grid
@@ -105,6 +106,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     r.add_get("/v1/customers/{id}/bills", customers.get_bills, name="get_bills")
     r.add_get("/v1/customers/{id}/usage", customers.get_usage, name="get_usage")
     r.add_post("/v1/customers/{id}/usage", customers.post_usage, name="post_usage")
+    setup_tariffs(app)
     setup_admin(app)
     setup_billing(app)
     setup_rules(app)

@@ -1,7 +1,6 @@
 """Tariffs, the rate check, and bill runs over HTTP."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 
@@ -12,35 +11,15 @@ from aiohttp import web
 
 from grid import billrun
 from grid.errors import Conflict, InvalidInput, NotFound
-from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL
+from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, TARIFFS
 from grid.gateway.responses import respond
+from grid.tariffs import compile_checked
 from grid.timegrid import month_bounds
 from kernels.billing import bill_intervals
-from kernels.tariffs import compile_tariff
 
 
 def _catalogue(request):
-    return billrun.catalogue(request.app[CONFIG].tariff_dir)
-
-
-async def list_tariffs(request: web.Request) -> web.Response:
-    cat = _catalogue(request)
-    items = []
-    for tid in cat.ids():
-        t = cat.get(tid)
-        items.append({"id": tid, "name": t.name, "label": t.label, "timezone": t.timezone})
-    return respond(request, {"items": items}, "tariffs")
-
-
-async def get_tariff(request: web.Request) -> web.Response:
-    return respond(request, _catalogue(request).get_json(request[PARAMS]["id"]), "tariff")
-
-
-async def put_tariff(request: web.Request) -> web.Response:
-    request[PRINCIPAL].require("operator")
-    tid = request[PARAMS]["id"]
-    compiled = _catalogue(request).put(tid, request[BODY])  # compiles (validates) before it writes
-    return respond(request, {"id": tid, "name": compiled.name, "codes": list(compiled.codes)}, "tariff")
+    return request.app[TARIFFS]
 
 
 def _resolve_tariff(request, value):
@@ -49,7 +28,7 @@ def _resolve_tariff(request, value):
             return _catalogue(request).get(value)
         except NotFound:
             raise InvalidInput(f"no tariff {value!r} in the catalogue", field="tariff") from None
-    return compile_tariff(value, tariff_id="inline")
+    return compile_checked(value, "inline", request.app[TARIFFS].timezone)
 
 
 async def post_calculate(request: web.Request) -> web.Response:
@@ -83,37 +62,12 @@ async def post_calculate(request: web.Request) -> web.Response:
 async def post_bill_run(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator")
     period = request[BODY]["period"]
-    month_bounds(period)
+    month_bounds(period)  # a bad month is a 422 now, not a failed job later
     tolerance = request[BODY].get("tolerance_cents", 0)
-    grid = request.app[GRID]
-    tariff_dir = request.app[CONFIG].tariff_dir
-    batch_size = 34  # partitions per call: progress steps, and the shard's loop is free between them
+    grid, tariff_dir = request.app[GRID], request.app[CONFIG].tariff_dir
 
     async def work(job):
-        calls = [(i, parts[k:k + batch_size]) for i in range(len(grid.shards))
-                 for parts in [grid.table.partitions_of_shard(i)] for k in range(0, len(parts), batch_size)]
-        job.progress(0, len(calls))
-        done = 0
-        parts_out = []
-
-        async def one(i, parts):
-            nonlocal done
-            ref = grid.shards[i].run.remote(billrun.run_period, period, tariff_dir, tolerance, parts)
-            res = await grid._aget(ref, grid.config.call_timeout_s * 20)
-            done += 1
-            job.progress(done, len(calls))
-            return res
-
-        by_shard: dict[int, list] = {}
-        for i, parts in calls:
-            by_shard.setdefault(i, []).append(parts)
-
-        async def shard_calls(i):  # one shard's batches in order; shards in parallel
-            return [await one(i, p) for p in by_shard[i]]
-
-        for res in await asyncio.gather(*(shard_calls(i) for i in by_shard)):
-            parts_out.extend(res)
-        return billrun.merge_reports(parts_out)
+        return await grid.abill_run(period, tariff_dir, tolerance, progress=job.progress)
 
     job = request.app[JOBS].start("bill-run", work)
     return respond(request, _run_view(job), "bill_run", status=202,
@@ -157,9 +111,6 @@ async def get_bill_run_parquet(request: web.Request) -> web.Response:
 
 def setup_billing(app: web.Application) -> None:
     r = app.router
-    r.add_get("/v1/tariffs", list_tariffs, name="list_tariffs")
-    r.add_get("/v1/tariffs/{id}", get_tariff, name="get_tariff")
-    r.add_put("/v1/tariffs/{id}", put_tariff, name="put_tariff")
     r.add_post("/v1/bills/calculate", post_calculate, name="post_calculate")
     r.add_post("/v1/bill-runs", post_bill_run, name="post_bill_run")
     r.add_get("/v1/bill-runs/{id}", get_bill_run, name="get_bill_run")

@@ -4,8 +4,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from grid.cluster import make_op
-from grid.errors import Conflict, Forbidden, InvalidInput, NotFound
-from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS
+from grid.context import check_owners, check_references
+from grid.errors import Forbidden, NotFound
+from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS, TARIFFS
 from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 
@@ -37,37 +38,42 @@ async def get_customer(request: web.Request) -> web.Response:
 
 async def get_accounts(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    return respond(request, {"items": await request.app[GRID].acall(cid, "accounts", cid)}, "accounts")
+    return respond(request, {"items": await request.app[GRID].aaccounts(cid)}, "accounts")
 
 
 async def get_bills(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     p = request[PARAMS]
     if p.get("period"):  # one month: the computed bill beside the legacy bill, compared
-        from grid.billrun import customer_period
         from grid.gateway.keys import CONFIG
 
-        items = await request.app[GRID].arun(cid, customer_period, cid, p["period"], request.app[CONFIG].tariff_dir)
+        items = await request.app[GRID].acustomer_period(cid, p["period"], request.app[CONFIG].tariff_dir)
         if p.get("account_id"):
             items = [i for i in items if i["account_id"] == p["account_id"]]
             if not items:
                 raise NotFound(f"no account {p['account_id']!r} on customer {cid}", field="account_id")
         return respond(request, {"items": items}, "bills")
-    bills = await request.app[GRID].acall(cid, "customer_bills", cid, p.get("period"), p.get("account_id"))
+    bills = await request.app[GRID].acustomer_bills(cid, p.get("period"), p.get("account_id"))
     return respond(request, {"items": bills}, "bills")
 
 
 async def get_usage(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     p = request[PARAMS]
-    data = await request.app[GRID].acall(cid, "customer_usage", cid, p["month"], p.get("service_point_id"),
-                                         p.get("resolution", "interval"))
+    data = await request.app[GRID].acustomer_usage(cid, p["month"], p.get("service_point_id"),
+                                                   p.get("resolution", "interval"))
     return respond(request, data, "usage")
 
 
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
     op = make_op(kind, cid, body, _write_id(request, cid), request[PARAMS].get("If-Match"))
-    out = await request.app[GRID].awrite(op)
+    try:
+        out = await request.app[GRID].awrite(op)
+    except BaseException:
+        # the write may have reached the shard's log before the failure (a timeout, a shard restart): never
+        # serve the cached context it may have replaced
+        request.app[READS].cache.invalidate([cid])
+        raise
     request.app[READS].cache.written(cid, out["version"])
     return out
 
@@ -88,14 +94,9 @@ async def put_customer(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     request[PRINCIPAL].require("operator", "agent")
     body = request[BODY]
-    sp_ids = [sp["service_point_id"] for a in body.get("accounts", []) for sp in a.get("service_points", [])]
-    if len(sp_ids) != len(set(sp_ids)):
-        raise InvalidInput("a service point is listed twice", field="accounts.service_points.service_point_id")
-    taken = {sp: o for sp, o in (await request.app[GRID].asp_owners(sp_ids)).items() if o != cid}
-    if taken:
-        sp = sorted(taken)[0]
-        raise Conflict(f"service point {sp} belongs to customer {taken[sp]}",
-                       field="accounts.service_points.service_point_id")
+    # references are checked against the grid's state (catalogue, every shard's service points) before writing
+    sps = check_references(cid, body, request.app[TARIFFS])
+    check_owners(cid, sps, await request.app[GRID].asp_owners([sp for _, sp in sps]))
     out = await _write(request, "replace", cid, body)
     return _context(request, out["record"])
 

@@ -1,7 +1,7 @@
 """The customer portal: what-if routes (real-time bill, rate-plan scenarios, forecast, green metrics) and the
 static single-page portal at ``/portal``.
 
-Every what-if runs in the owning shard on its live data (``grid.arun`` with a function of ``grid.whatif``),
+Every what-if runs in the owning shard on its live data (``grid.acurrent_bill`` etc. run ``grid.whatif``),
 with the same bill kernel as the bill run. Requests are validated by the contract middleware against
 ``api/openapi.yaml`` before they get here; the what-if functions check again (they are also called without
 the gateway) and name the offending field.
@@ -42,31 +42,27 @@ def _customer_id(request: web.Request) -> str:
 
 async def get_current_bill(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    data = await request.app[GRID].arun(cid, whatif.current_bill, cid, request[PARAMS].get("as_of"),
-                                        request.app[TARIFFS])
+    data = await request.app[GRID].acurrent_bill(cid, request[PARAMS].get("as_of"), request.app[TARIFFS])
     return respond(request, data, "current_bill")
 
 
 async def post_scenarios(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    data = await request.app[GRID].arun(cid, whatif.scenarios, cid, request[BODY], request.app[TARIFFS],
-                                        request[PARAMS].get("as_of"))
+    data = await request.app[GRID].ascenarios(cid, request[BODY], request.app[TARIFFS], request[PARAMS].get("as_of"))
     return respond(request, data, "scenarios")
 
 
 async def get_forecast(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     p = request[PARAMS]
-    data = await request.app[GRID].arun(cid, whatif.forecast, cid, p.get("months", 12), request.app[TARIFFS],
-                                        p.get("as_of"))
+    data = await request.app[GRID].aforecast(cid, p.get("months", 12), request.app[TARIFFS], p.get("as_of"))
     return respond(request, data, "forecast")
 
 
 async def get_green(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     p = request[PARAMS]
-    data = await request.app[GRID].arun(cid, whatif.green, cid, request.app[GREEN_FACTORS], p.get("as_of"),
-                                        p.get("months", 12))
+    data = await request.app[GRID].agreen(cid, request.app[GREEN_FACTORS], p.get("as_of"), p.get("months", 12))
     return respond(request, data, "green")
 
 

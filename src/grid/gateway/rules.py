@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from grid.classification import classify_base
-from grid.errors import NotFound
+from grid.errors import NotFound, ShardUnavailable
 from grid.gateway.keys import CLASSIFIED, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, RULES
 from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
@@ -16,7 +15,7 @@ def start_classification(app: web.Application):
     rules = app[RULES].current
 
     async def work(job):
-        result = await classify_base(app[GRID], rules, progress=job.progress)
+        result = await app[GRID].aclassify(rules, progress=job.progress)
         app[CLASSIFIED].clear()
         app[CLASSIFIED].update(result)
         return {"rules_version": rules.version, "portfolios": len(result["portfolios"]),
@@ -27,6 +26,8 @@ def start_classification(app: web.Application):
 
 def _classified(request) -> dict:
     c = request.app[CLASSIFIED]
+    if not c and request.app[GRID].classifying:
+        raise ShardUnavailable("the base is being classified; retry shortly", retry_after=5)
     if not c:
         raise NotFound("no classification yet; POST /v1/admin/classify runs one", field="portfolios")
     return c

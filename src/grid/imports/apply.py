@@ -41,7 +41,7 @@ def prepare(shard, op: dict) -> dict:
     return op
 
 
-def apply(shard, op: dict) -> dict:
+def apply(shard, op: dict) -> tuple[dict, list[str]]:
     body = op["body"]
     st = shard.imports
     source, position = body["source"], body["position"]
@@ -67,17 +67,9 @@ def apply(shard, op: dict) -> dict:
     st.advance(source, position)
     applied = int(fresh.size) - len(refused) - unchanged
     st.applied_rows[source] = st.applied_rows.get(source, 0) + applied
-    for cid in touched:
-        rec = shard.records[cid]
-        shard.records[cid] = dict(rec, version=rec["version"] + 1)
-        shard.changed(cid)
-    if touched and getattr(shard, "_rules", None) is not None:
-        from grid.classification import reclassify
-
-        for cid in touched:
-            reclassify(shard, cid)
-    return {"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
-            "refused": refused, "customers": len(touched)}
+    # the shard's apply path re-classifies each touched customer, bumps its version once and logs the change
+    return ({"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
+             "refused": refused, "customers": len(touched)}, list(touched))
 
 
 # -- usage: vectorized per (interval length, month) --------------------------------------------------------------
@@ -195,11 +187,11 @@ def _records(shard, action, cids, offs, digests, cols, at, refused, touched) -> 
         pending[cid] = new
         touched[cid] = 1
     for cid, new in pending.items():
-        created = cid not in shard.records
+        old = shard.records.get(cid)
         shard.records[cid] = new
-        if created:
+        if old is None:
             shard._membership_dirty = True
-        shard._index_service_points(new)
+        shard._index_service_points(old, new)
     if bills:
         from grid.bills import BILL_SCHEMA
 

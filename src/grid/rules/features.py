@@ -138,15 +138,21 @@ def _usage(shard, sp_ids: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray
         for block in store.months.values():
             if block.imp.shape[1] == 0:
                 continue
+            # A month matrix grows only when that month is written: service points added since (a PUT with a
+            # new meter) have rows past its end, and no usage in that month.
+            held = rows_a < block.imp.shape[0]
+            p_a, r_a = (pos_a, rows_a) if held.all() else (pos_a[held], rows_a[held])
+            if r_a.shape[0] == 0:
+                continue
             if gather_first:
-                imp = block.imp[rows_a]
+                imp = block.imp[r_a]
                 row_max, row_sum = imp.max(axis=1), imp.sum(axis=1, dtype=np.int64)
             else:
-                imp = block.imp[: store.n_rows]
-                row_max, row_sum = imp.max(axis=1)[rows_a], imp.sum(axis=1, dtype=np.int64)[rows_a]
+                imp = block.imp[: min(store.n_rows, block.imp.shape[0])]
+                row_max, row_sum = imp.max(axis=1)[r_a], imp.sum(axis=1, dtype=np.int64)[r_a]
             # W = Wh x 60 / interval minutes: an exact integer for 15, 30 and 60-minute intervals
-            np.maximum.at(peak, pos_a, row_max.astype(np.int64) * (60 // iv))
-            np.add.at(energy, pos_a, row_sum)
+            np.maximum.at(peak, p_a, row_max.astype(np.int64) * (60 // iv))
+            np.add.at(energy, p_a, row_sum)
     return peak, energy
 
 

@@ -1,4 +1,5 @@
-"""What-ifs on one customer's live context, run inside the owning shard (``await grid.arun(cid, fn, *args)``).
+"""What-ifs on one customer's live context, run inside the owning shard (``Grid.acurrent_bill`` and its
+siblings call the shard's named methods, which call these).
 
 Each function takes the shard (``grid.shard.Shard``) first and bills with the same kernel as the bill run
 (``kernels.billing.bill_intervals``), so a what-if on the current plan equals the real bill:

@@ -91,7 +91,7 @@ def current_bill(shard, cid: str, today: dt.date | str | None = None,
     Parameters
     ----------
     shard : grid.shard.Shard
-        The owning shard (this runs inside it through ``grid.arun``).
+        The owning shard (this runs inside it: ``Grid.acurrent_bill``).
     cid : str
     today : date or YYYY-MM-DD, optional
         The day to look from; default the local date in the shard's time zone.

@@ -13,7 +13,7 @@ months before today's month:
   and ``change_from_today_cents`` from the baseline (what switching *and* the load changes do together);
 * ranked by annual total, cheapest first (ties keep request order, the current plan first).
 
-Everything runs in the owning shard on its live data (``grid.arun``), one kernel call per plan and month; bills
+Everything runs in the owning shard on its live data (``Grid.ascenarios``), one kernel call per plan and month; bills
 of the *measured* load (the baseline, and every plan when no change is asked) are kept per context version, so
 a repeated comparison costs no kernel call until the customer's usage changes.
 """
