@@ -1,6 +1,7 @@
 """Tariffs, the rate check, and bill runs over HTTP."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 
