@@ -183,3 +183,20 @@ def test_contract_patterns_have_ecma_meaning():
     assert p.search("abc") and not p.search("abc\n")
     assert python_pattern("^a[$]$").search("a$") and not python_pattern("^a[$]$").search("a$\n")
     assert python_pattern(r"^a\$$").search("a$")
+
+
+# -- found by the fuzzer ---------------------------------------------------------------------------------------
+async def test_idempotency_key_reused_for_another_kind_of_write_is_not_a_500(api):
+    key = {"Idempotency-Key": "reused-key-1"}
+    r = await api.patch(f"/v1/customers/{CID}", json={"segment": "mass"}, headers={**H, **key})
+    assert r.status == 200
+    reading = {"service_point_id": "S00000033", "start": "2026-03-01T08:00:00Z", "import_wh": 5}
+    r = await api.post(f"/v1/customers/{CID}/usage", json={"readings": [reading]}, headers={**H, **key})
+    assert r.status == 200, await r.text()
+    assert (await r.json())["written"] == 1
+
+
+async def test_instants_are_checked_as_rfc3339(api):
+    reading = {"service_point_id": "S00000033", "start": "2026-03-01 08:00", "import_wh": 5}
+    r = await api.post(f"/v1/customers/{CID}/usage", json={"readings": [reading]}, headers=H)
+    assert (await problem(r, 422))["field"] == "readings[0].start"
