@@ -10,7 +10,9 @@ from grid.gateway.admin import setup_admin
 from grid.gateway.billing import setup_billing
 from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
+from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
 from grid.gateway.tariffs import setup_tariffs
@@ -114,4 +116,6 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_greenbutton(app)
     setup_identity(app)
     setup_decisions(app)
+    setup_imports(app)
+    setup_outages(app)
     return app

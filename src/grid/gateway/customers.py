@@ -22,6 +22,8 @@ def _customer_id(request: web.Request) -> str:
 
 def _context(request: web.Request, rec: dict) -> web.Response:
     """A context in the negotiated format, its version as the ETag (for If-Match)."""
+    if request[PRINCIPAL].role == "customer":  # contacts: notes written by staff stay internal (issue 10)
+        rec = {**rec, "notes": [n for n in rec.get("notes", []) if n.get("visibility") == "customer"]}
     return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
 
 
@@ -87,6 +89,9 @@ async def patch_customer(request: web.Request) -> web.Response:
         denied = sorted(set(body) - CUSTOMER_PATCHABLE)
         if denied:
             raise Forbidden(f"a customer key may not change {denied[0]!r}", field=denied[0])
+        if "notes" in body:  # contacts: what customers write, they may read back
+            adds = [{**n, "visibility": "customer"} for n in body["notes"].get("add", [])]
+            body = {**body, "notes": {**body["notes"], "add": adds}}
     out = await _write(request, "patch", cid, body)
     return _context(request, out["record"])
 
