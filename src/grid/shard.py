@@ -580,6 +580,8 @@ OPS: dict[str, OpKind] = {
     **{k: OpKind(identity_ops.prepare, _apply_identity) for k in identity_ops.KINDS},
     # decisions change no classification input
     **{k: OpKind(decision_ops.prepare, _apply_decision, inputs=False) for k in decision_ops.KINDS},
+    decision_ops.SCORES: OpKind(decision_ops.prepare_scores, decision_ops.apply_scores, customer=False,
+                                inputs=False),  # decisions: a whole shard's churn scores
     # contacts: shard-wide outbox ops; no context changes, so no version bump
     **{k: OpKind(outbox_ops.shard_prepare, outbox_ops.shard_apply, customer=False, inputs=False)
        for k in outbox_ops.KINDS},

@@ -312,6 +312,12 @@ class ShardServer:
 
         return (await service.decide_and_record(self, [customer_id], decide, {}))[0]
 
+    async def score_churn(self, model, path: str, write_id: str) -> dict:
+        """Score every customer here with ``model`` (handed over once per run as an ObjectRef) and log it."""
+        from grid.decisions import service
+
+        return await service.score_base(self, model, path, write_id)
+
     async def customer_events(self, customer_id: str, limit: int) -> dict:
         from grid.decisions import service
 
