@@ -143,3 +143,19 @@ async def test_bill_run_reports_accounts_whose_tariff_is_gone_and_bills_the_rest
     for path in (f"/v1/customers/{cid}/forecast", f"/v1/customers/{cid}/bill/current"):
         r = await rapi.get(path, headers=H)
         assert r.status < 500, (path, await r.text())
+
+
+async def test_idempotency_key_reused_for_another_request_is_refused(rapi):
+    cid, body = _new_customer(200)
+    h = {**H, "Idempotency-Key": "bound-1"}
+    r = await rapi.put(f"/v1/customers/{cid}", json=body, headers=h)
+    assert r.status == 200
+    again = await rapi.put(f"/v1/customers/{cid}", json=body, headers=h)  # a retry: the first result again
+    assert again.status == 200 and (await again.json())["version"] == 1
+    changed = {**body, "name": "Someone else"}
+    for method, payload in (("put", changed), ("patch", {"name": "Someone else"})):
+        r = await getattr(rapi, method)(f"/v1/customers/{cid}", json=payload, headers=h)
+        assert r.status == 422, await r.text()
+        assert (await r.json(content_type="application/problem+json"))["field"] == "Idempotency-Key"
+    got = await (await rapi.get(f"/v1/customers/{cid}", headers=H)).json()
+    assert got["version"] == 1 and got["name"] == body["name"]  # nothing applied

@@ -41,7 +41,7 @@ async def contract(request: web.Request, handler):
 
 async def get_health(request: web.Request) -> web.Response:
     shards = await request.app[GRID].astats()
-    status = "ok" if all(s.get("status") != "unavailable" for s in shards) else "degraded"
+    status = "ok" if all(s.get("status") not in ("unavailable", "stopped") for s in shards) else "degraded"
     for s in shards:
         if "customers" in s:
             request.app[METRICS].shard_customers.labels(str(s["shard"])).set(s["customers"])

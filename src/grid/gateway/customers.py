@@ -30,6 +30,15 @@ def _write_id(request: web.Request, cid: str) -> str | None:
     return f"{request[PRINCIPAL].key_id}:{cid}:{key}" if key else None
 
 
+def _request_digest(request: web.Request, body) -> str:
+    """What an Idempotency-Key is bound to: method, route and body (canonical JSON), as payment APIs do."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
+
+
 async def get_customer(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     return _context(request, await request.app[READS].read(cid))
@@ -65,7 +74,10 @@ async def get_usage(request: web.Request) -> web.Response:
 
 
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
-    op = make_op(kind, cid, body, _write_id(request, cid), request[PARAMS].get("If-Match"))
+    write_id = _write_id(request, cid)
+    op = make_op(kind, cid, body, write_id, request[PARAMS].get("If-Match"))
+    if write_id is not None:  # a client's Idempotency-Key: the shard refuses it for another request
+        op["request"] = _request_digest(request, body)
     try:
         out = await request.app[GRID].awrite(op)
     except BaseException:
