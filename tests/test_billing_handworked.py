@@ -15,7 +15,8 @@ import pytest
 
 from grid import timegrid
 from kernels.billing import bill_intervals
-from kernels.tariffs import TariffCatalogue, compile_tariff, loads_exact
+from grid.tariffs import TariffCatalogue
+from kernels.tariffs import compile_tariff, loads_exact
 
 D = Decimal
 CATALOGUE = TariffCatalogue(Path(__file__).resolve().parents[1] / "rules" / "tariffs")

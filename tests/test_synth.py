@@ -31,7 +31,7 @@ from grid.synth.rate_plans import FAMILIES, kind_of_plan
 from grid.synth.writer import usage_table
 from kernels.billing import bill_intervals
 from kernels.reconcile import OUTCOMES, reconcile_lines
-from kernels.tariffs import TariffCatalogue
+from grid.tariffs import TariffCatalogue
 
 TARIFF_DIR = DEFAULT_TARIFF_DIR
 TZ = "America/Los_Angeles"

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from grid import timegrid
 from grid.errors import InvalidInput, NotFound, TariffError
 from kernels.billing import bill_intervals
-from kernels.tariffs import OPEN, CompiledTariff, TariffCatalogue, compile_tariff, loads_exact
+from grid.tariffs import TariffCatalogue
+from kernels.tariffs import OPEN, CompiledTariff, compile_tariff, loads_exact
 from strategies_billing import urdb_tariffs
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "rules" / "tariffs"

@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -24,15 +23,15 @@ import pyarrow.compute as pc
 
 from grid.errors import NotFound
 from grid.partitions import partition_of
+from grid.tariffs import SHIPPED, TariffCatalogue
 from grid.timegrid import calendar, month_bounds
 from kernels.billing import BillBatch, bill_intervals
 from kernels.reconcile import LINE_STATUSES, OUTCOMES, reconcile_lines
-from kernels.tariffs import TariffCatalogue
 
 # Outcomes of a run, by code: the reconciliation kernel's, then the accounts a run could not bill.
 RUN_OUTCOMES = OUTCOMES + ("no_tariff", "no_usage")
 NO_TARIFF, NO_USAGE = len(OUTCOMES), len(OUTCOMES) + 1
-DEFAULT_TARIFF_DIR = str(Path(__file__).resolve().parents[2] / "rules" / "tariffs")
+DEFAULT_TARIFF_DIR = str(SHIPPED)  # read-only; the gateway passes its data dir's catalogue (tariffs: grid.tariffs)
 
 
 @lru_cache(maxsize=8)

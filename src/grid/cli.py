@@ -33,11 +33,32 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _grid(args):
+def settings_of(args) -> "Settings":
+    """The one Settings object of a command, from its flags (grid.settings)."""
+    from grid.settings import Settings
+
+    s = Settings(data_dir=args.data_dir, shards=args.shards, address=args.address,
+                 fsync=getattr(args, "fsync", "batch"))
+    if getattr(args, "timezone", None):
+        s.timezone = args.timezone
+    if getattr(args, "port", None) is not None:  # serve
+        s.host, s.port = args.host, args.port
+        s.max_body_bytes, s.near_cache_ttl_s = args.max_body_bytes, args.near_cache_ttl
+        s.classify_on_start = True
+        s.keys_file = str(Path(args.keys).resolve()) if args.keys else str(Path(args.data_dir) / "keys.yaml")
+        if args.green_factors:
+            s.green_factors_file = str(Path(args.green_factors).resolve())
+        if args.rules:
+            s.rules_dir = str(Path(args.rules).resolve())
+        if args.tariffs:
+            s.tariff_dir = str(Path(args.tariffs).resolve())
+    return s
+
+
+def _grid(args, settings=None):
     from grid.cluster import Grid
 
-    return Grid.start(data_dir=args.data_dir, shards=args.shards, address=args.address,
-                      fsync=getattr(args, "fsync", "batch"))
+    return Grid(settings or settings_of(args))
 
 
 def _load(grid, base_dir: str) -> int:
@@ -59,32 +80,36 @@ def cmd_load(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    import yaml
+    from grid.gateway.auth import add_key
 
-    from grid.gateway.auth import digest, new_key
-
-    path = Path(args.file)
-    data = yaml.safe_load(path.read_text()) if path.exists() else {}
-    entries = (data or {}).get("keys") or []
-    key = new_key()
-    entry = {"id": args.id, "role": args.role, "sha256": digest(key)}
-    if args.customer:
-        entry["customers"] = args.customer
-    entries.append(entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"keys": entries}, sort_keys=False))
-    path.chmod(0o600)
-    print(key)
+    print(add_key(args.file, args.id, args.role, args.customer or []))
     return 0
 
 
+def _demo_keys(grid, keys_file: Path) -> list[str]:
+    """Keys for a demo grid: minted once, on the first start (an operator, one residential and one commercial
+    customer), kept across restarts; returns what to print."""
+    from grid.gateway.auth import add_key
+
+    if keys_file.exists():
+        return [f"keys: kept {keys_file} (printed at its first start; `contextgrid keys --file {keys_file}` adds one)"]
+    lines = [f"operator key: {add_key(keys_file, 'demo-operator', 'operator')}"]
+    for kind in ("residential", "commercial"):
+        first = grid.list_customers({"kind": kind}, limit=1)
+        if first:
+            cid = first[0]["customer_id"]
+            lines.append(f"{kind} customer key: {add_key(keys_file, f'demo-customer-{cid}', 'customer', [cid])} "
+                         f"({cid})")
+    return lines
+
+
 def cmd_serve(args) -> int:
-    from grid.gateway.auth import KeyStore, new_key, write_keys_file
-    from grid.gateway.config import GatewayConfig
+    from grid.gateway.auth import KeyStore
     from grid.gateway.server import run_server
 
-    data_dir = Path(args.data_dir)
-    grid = _grid(args)
+    settings = settings_of(args)
+    data_dir = Path(settings.data_dir)
+    grid = _grid(args, settings)
     announce = []
     if args.demo:
         base = data_dir / "base"
@@ -96,30 +121,11 @@ def cmd_serve(args) -> int:
                 generate_base(base, args.demo, seed=args.seed, progress=tick)
         if sum(s["customers"] for s in grid.stats()) == 0:
             _load(grid, str(base))
-    keys_file = args.keys
-    if keys_file is None:
-        # no keys file given: mint a fresh operator key and a customer key for one demo customer
-        first = grid.list_customers(limit=1)
-        op_key, cust_key = new_key(), new_key()
-        entries = [("demo-operator", op_key, "operator", [])]
-        announce.append(f"operator key: {op_key}")
-        if first:
-            cid = first[0]["customer_id"]
-            entries.append((f"demo-customer-{cid}", cust_key, "customer", [cid]))
-            announce.append(f"customer key: {cust_key} ({cid})")
-        keys_file = str(data_dir / "keys.yaml")
-        write_keys_file(keys_file, entries)
-    config = GatewayConfig(host=args.host, port=args.port, keys_file=keys_file,
-                           max_body_bytes=args.max_body_bytes, near_cache_ttl_s=args.near_cache_ttl,
-                           classify_on_start=True)
-    if args.green_factors:
-        config.green_factors_file = str(Path(args.green_factors).resolve())
-    if args.rules:
-        config.rules_dir = str(Path(args.rules).resolve())
-    if args.tariffs:
-        config.tariff_dir = str(Path(args.tariffs).resolve())
+    keys_file = Path(settings.keys_file)
+    if args.keys is None:  # no keys file given: the data dir's, with demo keys minted on the first start
+        announce += _demo_keys(grid, keys_file)
     keys = KeyStore.load(keys_file)
-    asyncio.run(run_server(grid, config, keys, announce))
+    asyncio.run(run_server(grid, settings, keys, announce))
     return 0
 
 
@@ -225,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--address", default=None, help="join this Ray cluster (default: start a local one)")
         q.add_argument("--fsync", choices=["always", "batch", "off"], default="batch",
                        help="WAL policy: fsync each write, share fsyncs between concurrent writes, or none")
+        q.add_argument("--timezone", default=None,
+                       help="the utility's IANA zone (schedules; tariffs that name none); default America/Los_Angeles")
 
     ld = sub.add_parser("load", help="load a generated base into the grid's shards")
     ld.add_argument("--base", required=True)
@@ -235,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid_args(s)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--keys", default=None, help="keys file (YAML, hashed keys); default: mint demo keys")
+    s.add_argument("--keys", default=None,
+                   help="keys file (YAML, hashed keys); default DATA_DIR/keys.yaml, demo keys minted when missing")
     s.add_argument("--demo", type=int, default=0, metavar="N",
                    help="generate a base of N customers into DATA_DIR/base if missing and load it")
     s.add_argument("--seed", type=int, default=0)
@@ -243,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--green-factors", default=None,
                    help="YAML/JSON emissions factors for green metrics (grid_co2_g_per_kwh, ...)")
     s.add_argument("--rules", default=None, help="rule files directory (default: rules)")
-    s.add_argument("--tariffs", default=None, help="tariff catalogue directory (default: rules/tariffs)")
+    s.add_argument("--tariffs", default=None,
+                   help="tariff catalogue directory (default DATA_DIR/tariffs, seeded from rules/tariffs once)")
     s.add_argument("--near-cache-ttl", type=float, default=30.0,
                    help="seconds; bounds staleness if a shard's change log is unreachable; 0 disables the cache")
     s.set_defaults(func=cmd_serve)

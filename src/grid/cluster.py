@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -23,8 +22,8 @@ from grid.base import read_manifest
 from grid.errors import ContextGridError, InvalidInput, NotFound, ShardUnavailable, WrongShard
 from grid.partitions import PartitionTable, partition_of
 from grid.rules import classify_portfolios, merge_keyed, rank_profitability, resolve_portfolios
+from grid.settings import Settings
 from grid.shard_actor import ShardActor, actor_options
-from grid.timegrid import DEFAULT_TIMEZONE
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +35,7 @@ except ImportError:  # pragma: no cover
     ActorUnavailableError = RayActorError
 
 
-@dataclass
-class GridConfig:
-    data_dir: str = "data/grid"
-    shards: int = 2
-    address: str | None = None
-    namespace: str = "contextgrid"
-    timezone: str = DEFAULT_TIMEZONE
-    call_timeout_s: float = 30.0
-    request_timeout_s: float = 5.0  # one customer's call; past it the gateway answers 503 (never a hang)
-    num_cpus: int | None = None
-    move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
-    fsync: str = "batch"  # WAL policy of every shard: always | batch | off
-    move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
-    wal_segment_bytes: int = 64 << 20  # a shard's WAL starts a new segment past this size
+GridConfig = Settings  # settings: one object for the grid and its gateway (grid.settings)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -483,6 +469,66 @@ class Grid:
         pages = await asyncio.gather(*(self._aget(s.list.remote(filters, after, limit))
                                        for s in self.shards))
         return merge_pages(pages, limit)
+
+    # -- contacts: events that alert and the outbox of each shard (grid.contacts) ---------------------------
+    async def _everywhere(self, method: str, *args) -> list:
+        return await asyncio.gather(*(self._aget(getattr(s, method).remote(*args), self.config.call_timeout_s)
+                                      for s in self.shards))
+
+    async def adeclare_outage(self, event: dict, ack_within_s: float) -> dict:
+        """Find the outage's customers on every shard at once and enqueue their alerts durably; totals."""
+        parts = await self._everywhere("declare_event", event, ack_within_s)
+        return {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
+
+    async def arestore_outage(self, outage_id: str, restored_at: str) -> dict:
+        parts = [p for p in await self._everywhere("declare_restoration", outage_id, restored_at) if p is not None]
+        if not parts:
+            from grid.errors import NotFound
+            raise NotFound(f"no outage {outage_id!r}", field="id")
+        return {"notifications": sum(p["notifications"] for p in parts)}
+
+    async def anotify(self, notice: dict) -> int:
+        return sum(await self._everywhere("declare_notice", notice))
+
+    async def aoutage(self, outage_id: str, state: str | None = None, limit: int = 500) -> dict | None:
+        """Counts and recipients of an outage (or notice) over every shard; None if no shard knows it."""
+        parts = [p for p in await self._everywhere("outbox_group", outage_id, state, limit) if p is not None]
+        if not parts:
+            return None
+        counts: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["counts"].items():
+                counts[k] = counts.get(k, 0) + v
+        recipients = sorted((r for p in parts for r in p["recipients"]), key=lambda r: r["message_id"])
+        event = dict(parts[0]["event"])
+        for p in parts:  # restoration updates every shard's copy; take the most advanced
+            event.update({k: v for k, v in p["event"].items() if v is not None})
+        return {"event": event, "counts": counts, "total": sum(p["total"] for p in parts),
+                "attempts": sum(p["attempts"] for p in parts), "recipients": recipients[:limit]}
+
+    async def acustomer_messages(self, customer_id: str) -> list[dict]:
+        """Messages of one customer: its owning shard first; any shard it lived on before as well."""
+        parts = await self._everywhere("outbox_customer", customer_id)
+        return sorted((m for p in parts for m in p), key=lambda m: m["created_at"], reverse=True)
+
+    async def aoutbox_due(self, shard_index: int, now: float, limit: int) -> list[dict]:
+        return await self._aget(self.shards[shard_index].outbox_due.remote(now, limit), self.config.call_timeout_s)
+
+    async def aoutbox_write(self, shard_index: int, op: dict) -> dict:
+        """A shard-wide outbox op through that shard's write path (WAL, apply, acknowledgement)."""
+        return await self._aget(self.shards[shard_index].write.remote(op), self.config.call_timeout_s)
+
+    async def aoutbox_locate(self, nid: str) -> int | None:
+        found = await self._everywhere("outbox_has", nid)
+        return next((i for i, f in enumerate(found) if f), None)
+
+    async def aoutbox_awaiting_reply(self, address: str) -> list[tuple[int, str]]:
+        parts = await self._everywhere("outbox_awaiting_reply", address)
+        return [(i, nid) for i, p in enumerate(parts) for nid in p]
+
+    async def aescalate(self, now: float, fallback: dict | None) -> int:
+        """Escalate, on every shard, critical alerts not acknowledged in time; how many escalations."""
+        return sum(await self._everywhere("escalate_overdue", now, fallback))
 
     async def astats(self) -> list[dict]:
         out = []

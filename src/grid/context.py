@@ -14,7 +14,8 @@ import hashlib
 from msgspec import UNSET
 
 from grid import model
-from grid.errors import InvalidInput
+from grid.contacts.addresses import normalize_channel  # contacts: email-validator, phonenumbers
+from grid.errors import Conflict, InvalidInput
 
 CONTEXT_FIELDS = tuple(model.CustomerContext.__struct_fields__)
 KINDS = model.KINDS
@@ -91,7 +92,9 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
         new["notes"] = list(new["notes"])
         for i, note in enumerate(patch.notes.add):
             note_id = "N" + hashlib.sha1(f"{write_id}:{i}".encode()).hexdigest()[:12]
-            new["notes"].append({"note_id": note_id, "text": note.text, "author": note.author, "created_at": at})
+            new["notes"].append({"note_id": note_id, "text": note.text, "author": note.author, "created_at": at,
+                                 # contacts: a note is internal unless marked for the customer (issue 10)
+                                 "visibility": "internal" if note.visibility is UNSET else note.visibility})
     if patch.supplemental is not UNSET:
         _patch_supplemental(new, patch.supplemental, write_id, at)
     new["version"] = rec["version"] + 1
@@ -123,9 +126,12 @@ def _patch_contacts(new: dict, body: model.ContactsPatch) -> None:
         if cid not in by_id:
             raise InvalidInput(f"no contact {cid!r} on this customer", field=f"contacts.remove[{i}]")
         del by_id[cid]
-    for c in body.upsert:
+    for i, c in enumerate(body.upsert):
         merged = dict(by_id.get(c.contact_id, {"name": "", "roles": [], "channels": []}))
         merged.update(model.to_record(c))  # fields left out (UNSET) keep their stored values
+        if c.channels is not UNSET:  # contacts: addresses a mail server / phone network accepts, normalized
+            merged["channels"] = [normalize_channel(ch, f"contacts.upsert[{i}].channels[{j}]")
+                                  for j, ch in enumerate(merged["channels"])]
         by_id[c.contact_id] = merged
     new["contacts"] = list(by_id.values())
 
@@ -192,3 +198,28 @@ def _check_unique(ctx: model.ContextIn) -> None:
         if (what, value) in seen:
             raise InvalidInput(f"{what} {value!r} is listed twice", field=field, reason="unique")
         seen.add((what, value))
+
+
+def check_references(customer_id: str, body: dict, rate_plans) -> list[tuple[str, str]]:
+    """Check a whole context's references against the grid before it is written.
+
+    ``rate_plans`` is the tariff catalogue (anything answering ``in``): an active account's ``rate_plan_id``
+    must name a tariff (422 naming ``accounts[i].rate_plan_id``); a closed account is not billed, so its plan
+    may have been retired. Returns the context's service points as ``(field, id)`` for :func:`check_owners`
+    (their owners live on every shard, so the caller asks the grid).
+    """
+    ctx = model.decode(model.ContextIn, body)
+    for i, a in enumerate(ctx.accounts):
+        if a.status == "active" and a.rate_plan_id not in rate_plans:
+            raise InvalidInput(f"no tariff {a.rate_plan_id!r} in the catalogue (GET /v1/tariffs lists them)",
+                               field=f"accounts[{i}].rate_plan_id", reason="reference")
+    return [(f"accounts[{i}].service_points[{j}].service_point_id", sp.service_point_id)
+            for i, a in enumerate(ctx.accounts) for j, sp in enumerate(a.service_points)]
+
+
+def check_owners(customer_id: str, service_points: list[tuple[str, str]], owners: dict[str, str]) -> None:
+    """409 when a service point of the context (``(field, id)`` pairs) is held by another customer."""
+    for field, sp in service_points:
+        owner = owners.get(sp)
+        if owner is not None and owner != customer_id:
+            raise Conflict(f"service point {sp} belongs to customer {owner}", field=field)

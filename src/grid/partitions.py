@@ -7,13 +7,13 @@ moves whole partitions and never rehashes customers.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from grid.durable import durable_write
 from grid.errors import InvalidInput
 
 PARTITIONS = 271  # prime, as Hazelcast's default: spreads sequential ids evenly
@@ -87,11 +87,7 @@ class PartitionTable:
         return cls(shards=int(data["shards"]), owner=[int(s) for s in data["owner"]], version=int(data["version"]))
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json()))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        durable_write(path, json.dumps(self.to_json()).encode())
 
     @classmethod
     def load_or_create(cls, path: Path, shards: int) -> "PartitionTable":

@@ -28,6 +28,7 @@ from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.billrun import BillOutcomes, BillingIndex
 from grid.bills import BillStore
+from grid.contacts import outbox as outbox_ops  # contacts: the durable outbox's state and ops
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.classification import Classification, apply_classification, reclassify
 from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
@@ -42,7 +43,7 @@ from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
 # Attributes of Shard holding a capability's state (to_blob/from_blob/digest): snapshots and checksum hold them.
-CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions")
+CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions", "outbox")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Shard:
         self.imports = ImportState()  # grid.imports: source positions, refused rows, key index
         self.identity = IdentityIndex()  # grid.identity: keys of these customers, links, reviews, merges
         self.decisions = decision_ops.DecisionState()  # grid.decisions: events, contact history, audit, propensity
+        self.outbox = outbox_ops.Outbox()  # grid.contacts: notifications accepted and where their delivery stands
         # the write path
         self.applied: OrderedDict[str, dict] = OrderedDict()  # write id -> result (idempotent retries)
         self.change_seq = 0
@@ -585,6 +587,9 @@ OPS: dict[str, OpKind] = {
     **{k: OpKind(identity_ops.prepare, _apply_identity) for k in identity_ops.KINDS},
     # decisions change no classification input
     **{k: OpKind(decision_ops.prepare, _apply_decision, inputs=False) for k in decision_ops.KINDS},
+    # contacts: shard-wide outbox ops; no context changes, so no version bump
+    **{k: OpKind(outbox_ops.shard_prepare, outbox_ops.shard_apply, customer=False, inputs=False)
+       for k in outbox_ops.KINDS},
 }
 
 

@@ -20,6 +20,7 @@ import uuid
 import ray
 
 from grid import billrun, classification, whatif
+from grid.durable import durable_write
 from grid.errors import DataCorrupt, ShardUnavailable
 from grid.identity import reads as identity_reads
 from grid.shard import Shard, from_snapshot, to_snapshot
@@ -284,6 +285,55 @@ class ShardServer:
             asyncio.ensure_future(self.snapshot())
         return out
 
+    # -- contacts: events that alert and the outbox (logic in grid.contacts) -----------------------------
+    async def declare_event(self, event: dict, ack_within_s: float) -> dict:
+        """An outage on this shard's customers: plan its notifications and make them durable."""
+        from grid.contacts.events import outage_op
+
+        o, summary = outage_op(self.shard, event, ack_within_s)
+        await self.write(o)
+        return summary
+
+    async def declare_restoration(self, outage_id: str, restored_at: str) -> dict | None:
+        from grid.contacts.events import restoration_op
+
+        o, n = restoration_op(self.shard, outage_id, restored_at)
+        if o is None:
+            return None
+        await self.write(o)
+        return {"notifications": n}
+
+    async def declare_notice(self, notice: dict) -> int:
+        from grid.contacts.events import notice_op
+
+        o, n = notice_op(self.shard, notice)
+        await self.write(o)
+        return n
+
+    async def escalate_overdue(self, now: float, fallback: dict | None) -> int:
+        from grid.contacts.events import escalation_op
+
+        o = escalation_op(self.shard, now, fallback)
+        if o is None:
+            return 0
+        await self.write(o)
+        return len(o["body"]["notifications"])
+
+    async def outbox_due(self, now: float, limit: int) -> list[dict]:
+        return self.shard.outbox.due(now, limit)
+
+    async def outbox_group(self, group: str, state: str | None, limit: int) -> dict | None:
+        return self.shard.outbox.group_status(group, state, limit)
+
+    async def outbox_customer(self, customer_id: str) -> list[dict]:
+        return self.shard.outbox.for_customer(customer_id)
+
+    async def outbox_has(self, nid: str) -> bool:
+        return nid in self.shard.outbox.items
+
+    async def outbox_awaiting_reply(self, address: str) -> list[str]:
+        return self.shard.outbox.awaiting_reply(address)
+
     # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
     async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
         """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""
@@ -308,11 +358,7 @@ class ShardServer:
 
     # -- moving partitions ------------------------------------------------------------------------------------
     def _save_owned(self) -> None:
-        tmp = self._owned_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self._owned_file)
+        durable_write(self._owned_file, json.dumps([int(p) for p in self.shard.owned.nonzero()[0]]).encode())
 
     async def export_partitions(self, partitions: list[int]) -> dict:
         payload = self.shard.export_partitions(partitions)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from grid.durable import fsync_dir as _fsync_dir  # a created/renamed entry is durable once its dir is
 from grid.errors import InvalidInput, ShardUnavailable
 
 __all__ = ["Snapshot", "SnapshotStore"]
@@ -76,14 +77,6 @@ class _HashingWriter:
 
     def close(self) -> None:
         self.closed = True  # the caller closes ``raw`` after its fsync
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, fill) -> dict:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import msgpack
 
+from grid.durable import fsync_dir as _fsync_dir  # a created/renamed entry is durable once its dir is
 from grid.errors import DataCorrupt, InvalidInput, ShardUnavailable
 
 __all__ = ["FSYNC_POLICIES", "WriteAheadLog"]
@@ -75,15 +76,6 @@ def _scan(data: bytes, first_seq: int) -> Iterator[tuple[int, int, memoryview]]:
             return
         yield end, seq, payload
         pos, expect = end, seq + 1
-
-
-def _fsync_dir(path: Path) -> None:
-    # A created or removed segment is durable only once its directory entry is.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _settle(waiters: list, error: BaseException | None) -> None:

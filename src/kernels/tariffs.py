@@ -1,4 +1,4 @@
-"""Tariffs: URDB-shaped JSON compiled to the exact integer form the bill kernel reads, and the catalogue.
+"""Tariffs: URDB-shaped JSON compiled to the exact integer form the bill kernel reads (stored by grid.tariffs).
 
 A tariff is OpenEI Utility Rate Database JSON (DOMAIN.md section 2) with contextgrid's extensions under one
 key, ``contextgrid``. :func:`compile_tariff` checks every value it uses and turns it into integers:
@@ -42,10 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import tempfile
-import threading
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -54,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from grid import timegrid
-from grid.errors import InvalidInput, NotFound, TariffError
+from grid.errors import InvalidInput, TariffError
 
 OPEN = np.iinfo(np.int64).max  # bound of an open (last) tier
 MAX_PERIODS = 24
@@ -68,7 +65,7 @@ FIXED_UNITS = ("$/month", "$/day", "$/year")
 ENERGY_UNITS = {"kwh": False, "kwh daily": True}
 NEM_MODES = ("none", "net", "sell_rate")
 _CODE = re.compile(r"^[A-Z0-9_]{1,32}$")
-_TARIFF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TARIFF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -561,92 +558,3 @@ def _json_default(o: Any) -> Any:
 def dumps(urdb: dict) -> str:
     """Tariff JSON as stored in the catalogue (Decimals written as the numbers they are)."""
     return json.dumps(urdb, indent=2, default=_json_default, ensure_ascii=False) + "\n"
-
-
-class TariffCatalogue:
-    """The tariffs of ``directory``: one ``<id>.json`` per tariff (file stem = tariff id).
-
-    Compiled tariffs are cached per file version (mtime and size), so edits on disk are picked up and repeated
-    ``get`` calls cost a ``stat``. ``put`` validates by compiling before it writes, and writes atomically
-    (temporary file + rename), so a reader never sees half a tariff.
-    """
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self._cache: dict[str, tuple[tuple[int, int], CompiledTariff]] = {}
-        self._lock = threading.Lock()
-
-    def _path(self, tariff_id: str) -> Path:
-        if not isinstance(tariff_id, str) or not _TARIFF_ID.match(tariff_id):
-            raise InvalidInput(f"tariff id must match {_TARIFF_ID.pattern}, got {tariff_id!r}", field="tariff_id")
-        return self.directory / f"{tariff_id}.json"
-
-    def ids(self) -> list[str]:
-        """Every tariff id, sorted."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.stem for p in self.directory.glob("*.json") if _TARIFF_ID.match(p.stem))
-
-    def _read(self, tariff_id: str) -> tuple[Path, bytes, os.stat_result]:
-        path = self._path(tariff_id)
-        try:
-            st = path.stat()
-            return path, path.read_bytes(), st
-        except FileNotFoundError as exc:
-            raise NotFound(f"no tariff {tariff_id!r}", resource="tariff", id=tariff_id) from exc
-
-    def get(self, tariff_id: str) -> CompiledTariff:
-        """The compiled tariff ``tariff_id``; NotFound if the catalogue has none."""
-        path = self._path(tariff_id)
-        try:
-            st = path.stat()
-        except FileNotFoundError as exc:
-            raise NotFound(f"no tariff {tariff_id!r}", resource="tariff", id=tariff_id) from exc
-        version = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            hit = self._cache.get(tariff_id)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        _, raw, st = self._read(tariff_id)
-        compiled = compile_tariff(loads_exact(raw, path.name), tariff_id=tariff_id)
-        with self._lock:
-            self._cache[tariff_id] = ((st.st_mtime_ns, st.st_size), compiled)
-        return compiled
-
-    def get_json(self, tariff_id: str) -> dict:
-        """The stored URDB JSON of ``tariff_id`` (plain JSON types: each float's repr is the stored text)."""
-        path, raw, _ = self._read(tariff_id)
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise TariffError(f"{path.name} is not valid JSON: {exc}", field="$") from exc
-
-    def put(self, tariff_id: str, urdb: dict) -> CompiledTariff:
-        """Validate ``urdb`` (compile it), then store it as ``tariff_id`` atomically; returns the compiled form."""
-        path = self._path(tariff_id)
-        compiled = compile_tariff(urdb, tariff_id=tariff_id)
-        text = dumps(urdb)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{tariff_id}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        st = path.stat()
-        with self._lock:
-            self._cache[tariff_id] = ((st.st_mtime_ns, st.st_size), compiled)
-        return compiled
-
-    def __contains__(self, tariff_id: str) -> bool:
-        try:
-            return self._path(tariff_id).is_file()
-        except InvalidInput:
-            return False

@@ -10,9 +10,12 @@ from grid.gateway.admin import setup_admin
 from grid.gateway.billing import setup_billing
 from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
+from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
+from grid.gateway.tariffs import setup_tariffs
 from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
@@ -70,7 +73,7 @@ async def _watch_shards(app: web.Application):
 
 
 def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None = None) -> web.Application:
-    config = config or GatewayConfig()
+    config = config or getattr(grid, "config", None) or GatewayConfig()  # one Settings for grid and gateway
     app = web.Application(middlewares=[problems, contract], client_max_size=config.max_body_bytes)
     metrics = Metrics()
     app[GRID] = grid
@@ -94,6 +97,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     r.add_get("/v1/customers/{id}/bills", customers.get_bills, name="get_bills")
     r.add_get("/v1/customers/{id}/usage", customers.get_usage, name="get_usage")
     r.add_post("/v1/customers/{id}/usage", customers.post_usage, name="post_usage")
+    setup_tariffs(app)
     setup_admin(app)
     setup_billing(app)
     setup_rules(app)
@@ -101,4 +105,6 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_greenbutton(app)
     setup_identity(app)
     setup_decisions(app)
+    setup_imports(app)
+    setup_outages(app)
     return app

@@ -16,13 +16,13 @@ brute-force); comparison is by dictionary lookup of the digest, so timing reveal
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from grid.durable import durable_write
 from grid.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
 ROLES = ("operator", "agent", "customer")
@@ -66,13 +66,18 @@ class KeyStore:
                 raise InvalidInput(f"keys[{i}].sha256 must be a hex SHA-256", field=f"keys[{i}].sha256")
             self._by_digest[h] = Principal(str(e.get("id", f"key{i}")), role, frozenset(e.get("customers") or []))
 
-    @classmethod
-    def load(cls, path: str | Path) -> "KeyStore":
+    @staticmethod
+    def read(path: str | Path) -> list[dict]:
+        """The entries of a keys file."""
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise InvalidInput(f"cannot read keys file {path}: {exc}", field="keys") from exc
-        return cls(data.get("keys") or [])
+        return list(data.get("keys") or [])
+
+    @classmethod
+    def load(cls, path: str | Path) -> "KeyStore":
+        return cls(cls.read(path))
 
     def authenticate(self, header: str | None) -> Principal:
         if not header:
@@ -87,16 +92,25 @@ class KeyStore:
 
 
 def write_keys_file(path: str | Path, keys: list[tuple[str, str, str, list[str]]]) -> None:
-    """Write ``(id, key, role, customers)`` entries hashed; the plain keys are never stored."""
+    """Write ``(id, key, role, customers)`` entries hashed (replacing the file); the plain keys are never stored."""
     entries = []
     for key_id, key, role, customers in keys:
         e = {"id": key_id, "role": role, "sha256": digest(key)}
         if customers:
             e["customers"] = list(customers)
         entries.append(e)
+    durable_write(path, yaml.safe_dump({"keys": entries}, sort_keys=False).encode(), mode=0o600)
+
+
+def add_key(path: str | Path, key_id: str, role: str, customers: list[str] | None = None) -> str:
+    """Mint a key, append its hash to the keys file at ``path`` (kept, or created) and return the key."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {ROLES}", field="role")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"keys": entries}, sort_keys=False))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    data = KeyStore.read(path) if path.exists() else []
+    key = new_key()
+    entry = {"id": key_id, "role": role, "sha256": digest(key)}
+    if customers:
+        entry["customers"] = list(customers)
+    durable_write(path, yaml.safe_dump({"keys": data + [entry]}, sort_keys=False).encode(), mode=0o600)
+    return key

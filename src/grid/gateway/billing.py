@@ -11,35 +11,15 @@ from aiohttp import web
 
 from grid import billrun
 from grid.errors import InvalidInput, NotFound
-from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL
+from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, TARIFFS
 from grid.gateway.responses import respond
+from grid.tariffs import compile_checked
 from grid.timegrid import month_bounds
 from kernels.billing import bill_intervals
-from kernels.tariffs import compile_tariff
 
 
 def _catalogue(request):
-    return billrun.catalogue(request.app[CONFIG].tariff_dir)
-
-
-async def list_tariffs(request: web.Request) -> web.Response:
-    cat = _catalogue(request)
-    items = []
-    for tid in cat.ids():
-        t = cat.get(tid)
-        items.append({"id": tid, "name": t.name, "label": t.label, "timezone": t.timezone})
-    return respond(request, {"items": items}, "tariffs")
-
-
-async def get_tariff(request: web.Request) -> web.Response:
-    return respond(request, _catalogue(request).get_json(request[PARAMS]["id"]), "tariff")
-
-
-async def put_tariff(request: web.Request) -> web.Response:
-    request[PRINCIPAL].require("operator")
-    tid = request[PARAMS]["id"]
-    compiled = _catalogue(request).put(tid, request[BODY])  # compiles (validates) before it writes
-    return respond(request, {"id": tid, "name": compiled.name, "codes": list(compiled.codes)}, "tariff")
+    return request.app[TARIFFS]
 
 
 def _resolve_tariff(request, value):
@@ -48,7 +28,7 @@ def _resolve_tariff(request, value):
             return _catalogue(request).get(value)
         except NotFound:
             raise InvalidInput(f"no tariff {value!r} in the catalogue", field="tariff") from None
-    return compile_tariff(value, tariff_id="inline")
+    return compile_checked(value, "inline", request.app[TARIFFS].timezone)
 
 
 async def post_calculate(request: web.Request) -> web.Response:
@@ -119,9 +99,6 @@ async def get_bill_run_parquet(request: web.Request) -> web.Response:
 
 def setup_billing(app: web.Application) -> None:
     r = app.router
-    r.add_get("/v1/tariffs", list_tariffs, name="list_tariffs")
-    r.add_get("/v1/tariffs/{id}", get_tariff, name="get_tariff")
-    r.add_put("/v1/tariffs/{id}", put_tariff, name="put_tariff")
     r.add_post("/v1/bills/calculate", post_calculate, name="post_calculate")
     r.add_post("/v1/bill-runs", post_bill_run, name="post_bill_run")
     r.add_get("/v1/bill-runs/{id}", get_bill_run, name="get_bill_run")

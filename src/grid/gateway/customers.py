@@ -4,8 +4,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from grid.cluster import make_op
-from grid.errors import Conflict, Forbidden, InvalidInput, NotFound
-from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS
+from grid.context import check_owners, check_references
+from grid.errors import Forbidden, NotFound
+from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS, TARIFFS
 from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 
@@ -21,6 +22,8 @@ def _customer_id(request: web.Request) -> str:
 
 def _context(request: web.Request, rec: dict) -> web.Response:
     """A context in the negotiated format, its version as the ETag (for If-Match)."""
+    if request[PRINCIPAL].role == "customer":  # contacts: notes written by staff stay internal (issue 10)
+        rec = {**rec, "notes": [n for n in rec.get("notes", []) if n.get("visibility") == "customer"]}
     return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
 
 
@@ -97,6 +100,9 @@ async def patch_customer(request: web.Request) -> web.Response:
         denied = sorted(set(body) - CUSTOMER_PATCHABLE)
         if denied:
             raise Forbidden(f"a customer key may not change {denied[0]!r}", field=denied[0])
+        if "notes" in body:  # contacts: what customers write, they may read back
+            adds = [{**n, "visibility": "customer"} for n in body["notes"].get("add", [])]
+            body = {**body, "notes": {**body["notes"], "add": adds}}
     out = await _write(request, "patch", cid, body)
     return _context(request, out["record"])
 
@@ -105,14 +111,9 @@ async def put_customer(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     request[PRINCIPAL].require("operator", "agent")
     body = request[BODY]
-    sp_ids = [sp["service_point_id"] for a in body.get("accounts", []) for sp in a.get("service_points", [])]
-    if len(sp_ids) != len(set(sp_ids)):
-        raise InvalidInput("a service point is listed twice", field="accounts.service_points.service_point_id")
-    taken = {sp: o for sp, o in (await request.app[GRID].asp_owners(sp_ids)).items() if o != cid}
-    if taken:
-        sp = sorted(taken)[0]
-        raise Conflict(f"service point {sp} belongs to customer {taken[sp]}",
-                       field="accounts.service_points.service_point_id")
+    # references are checked against the grid's state (catalogue, every shard's service points) before writing
+    sps = check_references(cid, body, request.app[TARIFFS])
+    check_owners(cid, sps, await request.app[GRID].asp_owners([sp for _, sp in sps]))
     out = await _write(request, "replace", cid, body)
     return _context(request, out["record"])
 

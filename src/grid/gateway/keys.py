@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from grid.gateway.metrics import Metrics
     from grid.gateway.reads import Reads
     from grid.gateway.validation import Contract
+    from grid.tariffs import TariffCatalogue
 
 GRID: web.AppKey["Grid"] = web.AppKey("grid")
 KEYS: web.AppKey["KeyStore"] = web.AppKey("keys")
@@ -24,6 +25,7 @@ METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 JOBS: web.AppKey["Jobs"] = web.AppKey("jobs")
 RULES: web.AppKey["ActiveRules"] = web.AppKey("rules")
 CLASSIFIED: web.AppKey[dict] = web.AppKey("classified")
+TARIFFS: web.AppKey["TariffCatalogue"] = web.AppKey("tariffs")  # the grid's catalogue (grid.tariffs)
 
 if TYPE_CHECKING:
     from grid.gateway.auth import Principal

@@ -56,7 +56,7 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
             else body["columns"]
         cids = [body["customer_id"][i] for i in fresh] if fresh.size < offsets.size else body["customer_id"]
         offs = offsets[fresh]
-        digests = [body["digest"][i] for i in fresh]
+        digests = [body["digest"][i] for i in fresh] if body.get("digest") else [""] * int(fresh.size)
         if body["action"] == "usage":
             refused = _usage(shard, cids, offs, cols, touched)
         else:
@@ -223,6 +223,10 @@ def _upsert(shard, rec, cid, cols, i, digest, at):
     if attrs:
         new["attributes"] = {**rec["attributes"], **attrs}
     acct, sp = _part(cols, "account.", i), _part(cols, "service_point.", i)
+    if "service_point_id" not in sp:
+        sp = {}  # only defaults (interval, solar) without an id: the row is not about a service point
+    if "account_id" not in acct and not sp:
+        acct = {}
     if acct or sp:
         new["accounts"] = _upsert_account(shard, new, cid, acct, sp)
     contact = _part(cols, "contact.", i)

@@ -29,9 +29,10 @@ from grid.synth.plan import (CHUNK_BILLS, CHUNK_EVENTS, CHUNK_RECORDS, CHUNK_USA
                              build_plan, stream)
 from grid.synth.rate_plans import RatePlans
 from grid.synth.writer import BaseWriter, table, usage_table
+from grid.tariffs import SHIPPED
 
 FORMAT = "contextgrid-base/1"
-DEFAULT_TARIFF_DIR = Path(__file__).resolve().parents[3] / "rules" / "tariffs"
+DEFAULT_TARIFF_DIR = SHIPPED  # the generator prices its legacy bills with the shipped tariffs (read-only)
 CHUNK_PAYMENTS = 5
 MAX_CHUNK_CUSTOMERS = 500_000  # a chunk-month's usage must fit Parquet's int32 list offsets
 
@@ -87,7 +88,7 @@ def generate_base(out_dir: str | Path, customers: int, seed: int = 0, *, first_m
     month_list = timegrid.months_between(first_month, months)
     bounds = [timegrid.month_bounds(m) for m in month_list]
     rates = RatePlans(tariff_dir)
-    from kernels.tariffs import TariffCatalogue
+    from grid.tariffs import TariffCatalogue
 
     biller = LegacyBiller(rates, TariffCatalogue(tariff_dir), bill_error_rate, timezone, bill_fn)
     plan = build_plan(seed, customers, chunk_customers)

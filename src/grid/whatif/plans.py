@@ -13,12 +13,12 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 from grid.errors import InvalidInput, NotFound, TariffError
-from kernels.tariffs import CompiledTariff, TariffCatalogue, compile_tariff
+from grid.tariffs import SHIPPED, TariffCatalogue, compile_checked
+from kernels.tariffs import CompiledTariff
 
-DEFAULT_TARIFF_DIR = Path(__file__).resolve().parents[3] / "rules" / "tariffs"
+DEFAULT_TARIFF_DIR = SHIPPED  # read-only; the gateway passes its data dir's catalogue
 INLINE_CACHE = 128  # distinct inline tariffs kept compiled per process
 
 _catalogues: dict[str, TariffCatalogue] = {}
@@ -65,15 +65,16 @@ class Plan:
     source: str  # "catalogue" | "inline"
 
 
-def _inline_tariff(urdb: dict, field: str) -> CompiledTariff:
-    key = hashlib.sha256(json.dumps(urdb, sort_keys=True, default=str).encode()).hexdigest()
+def _inline_tariff(urdb: dict, field: str, timezone: str) -> CompiledTariff:
+    # a tariff naming no zone is billed in the shard's (the grid's), so the zone is part of the key
+    key = hashlib.sha256(json.dumps([urdb, timezone], sort_keys=True, default=str).encode()).hexdigest()
     with _lock:
         hit = _inline.get(key)
         if hit is not None:
             _inline.move_to_end(key)
             return hit
     try:
-        compiled = compile_tariff(urdb, tariff_id=f"inline-{key[:12]}")
+        compiled = compile_checked(urdb, f"inline-{key[:12]}", timezone)
     except TariffError as exc:
         raise TariffError(exc.detail, field=f"{field}.{exc.field}" if exc.field not in (None, "$") else field,
                           reason=exc.reason) from exc
@@ -105,7 +106,7 @@ def resolve_plans(items: list, catalogue: PlanCatalogue, timezone: str) -> list[
                 raise InvalidInput(exc.detail, field=field, reason="tariff_id") from exc
             plan = Plan(item, tariff.name or tariff.label or item, tariff, "catalogue")
         elif isinstance(item, dict):
-            tariff = _inline_tariff(item, field)
+            tariff = _inline_tariff(item, field, timezone)
             label = str(item.get("label") or item.get("name") or f"inline-{i + 1}")
             plan = Plan(label, str(item.get("name") or label), tariff, "inline")
         else:

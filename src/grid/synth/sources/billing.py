@@ -163,3 +163,26 @@ class BillingDump:
                 "tables": {t: {"file": f"billing/{t}.csv", "rows": fh.rows, "key": KEYS[t]}
                            for t, fh in self.files.items()},
                 "truth": "truth/billing.csv"}
+
+
+def load_dump(conn, feeds_dir: str | Path, *, replace: bool = True) -> dict[str, int]:
+    """Create the dump's tables in PostgreSQL (a psycopg connection) and ``COPY`` every CSV in; row counts.
+
+    Tables get ``REPLICA IDENTITY FULL`` so a streamed delete carries the whole old row (what a reader needs to
+    tell the grid which account or payment went away, not only its key).
+    """
+    root = Path(feeds_dir) / "billing"
+    with conn.transaction():
+        if replace:
+            for table in TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute((root / "schema.sql").read_text(encoding="utf-8"))
+        counts = {}
+        for table in TABLES:
+            conn.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+            with conn.cursor().copy(f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                with open(root / f"{table}.csv", "rb") as f:
+                    while chunk := f.read(1 << 16):
+                        copy.write(chunk)
+            counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return counts
