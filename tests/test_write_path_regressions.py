@@ -3,12 +3,9 @@
 A grid of its own (the generated base, loaded), so that adding customers and running bills here does not move
 the figures other test files assert on the shared base grid. Its tariff catalogue is a copy of
 ``rules/tariffs`` without ``ind-tou-demand``: the base's three industrial accounts name a tariff that is gone
-(a tariff deleted after accounts were put on it), which no write check at the door can prevent.
+(its file removed from the catalogue after accounts were put on it), which no check at the door can prevent.
 """
 from __future__ import annotations
-
-import shutil
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -34,10 +31,10 @@ async def rapi(regress_grid, keystore, tmp_path_factory):
     from grid.gateway.app import create_app
     from grid.gateway.config import GatewayConfig
 
-    tariffs = tmp_path_factory.mktemp("tariffs")
-    for p in Path("rules/tariffs").glob("*.json"):
-        if p.stem != GONE:
-            shutil.copy(p, tariffs / p.name)
+    from grid.tariffs import seed
+
+    tariffs = seed(tmp_path_factory.mktemp("tariffs"))
+    (tariffs / f"{GONE}.json").unlink()  # removed on disk after accounts were put on it
     app = create_app(regress_grid, GatewayConfig(tariff_dir=str(tariffs)), keystore)
     async with TestClient(TestServer(app)) as client:
         yield client
