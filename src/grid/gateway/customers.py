@@ -11,7 +11,7 @@ from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 
 CUSTOMER_PATCHABLE = {"contacts", "notes", "supplemental"}  # what a customer may change about itself
-FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name")
+FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name", "churn_risk_gte")
 
 
 def _customer_id(request: web.Request) -> str:
@@ -29,7 +29,8 @@ def _context(request: web.Request, rec: dict) -> web.Response:
 
 def _write_id(request: web.Request, cid: str) -> str | None:
     key = request[PARAMS].get("Idempotency-Key")
-    # scope client keys by customer and by API key, so two clients' keys never collide
+    # scope client keys by API key and customer, so two clients' keys never collide; a key reused for another
+    # write (a patch, then readings) is refused by the shard (bound to the request: see _request_digest)
     return f"{request[PRINCIPAL].key_id}:{cid}:{key}" if key else None
 
 
