@@ -23,13 +23,26 @@ def cmd_generate(args) -> int:
     bar, tick = _progress(args.customers, "generating")
     with bar:
         manifest = generate_base(args.out, args.customers, args.seed, first_month=args.first_month,
-                                 months=args.months, chunk_customers=args.chunk, progress=tick)
+                                 months=args.months, chunk_customers=args.chunk, progress=tick,
+                                 churn_rate=args.churn_rate)
     print(f"wrote {manifest['customers']} customers, {len(manifest['months'])} months to {args.out}")
     if args.sources:  # sources: the messy world beside the base (grid.synth.sources)
         from grid.synth.sources import generate_sources
 
         feeds = generate_sources(args.out, meter_days=args.meter_days)
         print(f"wrote {len(feeds['sources'])} messy sources with their truth to {args.out}/feeds")
+    return 0
+
+
+def cmd_train_churn(args) -> int:
+    """decisions: train the churn model on a generated base, write it versioned under the data dir."""
+    import json
+
+    from grid.decisions.churn import train_on_base
+
+    path, metrics = train_on_base(args.base, args.data_dir, seed=args.seed)
+    print(f"wrote {path}")
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
@@ -223,7 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the messy sources (billing dump, meter export, spreadsheet, tax roll, web "
                         "forms) with their truth to OUT/feeds")
     g.add_argument("--meter-days", type=int, default=7, help="days of interval reads in the meter export")
+    g.add_argument("--churn-rate", type=float, default=0.0,
+                   help="share of customers planted as churners, truth in OUT/truth/churn.parquet (0: none)")
     g.set_defaults(func=cmd_generate)
+
+    tc = sub.add_parser("train-churn", help="train the churn model on a generated base with planted churners")
+    tc.add_argument("--base", required=True)
+    tc.add_argument("--data-dir", default="data/grid", help="the model is written to DATA_DIR/models")
+    tc.add_argument("--seed", type=int, default=0)
+    tc.set_defaults(func=cmd_train_churn)
 
     def grid_args(q):
         q.add_argument("--data-dir", default="data/grid", help="partition table, shard snapshots and logs")

@@ -368,6 +368,18 @@ class Grid:
     async def arespond(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
         return await self.awrite(make_op("response", customer_id, body, write_id))
 
+    async def ascore_churn(self, path: str) -> list[dict]:
+        """Score the whole base with the churn model in ``path`` (a file or a data dir): the model is put in the
+        object store once and every shard scores its own customers next to their data; later events re-score."""
+        from grid.decisions.churn import load, model_file
+
+        file = str(model_file(path))
+        model = load(file)
+        ref = ray.put(model)
+        write_id = f"churn:{model.version}:{uuid.uuid4().hex}"
+        return list(await asyncio.gather(*(self._aget(s.score_churn.remote(ref, file, write_id),
+                                                      self.config.call_timeout_s * 20) for s in self.shards)))
+
     async def acustomer_events(self, customer_id: str, limit: int = 100) -> dict:
         return await self._routed(customer_id, "customer_events", customer_id, limit)
 
@@ -562,6 +574,22 @@ class Grid:
         from grid.identity import client
 
         return await client.decide_review(self, review_id, decision, by)
+
+    async def amerge(self, survivor: str, merged: str) -> dict:
+        """Merge customer ``merged`` into ``survivor`` (durable across shards; a retry finishes it)."""
+        from grid.identity import client
+
+        return await client.merge(self, survivor, merged)
+
+    async def aunmerge(self, merged: str) -> dict:
+        from grid.identity import client
+
+        return await client.unmerge(self, merged)
+
+    async def aresume_merges(self) -> list[dict]:
+        from grid.identity import client
+
+        return await client.resume_merges(self)
 
     def shutdown(self) -> None:
         for s in self.shards:

@@ -51,6 +51,10 @@ def matches(rec: dict, filters: dict) -> bool:
         elif key == "name":
             if want.lower() not in rec["name"].lower():
                 return False
+        elif key == "churn_risk_gte":  # decisions: set by the churn model (grid.decisions.churn)
+            risk = (rec.get("classification") or {}).get("churn_risk")
+            if risk is None or risk < want:
+                return False
         else:
             raise InvalidInput(f"unknown filter {key!r}", field=key)
     return True

@@ -206,6 +206,9 @@ class ShardServer:
     async def identity_review(self, review_id: str) -> dict | None:
         return identity_reads.review(self.shard, review_id)
 
+    async def identity_pending_merges(self) -> list[dict]:
+        return identity_reads.pending_merges(self.shard)
+
     # -- writes -------------------------------------------------------------------------------------------
     async def write(self, op: dict) -> dict:
         """A write from a client; a context write's result carries the new ``record``."""
@@ -308,6 +311,12 @@ class ShardServer:
         from grid.decisions import service
 
         return (await service.decide_and_record(self, [customer_id], decide, {}))[0]
+
+    async def score_churn(self, model, path: str, write_id: str) -> dict:
+        """Score every customer here with ``model`` (handed over once per run as an ObjectRef) and log it."""
+        from grid.decisions import service
+
+        return await service.score_base(self, model, path, write_id)
 
     async def customer_events(self, customer_id: str, limit: int) -> dict:
         from grid.decisions import service

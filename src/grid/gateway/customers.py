@@ -11,7 +11,7 @@ from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 
 CUSTOMER_PATCHABLE = {"contacts", "notes", "supplemental"}  # what a customer may change about itself
-FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name")
+FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name", "churn_risk_gte")
 
 
 def _customer_id(request: web.Request) -> str:

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from grid.errors import InvalidInput, UnsupportedFormat
 from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL
 from grid.gateway.responses import respond
+from grid.imports import espi
 from grid.imports.importer import Importer
 from grid.imports.readers import open_file
 from grid.imports.watch import Watchers
@@ -86,8 +87,13 @@ async def post_import(request: web.Request) -> web.Response:
         rows = _rows_from_file(raw, ".csv", src.options)
     elif ctype in SPREADSHEETS:
         rows = _rows_from_file(raw, SPREADSHEETS[ctype], src.options)
+    elif ctype in espi.MEDIA_TYPES:  # a Green Button file: its readings, for ?service_point_id= or the mapping
+        feed = espi.parse(raw)
+        rows = feed.rows(request[PARAMS].get("service_point_id") or src.options.get("service_point_id"),
+                         src.options.get("usage_points"))
     else:
-        raise UnsupportedFormat(f"rows must be JSON, CSV or a spreadsheet, not {ctype}", field="Content-Type")
+        raise UnsupportedFormat(f"rows must be JSON, CSV, a spreadsheet or Green Button XML, not {ctype}",
+                                field="Content-Type")
     if len(rows) > MAX_PUSH_ROWS:
         raise InvalidInput(f"at most {MAX_PUSH_ROWS} rows per push", field="rows")
     if principal.role == "agent":

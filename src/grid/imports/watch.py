@@ -92,6 +92,11 @@ class Watchers:
             if src.kind == "folder" and name not in self.tasks:
                 stop = asyncio.Event()
                 self.tasks[name] = (src.digest, asyncio.create_task(watch_folder(self.importer, src, stop)), stop)
+            elif src.kind == "postgres" and name not in self.tasks:  # a database source: follow its commits
+                from grid.imports.follow import follow_database
+
+                stop = asyncio.Event()
+                self.tasks[name] = (src.digest, asyncio.create_task(follow_database(self.importer, src, stop)), stop)
 
     async def start(self) -> None:
         self.sync()
