@@ -8,13 +8,12 @@ import email
 import email.policy
 import os
 import signal
-import socket
 import time
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import auth
+from conftest import auth, free_port
 
 from grid.contacts.config import ContactsConfig, ProviderConfig, SmtpConfig
 from grid.contacts.fake_provider import FakeProvider
@@ -22,12 +21,6 @@ from grid.contacts.fake_provider import FakeProvider
 pytestmark = pytest.mark.slow
 TZ = ZoneInfo("America/Los_Angeles")
 QUIET = {"start": "22:00", "end": "07:00"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sink:

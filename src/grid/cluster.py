@@ -527,6 +527,11 @@ class Grid:
         parts = await self._everywhere("outbox_awaiting_reply", address)
         return [(i, nid) for i, p in enumerate(parts) for nid in p]
 
+    async def asearch(self, query: str, limit: int) -> list[dict]:
+        """Customers matching a console search, over every shard at once, in customer id order."""
+        parts = await self._everywhere("search", query, limit)
+        return merge_pages(parts, limit)
+
     async def aescalate(self, now: float, fallback: dict | None) -> int:
         """Escalate, on every shard, critical alerts not acknowledged in time; how many escalations."""
         return sum(await self._everywhere("escalate_overdue", now, fallback))

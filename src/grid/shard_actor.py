@@ -300,6 +300,12 @@ class ShardServer:
     async def outbox_awaiting_reply(self, address: str) -> list[str]:
         return self.shard.outbox.awaiting_reply(address)
 
+    async def search(self, query: str, limit: int) -> list[dict]:
+        """Console search over this shard's contexts (grid.contacts.search)."""
+        from grid.contacts.search import search
+
+        return search(self.shard.records, query, limit)
+
     # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
     async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
         """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""

@@ -12,6 +12,7 @@ from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
 from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.console import setup_console
 from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
@@ -107,4 +108,5 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_decisions(app)
     setup_imports(app)
     setup_outages(app)
+    setup_console(app)
     return app
