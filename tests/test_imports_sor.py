@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import auth
+from test_imports_grid import wait_for as until
 from postgres_server import new_database, postgres  # noqa: F401  (fixture)
 
 SOURCES = Path(__file__).resolve().parents[1] / "sources"
@@ -56,15 +57,6 @@ async def _app(grid, keystore):
     client = TestClient(TestServer(create_app(grid, keys=keystore)))
     await client.start_server()
     return client
-
-
-async def until(fn, seconds=30.0):
-    for _ in range(int(seconds / 0.05)):
-        out = await fn()
-        if out:
-            return out
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 async def _ctx(api, cid):

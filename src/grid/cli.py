@@ -134,6 +134,12 @@ def cmd_serve(args) -> int:
                 generate_base(base, args.demo, seed=args.seed, progress=tick)
         if sum(s["customers"] for s in grid.stats()) == 0:
             _load(grid, str(base))
+        # imports: the messy sources beside the base (billing database, meter export, Green Button files,
+        # key-accounts workbook) flow in through the gateway's importers; the tax roll before classification
+        from grid.imports import demo as demo_sources
+
+        announce += demo_sources.prepare(data_dir, base)
+        announce.append(asyncio.run(demo_sources.import_public_records(grid, base)))
     keys_file = Path(settings.keys_file)
     if args.keys is None:  # no keys file given: the data dir's, with demo keys minted on the first start
         announce += _demo_keys(grid, keys_file)

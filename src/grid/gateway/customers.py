@@ -27,10 +27,11 @@ def _context(request: web.Request, rec: dict) -> web.Response:
     return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
 
 
-def _write_id(request: web.Request, cid: str) -> str | None:
+def _write_id(request: web.Request, cid: str, kind: str) -> str | None:
     key = request[PARAMS].get("Idempotency-Key")
-    # scope client keys by customer and by API key, so two clients' keys never collide
-    return f"{request[PRINCIPAL].key_id}:{cid}:{key}" if key else None
+    # scope client keys by API key, customer and kind of write, so two clients' keys never collide and a key
+    # reused for a patch and then for readings does not answer the readings with the patch's acknowledgement
+    return f"{request[PRINCIPAL].key_id}:{cid}:{kind}:{key}" if key else None
 
 
 async def get_customer(request: web.Request) -> web.Response:
@@ -68,7 +69,7 @@ async def get_usage(request: web.Request) -> web.Response:
 
 
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
-    op = make_op(kind, cid, body, _write_id(request, cid), request[PARAMS].get("If-Match"))
+    op = make_op(kind, cid, body, _write_id(request, cid, kind), request[PARAMS].get("If-Match"))
     try:
         out = await request.app[GRID].awrite(op)
     except BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -361,10 +362,31 @@ def _bill(shard, rec, cid, b):
         return None
     if b["period_end"] <= b["period_start"]:
         raise InvalidInput("period_end must be after period_start", field="bill.period_end")
+    lines = _bill_lines(b.get("lines"))
     ids.add(b["bill_id"])
     return {"bill_id": b["bill_id"], "account_id": b["account_id"], "customer_id": cid,
             "period_start": dt.date.fromisoformat(b["period_start"]), "period_end": dt.date.fromisoformat(b["period_end"]),
-            "lines": [], "total_cents": int(b["total_cents"])}
+            "lines": lines, "total_cents": int(b["total_cents"])}
+
+
+def _bill_lines(raw) -> list[dict]:
+    """A legacy bill's lines (JSON text from the source): reconciliation compares them line by line by code."""
+    if raw is None or raw == "":
+        return []
+    try:
+        lines = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise InvalidInput(f"lines must be a JSON list: {exc}", field="bill.lines") from None
+    if not isinstance(lines, list):
+        raise InvalidInput("lines must be a JSON list of {code, quantity, unit, amount_cents}", field="bill.lines")
+    out = []
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict) or not isinstance(line.get("code"), str) or \
+                any(isinstance(line.get(k), bool) or not isinstance(line.get(k), int) for k in ("quantity", "amount_cents")):
+            raise InvalidInput(f"line {i} needs a code and integer quantity and amount_cents", field="bill.lines")
+        out.append({"code": line["code"], "quantity": line["quantity"], "unit": str(line.get("unit") or ""),
+                    "amount_cents": line["amount_cents"]})
+    return out
 
 
 ACTIONS = {"upsert": _upsert, "payment": _payment, "event": _event, "project": _project}

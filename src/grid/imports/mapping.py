@@ -44,6 +44,7 @@ FIELDS: dict[str, str] = {
     "usage.export_wh": "energy",
     "bill.bill_id": "string", "bill.account_id": "string", "bill.period_start": "date",
     "bill.period_end": "date", "bill.total_cents": "money",
+    "bill.lines": "string",  # JSON: [{code, quantity, unit, amount_cents}], what reconciliation compares
     "payment.payment_id": "string", "payment.account_id": "string", "payment.date": "date",
     "payment.amount_cents": "money", "payment.method": "string",
     "event.event_id": "string", "event.type": "string", "event.at": "datetime",
