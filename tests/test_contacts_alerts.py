@@ -327,7 +327,9 @@ async def test_restoration_reaches_everyone_alerted(world, outage):
 
 async def test_bad_outage_requests_are_refused(world):
     c = world["client"]
-    r = await c.post("/v1/outages", headers=auth("agent"), json={"cause": "storm"})
+    r = await c.post("/v1/outages", headers=auth("agent"), json={"cause": "storm"})  # names nothing affected
+    assert r.status == 422
+    r = await c.post("/v1/outages", headers=auth("agent"), json={"service_point_ids": [], "cause": "storm"})
     assert r.status == 422 and (await r.json())["field"] == "service_point_ids"
     r = await c.post("/v1/outages", headers=auth("agent"), json={"service_point_ids": ["SP0000001"],
                                                                   "start": "yesterday"})
