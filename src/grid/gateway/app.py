@@ -56,10 +56,8 @@ async def contract(request: web.Request, handler):
 
 async def get_health(request: web.Request) -> web.Response:
     shards = await request.app[GRID].astats()
-    status = "ok" if all(s.get("status") != "unavailable" for s in shards) else "degraded"
-    for s in shards:
-        if "customers" in s:
-            request.app[METRICS].shard_customers.labels(str(s["shard"])).set(s["customers"])
+    status = "ok" if all(s.get("status") not in ("unavailable", "stopped") for s in shards) else "degraded"
+    request.app[METRICS].shards(shards)
     return web.json_response({"status": status, "shards": shards})
 
 
@@ -68,6 +66,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
+    await request.app[METRICS].refresh(request.app[GRID], request.app[JOBS])  # the grid's state, read now
     body, ctype = request.app[METRICS].render()
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = ctype
