@@ -19,7 +19,7 @@ def test_demo_sources_validate_and_fall_back_to_the_dump_csv_without_postgres(tm
     lines = demo.prepare(tmp_path / "data", base, meter_days=1)
     reg = SourceRegistry(tmp_path / "data" / "sources")
     reg.reload(strict=True)
-    assert set(reg.sources) == {"billing-db-customers", "billing-db-accounts", "billing-db-payments",
+    assert set(reg.sources) == {"billing-db-customers", "billing-db-accounts", "billing-db-bills", "billing-db-payments",
                                 "greenbutton", "key-accounts", "meter-reads"}
     assert {s.kind for n, s in reg.sources.items() if n.startswith("billing-db")} == {"folder"}
     inbox = tmp_path / "data" / "inbox"

@@ -12,7 +12,6 @@ import yaml
 from conftest import OWN_CUSTOMER, auth
 
 SOURCES = Path(__file__).resolve().parents[1] / "sources"
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +240,60 @@ async def test_shard_killed_mid_file_no_row_lost_or_doubled(iapi, igrid):
     assert len(batches) > 5
     new_pid = next(s["pid"] for s in await igrid.astats() if s["shard"] == 1)
     assert new_pid != pid  # the shard really died and came back from its WAL
+
+
+@pytest.mark.slow
+def test_importer_killed_mid_file_resumes_exactly(tmp_path):
+    """kill -9 of the importer process (its grid with it) mid-file, then the same import again: every row
+    lands once. Runs the CLI (``contextgrid import``) in subprocesses with their own Ray."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "grid"
+    (data / "sources").mkdir(parents=True)
+    shutil.copy(SOURCES / "billing-customers.yaml", data / "sources")
+    spec = yaml.safe_load((SOURCES / "payments.yaml").read_text())
+    spec["options"] = {"block_bytes": 4096}
+    (data / "sources" / "payments.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "customers.csv").write_text("CUST_ID,CUST_NAME,CLASS,ACCT_NO,RATE\n" + "".join(
+        f"C{i:07d},Customer {i},RES,A{i:08d},r1\n" for i in range(6)))
+    n = 6000
+    (tmp_path / "payments.csv").write_text("Account,Paid On,Amount,Method\n" + "".join(
+        f"A{k % 6:08d},01/{1 + k % 28:02d}/2025,{k}.{k % 100:02d},pay-{k}\n" for k in range(n)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "RAY_USAGE_STATS_ENABLED": "0"}
+    grid = ["--data-dir", str(data), "--shards", "2"]
+    customers = ["import", str(tmp_path / "customers.csv"), "--source", "billing-customers"] + grid
+    payments = ["import", str(tmp_path / "payments.csv"), "--source", "payments"] + grid
+    # one process: the customers, then the payments file (killed part way); a second: the payments again, counted
+    first = ("import sys; from grid.cli import main\n"
+             f"assert main({customers!r}) == 0\n"
+             f"sys.exit(main({payments!r}))\n")
+    second = ("import sys; from grid.cli import main\n"
+              f"assert main({payments!r}) == 0\n"
+              "from grid.cluster import Grid\n"
+              f"g = Grid.start(data_dir={str(data)!r}, shards=2)\n"
+              "pays = [p['payment_id'] for i in range(6) for p in g.get(f'C{i:07d}')['payments']]\n"
+              "print('COUNT', len(pays), len(set(pays)))\n")
+
+    def wal_bytes():
+        return sum(f.stat().st_size for f in data.glob("shards/shard-*/wal/*") if f.is_file())
+
+    proc = subprocess.Popen([sys.executable, "-c", first], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while wal_bytes() < 300_000 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the import finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the importer and its whole local Ray, shards included
+    proc.wait()
+    time.sleep(1)
+    done = subprocess.run([sys.executable, "-c", second], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    applied = int(out.split(": ", 1)[1].split(" applied")[0])
+    assert 0 < applied < n, out  # resumed: the second run did only what the first had not
+    total, distinct = (int(x) for x in out.split("COUNT", 1)[1].split())
+    assert total == distinct == n

@@ -92,6 +92,33 @@ def cmd_load(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """imports: one file through a source's mapping into the shards, with a progress bar (grid.imports)."""
+    from grid.imports.importer import Importer
+
+    grid = _grid(args)
+    importer = Importer(grid, args.data_dir)
+    src = importer.registry.get(args.source)
+    path = Path(args.file)
+    size = path.stat().st_size
+    bar = tqdm(total=size, desc=f"import {path.name}", unit="B", unit_scale=True, dynamic_ncols=True,
+               file=sys.stderr)
+    rows = 0
+
+    def tick(n: int, byte: int) -> None:
+        nonlocal rows
+        rows += n
+        bar.set_postfix(rows=rows, refresh=False)
+        bar.update((byte or bar.n + 1) - bar.n if byte else 0)
+
+    with bar:
+        rcpt = asyncio.run(importer.import_file(src, path, progress=tick))
+        bar.update(size - bar.n)
+    print(f"{path.name} -> {src.name}: {rcpt.applied} applied, {rcpt.unchanged} unchanged, "
+          f"{rcpt.skipped} already there, {rcpt.quarantined} quarantined; position {rcpt.position}")
+    return 0
+
+
 def cmd_keys(args) -> int:
     from grid.gateway.auth import add_key
 
@@ -304,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     sn = sub.add_parser("snapshot", help="snapshot every shard now (through the gateway)")
     http_args(sn)
     sn.set_defaults(func=cmd_snapshot)
+
+    im = sub.add_parser("import", help="import a file through a source (DATA_DIR/sources/NAME.yaml) into the shards")
+    im.add_argument("file")
+    im.add_argument("--source", required=True)
+    grid_args(im)
+    im.set_defaults(func=cmd_import)
 
     k = sub.add_parser("keys", help="add an API key to a keys file and print it (shown once)")
     k.add_argument("--file", required=True)

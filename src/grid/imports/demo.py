@@ -29,7 +29,7 @@ from grid.synth.sources import generate_sources
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "sources"
 DSN_ENV = "CONTEXTGRID_BILLING_DSN"
-DB_SOURCES = ("billing-db-customers", "billing-db-accounts", "billing-db-payments")
+DB_SOURCES = ("billing-db-customers", "billing-db-accounts", "billing-db-bills", "billing-db-payments")
 METER_SOURCE = {
     "name": "meter-reads", "kind": "folder", "location": "inbox/meter-reads", "format": "csv",
     "pattern": "*.csv", "does": "usage", "identity": {"meter_id": "meter_id"},

@@ -87,9 +87,9 @@ class FileLedger:
         p = self._npy(previous)
         return np.load(p) if p.exists() else None
 
-    def add_digests(self, source: str, path: Path, stream: str, rows) -> None:
-        """Record the digests of rows now durable in the shards (kept in memory until :meth:`finish`)."""
-        self._digests.setdefault(stream, []).append(row_hashes(rows))
+    def add_digests(self, source: str, path: Path, stream: str, hashes: np.ndarray) -> None:
+        """Record the digests (:func:`row_hashes`) of rows now durable in the shards (kept until :meth:`finish`)."""
+        self._digests.setdefault(stream, []).append(hashes)
 
     def finish(self, source: str, path: Path, stream: str) -> None:
         parts = self._digests.pop(stream, [])
