@@ -192,8 +192,11 @@ async def test_idempotency_key_reused_for_another_kind_of_write_is_not_a_500(api
     assert r.status == 200
     reading = {"service_point_id": "S00000033", "start": "2026-03-01T08:00:00Z", "import_wh": 5}
     r = await api.post(f"/v1/customers/{CID}/usage", json={"readings": [reading]}, headers={**H, **key})
-    assert r.status == 200, await r.text()
-    assert (await r.json())["written"] == 1
+    # the key is bound to the first request (issue 9: method, route, body): another request with it is a 422
+    assert (await problem(r, 422))["field"] == "Idempotency-Key"
+    r = await api.post(f"/v1/customers/{CID}/usage", json={"readings": [reading]},
+                       headers={**H, "Idempotency-Key": "reused-key-2"})
+    assert r.status == 200 and (await r.json())["written"] == 1
 
 
 async def test_instants_are_checked_as_rfc3339(api):

@@ -12,6 +12,7 @@ from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
 from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.console import setup_console
 from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
@@ -55,10 +56,8 @@ async def contract(request: web.Request, handler):
 
 async def get_health(request: web.Request) -> web.Response:
     shards = await request.app[GRID].astats()
-    status = "ok" if all(s.get("status") != "unavailable" for s in shards) else "degraded"
-    for s in shards:
-        if "customers" in s:
-            request.app[METRICS].shard_customers.labels(str(s["shard"])).set(s["customers"])
+    status = "ok" if all(s.get("status") not in ("unavailable", "stopped") for s in shards) else "degraded"
+    request.app[METRICS].shards(shards)
     return web.json_response({"status": status, "shards": shards})
 
 
@@ -67,6 +66,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
+    await request.app[METRICS].refresh(request.app[GRID], request.app[JOBS])  # the grid's state, read now
     body, ctype = request.app[METRICS].render()
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = ctype
@@ -118,4 +118,5 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_decisions(app)
     setup_imports(app)
     setup_outages(app)
+    setup_console(app)
     return app
