@@ -131,3 +131,10 @@ class ShardUnavailable(ContextGridError):
 
 class WrongShard(ShardUnavailable):
     """The addressed shard does not own the customer (its partition moved); re-route and retry."""
+
+
+# The kernels raise through a hook (kernels.errors): make their complaints this tree's, so a bad kernel input is
+# a 4xx naming the field wherever it is called from.
+from kernels import errors as _kernel_errors  # noqa: E402
+
+_kernel_errors.use(InvalidInput, TariffError)
