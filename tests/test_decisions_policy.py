@@ -286,3 +286,41 @@ def test_bad_catalogues_name_the_field(actions, field):
     with pytest.raises(RuleError) as err:
         catalogue(actions)
     assert err.value.extra.get("field") == field
+
+
+# -- the rate-plan saving, priced by the what-if kernel on the live context --------------------------------------------
+def test_cheaper_rate_plan_is_valued_by_the_what_if(base_dir):
+    from grid.base import read_manifest
+    from grid.decisions.inputs import rate_plan_saving
+    from grid.whatif.scenarios import scenarios
+
+    sh = Shard(0, list(range(PARTITIONS)), read_manifest(str(base_dir))["timezone"])
+    for chunk in range(read_manifest(str(base_dir))["chunks"]):
+        sh.load_chunk(str(base_dir), chunk)
+    plans = ("res-tiered", "res-tou", "res-tou-nem")
+    cat = catalogue(f"""
+  - id: cheaper_rate_plan
+    eligibility: {{field: kind, op: eq, value: residential}}
+    suitability: {{field: rate_plan_saving_cents, op: ge, value: 1}}
+    value: {{rate_plan_saving: true}}
+    plans: [{", ".join(plans)}]
+    channels: [web]
+""", UNCAPPED)
+    savings = {}
+    for cid in sorted(sh.records):
+        if sh.records[cid]["kind"] != "residential":
+            continue
+        want = scenarios(sh, cid, {"plans": list(plans)})
+        diffs = [i["difference_cents"] for i in want["items"]]
+        savings[cid] = max(0, -min(diffs))
+        assert rate_plan_saving(sh, cid, plans) == savings[cid]
+        if len(savings) >= 12:
+            break
+    saver = max(savings, key=savings.get)
+    assert savings[saver] > 0  # some customer of the base is on a plan its load does not suit
+    d = decide(sh, saver, cat, NOON, channel="web")
+    assert d["chosen"]["action_id"] == "cheaper_rate_plan"
+    assert d["inputs"]["rate_plan_saving_cents"] == savings[saver] == d["chosen"]["value_cents"]
+    commercial = next(c for c in sorted(sh.records) if sh.records[c]["kind"] != "residential")
+    d = decide(sh, commercial, cat, NOON, channel="web")
+    assert "rate_plan_saving_cents" not in d["inputs"]  # not eligible: the what-if never ran

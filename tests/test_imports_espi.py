@@ -225,3 +225,22 @@ async def test_download_my_data_over_http_equals_the_json_usage_to_the_wh(base_a
     assert r.status == 422 and (await r.json())["field"] == "format"  # the contract serves espi for usage only
     r = await base_api.get(f"/v1/customers/{cid}", headers={**auth("operator"), "Accept": "application/atom+xml"})
     assert r.status == 406 and (await r.json())["field"] == "format"
+
+
+def test_reader_protocol_numbers_rows_resumes_after_a_position_and_rejects_unsafe_files(tmp_path):
+    from grid.imports.espi import EspiReader
+    from grid.imports.readers import FileInfo, file_digest
+
+    path = DATA / "gba_test_usage_data.xml"
+    info = FileInfo(path, path.stat().st_size, file_digest(path), {"usage_points": {"5446AF3F": "S00000007"}})
+    batches = list(EspiReader(info, batch_rows=500).batches())
+    assert [b.position["offset"] for b in batches] == [500, 1000, 1340]
+    rows = [r for b in batches for r in b.rows]
+    assert {r["service_point_id"] for r in rows} == {"S00000007"} and len(rows) == 1340
+    rest = list(EspiReader(info, batch_rows=500).batches(batches[0].position))
+    assert [r for b in rest for r in b.rows] == rows[500:]
+    assert list(EspiReader(info).batches(batches[-1].position)) == []
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_bytes(BOMB)
+    b, = EspiReader(FileInfo(bomb, bomb.stat().st_size, file_digest(bomb))).batches()
+    assert b.rows == [] and b.rejected[0]["reason"] == "malformed"

@@ -36,7 +36,8 @@ def edit(directory: Path, name: str, change) -> None:
 def test_shipped_rules_load():
     rules = load_ruleset(RULES)
     assert len(rules.version) == 16
-    assert [r.id for r in rules.links] == ["same_customer", "shared_tax_id", "common_root", "owner_name_address"]
+    assert [r.id for r in rules.links] == ["same_customer", "shared_tax_id", "common_root", "owner_name_address",
+                                          "parcel_owner"]
     assert rules.load_priority.levels == ("normal", "priority", "critical")
     assert rules.key_accounts.account_rules and rules.key_accounts.portfolio_rules
     assert rules.prices.months[0] == "2025-11" and len(rules.prices.months) == 12

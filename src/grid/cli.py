@@ -23,13 +23,26 @@ def cmd_generate(args) -> int:
     bar, tick = _progress(args.customers, "generating")
     with bar:
         manifest = generate_base(args.out, args.customers, args.seed, first_month=args.first_month,
-                                 months=args.months, chunk_customers=args.chunk, progress=tick)
+                                 months=args.months, chunk_customers=args.chunk, progress=tick,
+                                 churn_rate=args.churn_rate)
     print(f"wrote {manifest['customers']} customers, {len(manifest['months'])} months to {args.out}")
     if args.sources:  # sources: the messy world beside the base (grid.synth.sources)
         from grid.synth.sources import generate_sources
 
         feeds = generate_sources(args.out, meter_days=args.meter_days)
         print(f"wrote {len(feeds['sources'])} messy sources with their truth to {args.out}/feeds")
+    return 0
+
+
+def cmd_train_churn(args) -> int:
+    """decisions: train the churn model on a generated base, write it versioned under the data dir."""
+    import json
+
+    from grid.decisions.churn import train_on_base
+
+    path, metrics = train_on_base(args.base, args.data_dir, seed=args.seed)
+    print(f"wrote {path}")
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
@@ -79,6 +92,33 @@ def cmd_load(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """imports: one file through a source's mapping into the shards, with a progress bar (grid.imports)."""
+    from grid.imports.importer import Importer
+
+    grid = _grid(args)
+    importer = Importer(grid, args.data_dir)
+    src = importer.registry.get(args.source)
+    path = Path(args.file)
+    size = path.stat().st_size
+    bar = tqdm(total=size, desc=f"import {path.name}", unit="B", unit_scale=True, dynamic_ncols=True,
+               file=sys.stderr)
+    rows = 0
+
+    def tick(n: int, byte: int) -> None:
+        nonlocal rows
+        rows += n
+        bar.set_postfix(rows=rows, refresh=False)
+        bar.update((byte or bar.n + 1) - bar.n if byte else 0)
+
+    with bar:
+        rcpt = asyncio.run(importer.import_file(src, path, progress=tick))
+        bar.update(size - bar.n)
+    print(f"{path.name} -> {src.name}: {rcpt.applied} applied, {rcpt.unchanged} unchanged, "
+          f"{rcpt.skipped} already there, {rcpt.quarantined} quarantined; position {rcpt.position}")
+    return 0
+
+
 def cmd_keys(args) -> int:
     from grid.gateway.auth import add_key
 
@@ -121,6 +161,12 @@ def cmd_serve(args) -> int:
                 generate_base(base, args.demo, seed=args.seed, progress=tick)
         if sum(s["customers"] for s in grid.stats()) == 0:
             _load(grid, str(base))
+        # imports: the messy sources beside the base (billing database, meter export, Green Button files,
+        # key-accounts workbook) flow in through the gateway's importers; the tax roll before classification
+        from grid.imports import demo as demo_sources
+
+        announce += demo_sources.prepare(data_dir, base)
+        announce.append(asyncio.run(demo_sources.import_public_records(grid, base)))
     keys_file = Path(settings.keys_file)
     if args.keys is None:  # no keys file given: the data dir's, with demo keys minted on the first start
         announce += _demo_keys(grid, keys_file)
@@ -223,7 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the messy sources (billing dump, meter export, spreadsheet, tax roll, web "
                         "forms) with their truth to OUT/feeds")
     g.add_argument("--meter-days", type=int, default=7, help="days of interval reads in the meter export")
+    g.add_argument("--churn-rate", type=float, default=0.0,
+                   help="share of customers planted as churners, truth in OUT/truth/churn.parquet (0: none)")
     g.set_defaults(func=cmd_generate)
+
+    tc = sub.add_parser("train-churn", help="train the churn model on a generated base with planted churners")
+    tc.add_argument("--base", required=True)
+    tc.add_argument("--data-dir", default="data/grid", help="the model is written to DATA_DIR/models")
+    tc.add_argument("--seed", type=int, default=0)
+    tc.set_defaults(func=cmd_train_churn)
 
     def grid_args(q):
         q.add_argument("--data-dir", default="data/grid", help="partition table, shard snapshots and logs")
@@ -277,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     sn = sub.add_parser("snapshot", help="snapshot every shard now (through the gateway)")
     http_args(sn)
     sn.set_defaults(func=cmd_snapshot)
+
+    im = sub.add_parser("import", help="import a file through a source (DATA_DIR/sources/NAME.yaml) into the shards")
+    im.add_argument("file")
+    im.add_argument("--source", required=True)
+    grid_args(im)
+    im.set_defaults(func=cmd_import)
 
     k = sub.add_parser("keys", help="add an API key to a keys file and print it (shown once)")
     k.add_argument("--file", required=True)

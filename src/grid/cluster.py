@@ -368,6 +368,18 @@ class Grid:
     async def arespond(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
         return await self.awrite(make_op("response", customer_id, body, write_id))
 
+    async def ascore_churn(self, path: str) -> list[dict]:
+        """Score the whole base with the churn model in ``path`` (a file or a data dir): the model is put in the
+        object store once and every shard scores its own customers next to their data; later events re-score."""
+        from grid.decisions.churn import load, model_file
+
+        file = str(model_file(path))
+        model = load(file)
+        ref = ray.put(model)
+        write_id = f"churn:{model.version}:{uuid.uuid4().hex}"
+        return list(await asyncio.gather(*(self._aget(s.score_churn.remote(ref, file, write_id),
+                                                      self.config.call_timeout_s * 20) for s in self.shards)))
+
     async def acustomer_events(self, customer_id: str, limit: int = 100) -> dict:
         return await self._routed(customer_id, "customer_events", customer_id, limit)
 
@@ -459,6 +471,66 @@ class Grid:
                                        for s in self.shards))
         return merge_pages(pages, limit)
 
+    # -- contacts: events that alert and the outbox of each shard (grid.contacts) ---------------------------
+    async def _everywhere(self, method: str, *args) -> list:
+        return await asyncio.gather(*(self._aget(getattr(s, method).remote(*args), self.config.call_timeout_s)
+                                      for s in self.shards))
+
+    async def adeclare_outage(self, event: dict, ack_within_s: float) -> dict:
+        """Find the outage's customers on every shard at once and enqueue their alerts durably; totals."""
+        parts = await self._everywhere("declare_event", event, ack_within_s)
+        return {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
+
+    async def arestore_outage(self, outage_id: str, restored_at: str) -> dict:
+        parts = [p for p in await self._everywhere("declare_restoration", outage_id, restored_at) if p is not None]
+        if not parts:
+            from grid.errors import NotFound
+            raise NotFound(f"no outage {outage_id!r}", field="id")
+        return {"notifications": sum(p["notifications"] for p in parts)}
+
+    async def anotify(self, notice: dict) -> int:
+        return sum(await self._everywhere("declare_notice", notice))
+
+    async def aoutage(self, outage_id: str, state: str | None = None, limit: int = 500) -> dict | None:
+        """Counts and recipients of an outage (or notice) over every shard; None if no shard knows it."""
+        parts = [p for p in await self._everywhere("outbox_group", outage_id, state, limit) if p is not None]
+        if not parts:
+            return None
+        counts: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["counts"].items():
+                counts[k] = counts.get(k, 0) + v
+        recipients = sorted((r for p in parts for r in p["recipients"]), key=lambda r: r["message_id"])
+        event = dict(parts[0]["event"])
+        for p in parts:  # restoration updates every shard's copy; take the most advanced
+            event.update({k: v for k, v in p["event"].items() if v is not None})
+        return {"event": event, "counts": counts, "total": sum(p["total"] for p in parts),
+                "attempts": sum(p["attempts"] for p in parts), "recipients": recipients[:limit]}
+
+    async def acustomer_messages(self, customer_id: str) -> list[dict]:
+        """Messages of one customer: its owning shard first; any shard it lived on before as well."""
+        parts = await self._everywhere("outbox_customer", customer_id)
+        return sorted((m for p in parts for m in p), key=lambda m: m["created_at"], reverse=True)
+
+    async def aoutbox_due(self, shard_index: int, now: float, limit: int) -> list[dict]:
+        return await self._aget(self.shards[shard_index].outbox_due.remote(now, limit), self.config.call_timeout_s)
+
+    async def aoutbox_write(self, shard_index: int, op: dict) -> dict:
+        """A shard-wide outbox op through that shard's write path (WAL, apply, acknowledgement)."""
+        return await self._aget(self.shards[shard_index].write.remote(op), self.config.call_timeout_s)
+
+    async def aoutbox_locate(self, nid: str) -> int | None:
+        found = await self._everywhere("outbox_has", nid)
+        return next((i for i, f in enumerate(found) if f), None)
+
+    async def aoutbox_awaiting_reply(self, address: str) -> list[tuple[int, str]]:
+        parts = await self._everywhere("outbox_awaiting_reply", address)
+        return [(i, nid) for i, p in enumerate(parts) for nid in p]
+
+    async def aescalate(self, now: float, fallback: dict | None) -> int:
+        """Escalate, on every shard, critical alerts not acknowledged in time; how many escalations."""
+        return sum(await self._everywhere("escalate_overdue", now, fallback))
+
     async def astats(self) -> list[dict]:
         out = []
         for i, s in enumerate(self.shards):
@@ -502,6 +574,22 @@ class Grid:
         from grid.identity import client
 
         return await client.decide_review(self, review_id, decision, by)
+
+    async def amerge(self, survivor: str, merged: str) -> dict:
+        """Merge customer ``merged`` into ``survivor`` (durable across shards; a retry finishes it)."""
+        from grid.identity import client
+
+        return await client.merge(self, survivor, merged)
+
+    async def aunmerge(self, merged: str) -> dict:
+        from grid.identity import client
+
+        return await client.unmerge(self, merged)
+
+    async def aresume_merges(self) -> list[dict]:
+        from grid.identity import client
+
+        return await client.resume_merges(self)
 
     def shutdown(self) -> None:
         for s in self.shards:

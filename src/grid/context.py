@@ -14,6 +14,7 @@ import hashlib
 from msgspec import UNSET
 
 from grid import model
+from grid.contacts.addresses import normalize_channel  # contacts: email-validator, phonenumbers
 from grid.errors import Conflict, InvalidInput
 
 CONTEXT_FIELDS = tuple(model.CustomerContext.__struct_fields__)
@@ -49,6 +50,10 @@ def matches(rec: dict, filters: dict) -> bool:
                 return False
         elif key == "name":
             if want.lower() not in rec["name"].lower():
+                return False
+        elif key == "churn_risk_gte":  # decisions: set by the churn model (grid.decisions.churn)
+            risk = (rec.get("classification") or {}).get("churn_risk")
+            if risk is None or risk < want:
                 return False
         else:
             raise InvalidInput(f"unknown filter {key!r}", field=key)
@@ -91,7 +96,9 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
         new["notes"] = list(new["notes"])
         for i, note in enumerate(patch.notes.add):
             note_id = "N" + hashlib.sha1(f"{write_id}:{i}".encode()).hexdigest()[:12]
-            new["notes"].append({"note_id": note_id, "text": note.text, "author": note.author, "created_at": at})
+            new["notes"].append({"note_id": note_id, "text": note.text, "author": note.author, "created_at": at,
+                                 # contacts: a note is internal unless marked for the customer (issue 10)
+                                 "visibility": "internal" if note.visibility is UNSET else note.visibility})
     if patch.supplemental is not UNSET:
         _patch_supplemental(new, patch.supplemental, write_id, at)
     new["version"] = rec["version"] + 1
@@ -123,9 +130,12 @@ def _patch_contacts(new: dict, body: model.ContactsPatch) -> None:
         if cid not in by_id:
             raise InvalidInput(f"no contact {cid!r} on this customer", field=f"contacts.remove[{i}]")
         del by_id[cid]
-    for c in body.upsert:
+    for i, c in enumerate(body.upsert):
         merged = dict(by_id.get(c.contact_id, {"name": "", "roles": [], "channels": []}))
         merged.update(model.to_record(c))  # fields left out (UNSET) keep their stored values
+        if c.channels is not UNSET:  # contacts: addresses a mail server / phone network accepts, normalized
+            merged["channels"] = [normalize_channel(ch, f"contacts.upsert[{i}].channels[{j}]")
+                                  for j, ch in enumerate(merged["channels"])]
         by_id[c.contact_id] = merged
     new["contacts"] = list(by_id.values())
 

@@ -7,6 +7,7 @@
     │   ├── RuleError       (file, rule, field)
     │   └── TariffError     (key)
     ├── NotFound                              -> 404
+    ├── Merged              (merged_into)     -> 410 (the customer was merged into another; names which)
     ├── Conflict                              -> 409
     │   └── PreconditionFailed                -> 412
     ├── Unauthorized                          -> 401
@@ -88,6 +89,13 @@ class NotFound(ContextGridError):
 
     status = 404
     title = "Not found"
+
+
+class Merged(ContextGridError):
+    """The customer was merged into another; ``merged_into`` names the survivor (grid.identity.merge)."""
+
+    status = 410
+    title = "Merged"
 
 
 class Conflict(ContextGridError):

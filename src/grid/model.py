@@ -40,6 +40,10 @@ LoadPriority = Literal["normal", "priority", "critical"]
 Role = Literal["billing", "outage", "key_account", "technical", "emergency", "portal", "facilities"]
 ChannelType = Literal["email", "sms", "voice"]
 IntervalMinutes = Literal[15, 30, 60]
+# contacts (issue 13): what a contact may ask for, and who may read a note
+MessageType = Literal["outage", "outage_restored", "bill_ready", "high_bill", "payment_due"]
+Language = Annotated[str, Meta(pattern=r"^[a-z]{2}$")]
+Visibility = Literal["internal", "customer"]
 Wh = Annotated[int, Meta(ge=0, le=100_000_000)]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
@@ -72,6 +76,9 @@ class Contact(Model, kw_only=True):
     name: _text(200) = ""
     roles: Annotated[list[Role], Meta(max_length=10)] = []
     channels: Annotated[list[Channel], Meta(max_length=10)] = []
+    # contacts: left out of records when not given (UNSET), so contexts written before keep their shape
+    language: Language | UnsetType = UNSET  # messages in this language (en when absent)
+    messages: Annotated[list[MessageType], Meta(max_length=10)] | UnsetType = UNSET  # types wanted (all when absent)
 
 
 class Program(Model, kw_only=True):
@@ -137,6 +144,7 @@ class NoteIn(Model, kw_only=True):
 
     text: _text(4000, 1)
     author: _text(200) = ""
+    visibility: Visibility | UnsetType = UNSET  # contacts: staff notes are internal unless marked customer
 
 
 class Note(Model, kw_only=True):
@@ -146,6 +154,7 @@ class Note(Model, kw_only=True):
     text: _text(4000, 1)
     author: _text(200) = ""
     created_at: _text(40) = ""
+    visibility: Visibility | UnsetType = UNSET  # contacts: absent means internal (never shown to a customer key)
 
 
 class ProjectIn(Model, kw_only=True):
@@ -254,6 +263,8 @@ class ContactUpsert(Model, kw_only=True):
     name: _text(200) | UnsetType = UNSET
     roles: Annotated[list[Role], Meta(max_length=10)] | UnsetType = UNSET
     channels: Annotated[list[Channel], Meta(max_length=10)] | UnsetType = UNSET
+    language: Language | UnsetType = UNSET  # contacts
+    messages: Annotated[list[MessageType], Meta(max_length=10)] | UnsetType = UNSET  # contacts
 
 
 class ContactsPatch(Model, kw_only=True):

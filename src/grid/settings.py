@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grid.timegrid import DEFAULT_TIMEZONE
+
+if TYPE_CHECKING:
+    from grid.contacts.config import ContactsConfig
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"  # shipped rule sets (read, reloaded; never written)
 
@@ -42,6 +46,7 @@ class Settings:
     invalidate_interval_s: float = 0.1  # how often shards' change logs are polled
     near_cache_capacity: int = 100_000
     classify_on_start: bool = False  # `contextgrid serve` turns it on: classify the base once serving
+    contacts: ContactsConfig | None = None  # message delivery (grid.contacts.config); None sends nothing
 
     def tariffs_path(self, data_dir: str | Path | None = None) -> Path:
         """The tariff catalogue's directory (``data_dir`` overrides this object's, e.g. the grid's)."""

@@ -28,9 +28,10 @@ from grid import context as ctx
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.billrun import BillOutcomes, BillingIndex
 from grid.bills import BillStore
+from grid.contacts import outbox as outbox_ops  # contacts: the durable outbox's state and ops
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.classification import Classification, apply_classification, reclassify
-from grid.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, WrongShard
+from grid.errors import Conflict, InvalidInput, Merged, NotFound, PreconditionFailed, WrongShard
 from grid.identity import ops as identity_ops  # identity: its write kinds
 from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
 from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
@@ -42,7 +43,7 @@ from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
 # Attributes of Shard holding a capability's state (to_blob/from_blob/digest): snapshots and checksum hold them.
-CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions")
+CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions", "outbox")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Shard:
         self.imports = ImportState()  # grid.imports: source positions, refused rows, key index
         self.identity = IdentityIndex()  # grid.identity: keys of these customers, links, reviews, merges
         self.decisions = decision_ops.DecisionState()  # grid.decisions: events, contact history, audit, propensity
+        self.outbox = outbox_ops.Outbox()  # grid.contacts: notifications accepted and where their delivery stands
         # the write path
         self.applied: OrderedDict[str, dict] = OrderedDict()  # write id -> result (idempotent retries)
         self.change_seq = 0
@@ -132,6 +134,10 @@ class Shard:
         if rec is None:
             if not self.owns(customer_id):
                 raise WrongShard(f"customer {customer_id} is not on shard {self.shard_id}", retry_after=1)
+            gone = self.identity.durable.merged.get(customer_id)  # identity: a merged id says where it went
+            if gone is not None:
+                raise Merged(f"customer {customer_id} was merged into {gone['merged_into']}", field="id",
+                             merged_into=gone["merged_into"])
             raise NotFound(f"no customer {customer_id!r}", field="id")
         return rec
 
@@ -557,12 +563,7 @@ def _apply_import(shard: Shard, op: dict, _prepared):
 
 
 def _apply_identity(shard: Shard, op: dict, _prepared):
-    created = op["customer_id"] not in shard.records
-    result = identity_ops.apply(shard, op)
-    if created and op["customer_id"] in shard.records:  # identity_new made the customer: version 1 by the bump
-        shard.records[op["customer_id"]]["version"] = 0
-        return result, [op["customer_id"]]
-    return result, []  # links and reviews live in the identity index, not in the context
+    return identity_ops.apply(shard, op)  # (result, the customers whose context it changed: merges, new ones)
 
 
 def _apply_decision(shard: Shard, op: dict, _prepared):
@@ -579,6 +580,11 @@ OPS: dict[str, OpKind] = {
     **{k: OpKind(identity_ops.prepare, _apply_identity) for k in identity_ops.KINDS},
     # decisions change no classification input
     **{k: OpKind(decision_ops.prepare, _apply_decision, inputs=False) for k in decision_ops.KINDS},
+    decision_ops.SCORES: OpKind(decision_ops.prepare_scores, decision_ops.apply_scores, customer=False,
+                                inputs=False),  # decisions: a whole shard's churn scores
+    # contacts: shard-wide outbox ops; no context changes, so no version bump
+    **{k: OpKind(outbox_ops.shard_prepare, outbox_ops.shard_apply, customer=False, inputs=False)
+       for k in outbox_ops.KINDS},
 }
 
 

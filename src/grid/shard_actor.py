@@ -206,6 +206,9 @@ class ShardServer:
     async def identity_review(self, review_id: str) -> dict | None:
         return identity_reads.review(self.shard, review_id)
 
+    async def identity_pending_merges(self) -> list[dict]:
+        return identity_reads.pending_merges(self.shard)
+
     # -- writes -------------------------------------------------------------------------------------------
     async def write(self, op: dict) -> dict:
         """A write from a client; a context write's result carries the new ``record``."""
@@ -248,6 +251,55 @@ class ShardServer:
             asyncio.ensure_future(self.snapshot())
         return out
 
+    # -- contacts: events that alert and the outbox (logic in grid.contacts) -----------------------------
+    async def declare_event(self, event: dict, ack_within_s: float) -> dict:
+        """An outage on this shard's customers: plan its notifications and make them durable."""
+        from grid.contacts.events import outage_op
+
+        o, summary = outage_op(self.shard, event, ack_within_s)
+        await self.write(o)
+        return summary
+
+    async def declare_restoration(self, outage_id: str, restored_at: str) -> dict | None:
+        from grid.contacts.events import restoration_op
+
+        o, n = restoration_op(self.shard, outage_id, restored_at)
+        if o is None:
+            return None
+        await self.write(o)
+        return {"notifications": n}
+
+    async def declare_notice(self, notice: dict) -> int:
+        from grid.contacts.events import notice_op
+
+        o, n = notice_op(self.shard, notice)
+        await self.write(o)
+        return n
+
+    async def escalate_overdue(self, now: float, fallback: dict | None) -> int:
+        from grid.contacts.events import escalation_op
+
+        o = escalation_op(self.shard, now, fallback)
+        if o is None:
+            return 0
+        await self.write(o)
+        return len(o["body"]["notifications"])
+
+    async def outbox_due(self, now: float, limit: int) -> list[dict]:
+        return self.shard.outbox.due(now, limit)
+
+    async def outbox_group(self, group: str, state: str | None, limit: int) -> dict | None:
+        return self.shard.outbox.group_status(group, state, limit)
+
+    async def outbox_customer(self, customer_id: str) -> list[dict]:
+        return self.shard.outbox.for_customer(customer_id)
+
+    async def outbox_has(self, nid: str) -> bool:
+        return nid in self.shard.outbox.items
+
+    async def outbox_awaiting_reply(self, address: str) -> list[str]:
+        return self.shard.outbox.awaiting_reply(address)
+
     # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
     async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
         """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""
@@ -259,6 +311,12 @@ class ShardServer:
         from grid.decisions import service
 
         return (await service.decide_and_record(self, [customer_id], decide, {}))[0]
+
+    async def score_churn(self, model, path: str, write_id: str) -> dict:
+        """Score every customer here with ``model`` (handed over once per run as an ObjectRef) and log it."""
+        from grid.decisions import service
+
+        return await service.score_base(self, model, path, write_id)
 
     async def customer_events(self, customer_id: str, limit: int) -> dict:
         from grid.decisions import service

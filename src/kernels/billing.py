@@ -366,7 +366,7 @@ def _bad_value(a: np.ndarray, row: int, name: str) -> Exception:
 
 
 def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes: int,
-                   import_wh: np.ndarray, export_wh: np.ndarray | None = None) -> BillBatch:
+                   import_wh: np.ndarray, export_wh: np.ndarray | None = None, cache: bool = True) -> BillBatch:
     """Bill interval usage under ``tariff`` for ``[start, end)``, one bill per row.
 
     Parameters
@@ -382,6 +382,9 @@ def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interva
         tariff.timezone).n`` intervals (a day that enters daylight time has 23 hourly values, one that leaves it
         25). Read-only and non-contiguous arrays are accepted (non-contiguous ones are copied). ``export_wh``
         must have the shape of ``import_wh``; it is billed only under a net-metering tariff.
+    cache : bool
+        Keep the period's plan in the LRU (bill runs reuse it); ``False`` for one-off requests whose
+        tariff and dates come from a caller (the rate check), which would only fill the cache.
 
     Returns
     -------
@@ -400,7 +403,7 @@ def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interva
     if isinstance(interval_minutes, bool) or not isinstance(interval_minutes, (int, np.integer)):
         raise errors.InvalidInput(f"interval_minutes must be an integer, got {interval_minutes!r}",
                            field="interval_minutes")
-    plan = _plan(tariff, start, end, int(interval_minutes))
+    plan = (_plan if cache else _plan.__wrapped__)(tariff, start, end, int(interval_minutes))
     n = plan.calendar.n
     where = f"{start} to {end} every {interval_minutes} min in {tariff.timezone}"
     imp = _usage(import_wh, "import_wh", n, where)

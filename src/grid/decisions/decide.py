@@ -21,11 +21,11 @@ by the decision's id, so a decision can be recomputed exactly from its inputs.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
 import numpy as np
 
+from grid.contacts.dispatcher import in_quiet_hours
 from grid.decisions import events as ev
 from grid.decisions.catalogue import INBOUND, SAVING, Catalogue
 from grid.decisions.inputs import customer_inputs, rate_plan_saving
@@ -39,26 +39,16 @@ def seed_of(decision_id: str) -> int:
     return int.from_bytes(hashlib.sha256(decision_id.encode()).digest()[:8], "little")
 
 
-def _minutes(hhmm: str) -> int:
-    h, m = hhmm.split(":")
-    return int(h) * 60 + int(m)
+def reachable(rec: dict, now_ts: int, tz) -> dict[str, tuple[int, bool]]:
+    """Outbound channel type -> (best preference over contacts, in quiet hours for every contact having it).
 
-
-def in_quiet_hours(quiet: dict | None, local: dt.datetime) -> bool:
-    """Whether local time ``local`` falls in ``{"start": "HH:MM", "end": "HH:MM"}`` (may wrap midnight)."""
-    # TODO(h6-contacts): use grid.contacts' quiet-hours helper once it lands, so alerts and offers agree.
-    if not quiet:
-        return False
-    now, start, end = local.hour * 60 + local.minute, _minutes(quiet["start"]), _minutes(quiet["end"])
-    return start <= now < end if start <= end else (now >= start or now < end)
-
-
-def reachable(rec: dict, local: dt.datetime) -> dict[str, tuple[int, bool]]:
-    """Outbound channel type -> (best preference over contacts, in quiet hours for every contact having it)."""
+    Quiet hours are read the way alerts read them (:func:`grid.contacts.dispatcher.in_quiet_hours`), so an
+    offer never goes out when an ordinary alert would wait.
+    """
     out: dict[str, tuple[int, bool]] = {}
     for c in rec.get("contacts", []):
         for ch in c.get("channels", []):
-            quiet = in_quiet_hours(ch.get("quiet_hours"), local)
+            quiet = in_quiet_hours(ch.get("quiet_hours"), now_ts, tz) is not None
             pref, all_quiet = out.get(ch["type"], (1 << 30, True))
             out[ch["type"]] = (min(pref, int(ch.get("preference", 1))), all_quiet and quiet)
     return out
@@ -120,14 +110,13 @@ def decide(shard, customer_ids: list[str], catalogue: Catalogue, channel: str | 
     suit = [_masks(a.suitability, table, n) for a in actions]
 
     tz = zone(shard.timezone)
-    local = dt.datetime.fromtimestamp(now_ts, tz)
     out = []
     for i, cid in enumerate(customer_ids):
         rec = shard.records[cid]
         row = rows[i]
         contact = st.contact.get(cid) or {"offers": [], "rejections": {}, "channels": {}}
         rng = np.random.default_rng(seed_of(decision_ids[i]))
-        reach = reachable(rec, local)
+        reach = reachable(rec, now_ts, tz)
         recent = [o for o in contact["offers"] if o[0] > now_ts - WEEK]
         used = {}
         for o in recent:

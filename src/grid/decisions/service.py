@@ -58,6 +58,11 @@ def event_ops(items: list | dict, write_id: str | None = None, now_ts: int | Non
 
 async def append_events(server, ops: list[dict], decide: dict | None) -> dict:
     results = list(await asyncio.gather(*(server.write(op) for op in ops)))
+    if server.shard.decisions.model is not None:  # re-score churn on the new evidence, before any decision
+        rescored = await asyncio.gather(*(rescore(server, r["customer_id"], op["write_id"])
+                                          for r, op in zip(results, ops)))
+        for r, v in zip(results, rescored):
+            r["version"] = v
     out = {"items": results}
     if decide:
         triggers = {r["customer_id"]: r.get("event_ids", []) for r in results}
@@ -84,7 +89,7 @@ def plan_decisions(shard, customer_ids: list[str], decide: dict, triggers: dict)
         catalogue = decide["catalogue"] if "catalogue" in decide else resolve(decide["actions"])
         records = decide_batch(shard, [c for c, _ in todo], catalogue, decide.get("channel"), now_ts,
                                [decision_id(w) for _, w in todo], plans=decide.get("plans"),
-                               churn_model_version=decide.get("churn_version"))
+                               churn_model_version=(shard.decisions.model or {}).get("version"))
         for rec in records:
             rec["trigger"] = list(triggers.get(rec["customer_id"], []))
         ops = [{"kind": "decision", "customer_id": c, "write_id": w, "at": ev.iso(now_ts), "body": r,
@@ -106,6 +111,39 @@ def decide_now(shard, customer_ids: list[str], decide: dict, triggers: dict | No
     for op in ops:
         shard.write(op)
     return records
+
+
+def churn_scores(shard, model, path: str, write_id: str) -> dict:
+    """The ``churn_scores`` op of every customer of ``shard`` under ``model`` (nothing is written)."""
+    from grid.decisions.churn import feature_matrix
+
+    ids = sorted(shard.records)
+    p, tops = model.score(feature_matrix(shard, ids))
+    return {"kind": "churn_scores", "customer_id": None, "write_id": write_id, "if_match": None,
+            "body": {"model": {"version": model.version, "path": path},
+                     "scores": {c: [float(x), t] for c, x, t in zip(ids, p.tolist(), tops)}}}
+
+
+async def score_base(server, model, path: str, write_id: str) -> dict:
+    """Score every customer of the shard with ``model`` (already in this process) and write the scores."""
+    from grid.decisions.churn import remember
+
+    remember(model, path)
+    op = churn_scores(server.shard, model, path, write_id)
+    return await server.write(op)
+
+
+async def rescore(server, customer_id: str, write_id: str) -> int:
+    """Re-score one customer under the shard's model after an event; returns the context's new version."""
+    from grid.decisions.churn import customer_features, load
+
+    shard = server.shard
+    info = shard.decisions.model
+    model = load(info["path"])
+    p, tops = model.score(customer_features(shard, customer_id)[None, :])
+    op = {"kind": "churn", "customer_id": customer_id, "write_id": f"{write_id}:churn", "if_match": None,
+          "body": {"churn_risk": float(p[0]), "top_features": tops[0], "model_version": model.version}}
+    return (await server.write(op))["version"]
 
 
 def events_view(shard, customer_id: str, limit: int) -> dict:

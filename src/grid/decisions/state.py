@@ -10,6 +10,8 @@ to the same state:
 * ``response``: ``{"decision_id", "outcome"}``; updates the Beta posterior of (action, segment), the customer's
   rejections and the channel's observed responses.
 * ``churn``: ``{"churn_risk", "top_features", "model_version"}``; the customer's churn score.
+* ``churn_scores`` (shard-wide, no customer): ``{"model": {"version", "path"}, "scores": {customer: [risk,
+  top_features]}}``; every score of a whole-base run, and the model that re-scores on later events.
 
 Per customer (plain dicts, msgpack-able): ``events`` (:mod:`grid.decisions.events`), ``contact`` =
 ``{"offers": [[ts, action, channel, decision_id]], "rejections": {action: [ts, ...]},
@@ -30,6 +32,7 @@ AUDIT = 200  # decisions kept per customer (the WAL and snapshots hold them; old
 OFFERS = 100  # offers remembered per customer for the weekly caps
 OUTCOMES = ("accepted", "rejected", "ignored")
 KINDS = ("event", "decision", "response", "churn")
+SCORES = "churn_scores"  # shard-wide: a whole shard's churn scores from one model, in one op
 
 
 def _ts(at: str) -> int:
@@ -49,18 +52,20 @@ class DecisionState:
         self.audit: dict[str, list[dict]] = {}
         self.churn: dict[str, dict] = {}
         self.propensity: dict[str, list[float]] = {}
+        self.model: dict | None = None  # the churn model in force here: {"version", "path"}
 
     # -- persistence ----------------------------------------------------------------------------------------
     def to_blob(self) -> bytes:
         return msgpack.packb({"events": self.events, "contact": self.contact, "audit": self.audit,
-                              "churn": self.churn, "propensity": self.propensity}, use_bin_type=True)
+                              "churn": self.churn, "propensity": self.propensity, "model": self.model},
+                             use_bin_type=True)
 
     @classmethod
     def from_blob(cls, blob: bytes) -> "DecisionState":
         d = msgpack.unpackb(blob, raw=False, strict_map_key=False)
         s = cls()
         s.events, s.contact, s.audit = d["events"], d["contact"], d["audit"]
-        s.churn, s.propensity = d["churn"], d["propensity"]
+        s.churn, s.propensity, s.model = d["churn"], d["propensity"], d.get("model")
         return s
 
     # -- partitions move with their customers ---------------------------------------------------------------
@@ -178,3 +183,28 @@ def apply(shard, op: dict) -> dict:
         shard.records[cid] = {**rec, "classification": {**(rec.get("classification") or {}),
                                                         "churn_risk": body["churn_risk"]}}
     return result
+
+
+def prepare_scores(shard, op: dict) -> dict:
+    body = op["body"]
+    if not isinstance(body.get("model"), dict) or not isinstance(body.get("scores"), dict):
+        raise InvalidInput("churn scores need a model and scores", field="body")
+    return op
+
+
+def apply_scores(shard, op: dict, _prepared=None) -> tuple[dict, list[str]]:
+    """Store every score of the op; (result, the scored customers: the shard bumps their versions). Customers
+    gone since the scores were computed are skipped."""
+    body = op["body"]
+    st = shard.decisions
+    st.model = dict(body["model"])
+    version = body["model"]["version"]
+    changed = []
+    for cid, (risk, top) in body["scores"].items():
+        rec = shard.records.get(cid)
+        if rec is None:
+            continue
+        st.churn[cid] = {"churn_risk": risk, "top_features": top, "model_version": version}
+        shard.records[cid] = {**rec, "classification": {**(rec.get("classification") or {}), "churn_risk": risk}}
+        changed.append(cid)
+    return {"scored": len(changed), "model_version": version}, changed

@@ -10,14 +10,17 @@ from grid.gateway.admin import setup_admin
 from grid.gateway.billing import setup_billing
 from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
+from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
 from grid.gateway.tariffs import setup_tariffs
 from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
-from grid.gateway.keys import BODY, CONFIG, CONTRACT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
+from grid.gateway.formats import choose, served_media_types
+from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
 from grid.gateway.reads import Reads
@@ -26,15 +29,25 @@ from grid.gateway.validation import OPENAPI_PATH, Contract
 
 @web.middleware
 async def contract(request: web.Request, handler):
-    """Authenticate, then validate parameters and body against the OpenAPI contract."""
+    """Every method of a contract path: authenticate, validate parameters, negotiate the answer's format,
+    validate the body, all before the handler runs (so nothing is written for a request that is then refused).
+
+    HEAD is answered as GET (same checks; aiohttp drops the body). A method the contract does not declare on
+    the path is 405 with ``Allow``. Paths outside the contract (the portal's files, ``/metrics``) pass through.
+    """
+    c = request.app[CONTRACT]
     resource = request.match_info.route.resource
-    op = request.app[CONTRACT].operation(request.method, resource.canonical) if resource is not None else None
-    if op is None:
+    allowed = c.methods(resource.canonical) if resource is not None else []
+    if not allowed:
         return await handler(request)
+    op = c.operation(request.method, resource.canonical)
+    if op is None:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
     if not op.public:
         request[PRINCIPAL] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
-    c = request.app[CONTRACT]
-    request[PARAMS] = c.check_parameters(op, request.query, request.headers, request.match_info)
+    params = request[PARAMS] = c.check_parameters(op, request.query, request.headers, request.match_info)
+    offered = served_media_types() if op.negotiable else op.media_types
+    request[FORMAT] = choose(params.get("format"), request.headers.get("Accept"), offered)
     raw = await request.read() if op.body is not None else b""
     request[BODY] = c.check_body(op, raw, request.headers.get("Content-Type", ""))
     return await handler(request)
@@ -103,4 +116,6 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_greenbutton(app)
     setup_identity(app)
     setup_decisions(app)
+    setup_imports(app)
+    setup_outages(app)
     return app

@@ -1,6 +1,7 @@
 """Tariffs, the rate check, and bill runs over HTTP."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 from aiohttp import web
 
 from grid import billrun
-from grid.errors import InvalidInput, NotFound
+from grid.errors import Conflict, InvalidInput, NotFound
 from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, TARIFFS
 from grid.gateway.responses import respond
 from grid.tariffs import compile_checked
@@ -37,13 +38,25 @@ async def post_calculate(request: web.Request) -> web.Response:
     start, end = (dt.date.fromisoformat(body[k]) for k in ("start", "end"))
     if end <= start:
         raise InvalidInput("end must be after start", field="end")
-    imp = np.asarray(body["import_wh"], dtype=np.int64)
-    exp = np.asarray(body["export_wh"], dtype=np.int64) if "export_wh" in body else None
-    batch = bill_intervals(tariff, start, end, body.get("interval_minutes", 60), imp, exp)
-    out = batch.bill(0)
-    if request[PARAMS].get("trace"):
-        out["trace"] = batch.trace(0)
-    return respond(request, out, "bill")
+    # h3: size checked before any calendar is built: the span may not need more intervals than the
+    # contract lets import_wh hold (40000), whatever the tariff's daylight-saving days add (at most a day).
+    minutes = body.get("interval_minutes", 60)
+    per_day = 1440 // minutes
+    if ((end - start).days - 1) * per_day > len(body["import_wh"]):
+        raise InvalidInput(f"{start} to {end} needs about {(end - start).days * per_day} intervals of {minutes} "
+                           f"min, import_wh has {len(body['import_wh'])}", field="import_wh")
+    trace = bool(request[PARAMS].get("trace"))
+
+    def work():  # h3: off the event loop (a large request must not stall every other one), uncached
+        imp = np.asarray(body["import_wh"], dtype=np.int64)
+        exp = np.asarray(body["export_wh"], dtype=np.int64) if "export_wh" in body else None
+        batch = bill_intervals(tariff, start, end, minutes, imp, exp, cache=False)
+        out = batch.bill(0)
+        if trace:
+            out["trace"] = batch.trace(0)
+        return out
+
+    return respond(request, await asyncio.get_running_loop().run_in_executor(None, work), "bill")
 
 
 # -- bill runs ------------------------------------------------------------------------------------------------
@@ -83,8 +96,8 @@ async def get_bill_run(request: web.Request) -> web.Response:
 async def get_bill_run_parquet(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator", "agent")
     job = request.app[JOBS].get(request[PARAMS]["id"], kind="bill-run")
-    if job.result is None:
-        raise NotFound("the run has no report yet", field="id")
+    if job.result is None:  # h3: 409, not 404: the run exists, its report does not yet (or it failed)
+        raise Conflict(f"the run is {job.state} and has no report", field="id")
     rows = billrun.report_lines(job.result)
     schema = pa.schema([("customer_id", pa.string()), ("account_id", pa.string()), ("period", pa.string()),
                         ("legacy_bill_id", pa.string()), ("outcome", pa.string()), ("bill_diff_cents", pa.int64()),

@@ -11,7 +11,7 @@ from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
 
 CUSTOMER_PATCHABLE = {"contacts", "notes", "supplemental"}  # what a customer may change about itself
-FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name")
+FILTERS = ("kind", "segment", "rate_plan_id", "program", "load_priority", "has_solar", "name", "churn_risk_gte")
 
 
 def _customer_id(request: web.Request) -> str:
@@ -22,13 +22,16 @@ def _customer_id(request: web.Request) -> str:
 
 def _context(request: web.Request, rec: dict) -> web.Response:
     """A context in the negotiated format, its version as the ETag (for If-Match)."""
+    if request[PRINCIPAL].role == "customer":  # contacts: notes written by staff stay internal (issue 10)
+        rec = {**rec, "notes": [n for n in rec.get("notes", []) if n.get("visibility") == "customer"]}
     return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
 
 
-def _write_id(request: web.Request, cid: str) -> str | None:
+def _write_id(request: web.Request, cid: str, kind: str) -> str | None:
     key = request[PARAMS].get("Idempotency-Key")
-    # scope client keys by customer and by API key, so two clients' keys never collide
-    return f"{request[PRINCIPAL].key_id}:{cid}:{key}" if key else None
+    # scope client keys by API key, customer and kind of write, so two clients' keys never collide and a key
+    # reused for a patch and then for readings does not answer the readings with the patch's acknowledgement
+    return f"{request[PRINCIPAL].key_id}:{cid}:{kind}:{key}" if key else None
 
 
 async def get_customer(request: web.Request) -> web.Response:
@@ -66,7 +69,7 @@ async def get_usage(request: web.Request) -> web.Response:
 
 
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
-    op = make_op(kind, cid, body, _write_id(request, cid), request[PARAMS].get("If-Match"))
+    op = make_op(kind, cid, body, _write_id(request, cid, kind), request[PARAMS].get("If-Match"))
     try:
         out = await request.app[GRID].awrite(op)
     except BaseException:
@@ -86,6 +89,9 @@ async def patch_customer(request: web.Request) -> web.Response:
         denied = sorted(set(body) - CUSTOMER_PATCHABLE)
         if denied:
             raise Forbidden(f"a customer key may not change {denied[0]!r}", field=denied[0])
+        if "notes" in body:  # contacts: what customers write, they may read back
+            adds = [{**n, "visibility": "customer"} for n in body["notes"].get("add", [])]
+            body = {**body, "notes": {**body["notes"], "add": adds}}
     out = await _write(request, "patch", cid, body)
     return _context(request, out["record"])
 

@@ -12,7 +12,7 @@ from grid.decisions.mqtt import AlarmCounts, MqttSettings, subscribe
 from grid.decisions.service import event_ops
 from grid.gateway.keys import BODY, CONFIG, GRID, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
-from grid.whatif.plans import PlanCatalogue
+from grid.gateway.portal import TARIFFS
 
 ACTIONS: web.AppKey[ActiveActions] = web.AppKey("actions")
 MQTT: web.AppKey[AlarmCounts] = web.AppKey("mqtt_alarms")
@@ -33,7 +33,7 @@ def _write_id(request: web.Request, scope: str) -> str | None:
 def decide_args(request: web.Request, channel: str | None, write_id: str | None = None) -> dict:
     """What a shard needs to decide: the catalogue version in force, the channel and the tariff catalogue."""
     return {"actions": request.app[ACTIONS].ref, "channel": channel, "write_id": write_id,
-            "plans": PlanCatalogue(str(request.app[CONFIG].tariff_dir))}
+            "plans": request.app[TARIFFS]}
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -81,6 +81,13 @@ async def post_actions_reload(request: web.Request) -> web.Response:
     return respond(request, {"version": new.version, "actions": [a.id for a in new.actions]}, "actions")
 
 
+async def post_churn_score(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator")
+    grid = request.app[GRID]
+    items = await grid.ascore_churn(str(grid.data_dir))  # the newest model under the data dir
+    return respond(request, {"items": items}, "churn")
+
+
 def _mqtt_settings(app: web.Application, mqtt: MqttSettings | None) -> MqttSettings | None:
     """Explicit settings, else the gateway config's optional ``mqtt_broker``/``mqtt_topic``, else the
     environment (``CONTEXTGRID_MQTT_BROKER=host[:port]``, ``CONTEXTGRID_MQTT_TOPIC``); None: no subscriber."""
@@ -117,3 +124,4 @@ def setup_decisions(app: web.Application, mqtt: MqttSettings | None = None) -> N
     r.add_post("/v1/customers/{id}/responses", post_response, name="post_response")
     r.add_get("/v1/customers/{id}/decisions", get_customer_decisions, name="get_customer_decisions")
     r.add_post("/v1/admin/actions/reload", post_actions_reload, name="post_actions_reload")
+    r.add_post("/v1/admin/churn/score", post_churn_score, name="post_churn_score")

@@ -37,6 +37,11 @@ def formats() -> dict[str, Format]:
     return dict(_REGISTRY)
 
 
+def served_media_types() -> tuple[str, ...]:
+    """Every registered media type, JSON first (the default)."""
+    return tuple(f.media_type for f in _REGISTRY.values())
+
+
 def by_name(name: str) -> Format:
     try:
         return _REGISTRY[name]
@@ -44,12 +49,8 @@ def by_name(name: str) -> Format:
         raise UnsupportedFormat(f"unknown format {name!r}; one of {sorted(_REGISTRY)}", field="format") from None
 
 
-def negotiate(query_format: str | None, accept: str | None) -> Format:
-    """``?format=`` wins; else the best ``Accept`` entry we serve; else JSON."""
-    if query_format:
-        return by_name(query_format)
-    if not accept:
-        return _REGISTRY["json"]
+def _accepted(accept: str) -> list[tuple[str, float]]:
+    """``Accept`` entries as (media range, q), best first; q=0 means "not this" (RFC 9110 section 12.5.1)."""
     choices = []
     for i, part in enumerate(accept.split(",")):
         pieces = [p.strip() for p in part.split(";")]
@@ -60,15 +61,53 @@ def negotiate(query_format: str | None, accept: str | None) -> Format:
                     q = float(p[2:])
                 except ValueError:
                     q = 0.0
-        choices.append((-q, i, media))
-    for _, _, media in sorted(choices):
-        if media in ("*/*", "application/*"):
-            return _REGISTRY["json"]
-        for fmt in _REGISTRY.values():
-            if fmt.media_type == media:
-                return fmt
-    raise UnsupportedFormat(f"none of the accepted types ({accept}) is served; "
-                            f"try {', '.join(f.media_type for f in _REGISTRY.values())}", field="Accept")
+        if media and q > 0:
+            choices.append((-q, i, media))
+    return [(media, -q) for q, _, media in sorted(choices)]
+
+
+def _matches(media_range: str, media_type: str) -> bool:
+    if media_range in ("*/*", "*"):
+        return True
+    if media_range.endswith("/*"):
+        return media_type.startswith(media_range[:-1])
+    return media_range == media_type
+
+
+def choose(query_format: str | None, accept: str | None, offered: tuple[str, ...]) -> str:
+    """The media type to answer with, among ``offered`` (the operation's, first = default).
+
+    ``?format=`` wins; else the best ``Accept`` entry offered; else the first offered. 406 when the caller
+    accepts none of them: decided before the handler runs, so a refused answer never follows a committed write.
+    """
+    if query_format:
+        media = by_name(query_format).media_type
+        if media not in offered:
+            raise UnsupportedFormat(f"format {query_format!r} is not served here; one of {list(offered)}",
+                                    field="format")
+        return media
+    if not accept or not accept.strip():
+        return offered[0]
+    for media_range, _ in _accepted(accept):
+        for media in offered:
+            if _matches(media_range, media):
+                return media
+    raise UnsupportedFormat(f"none of the accepted types ({accept[:200]}) is served here; try "
+                            f"{', '.join(offered)}", field="Accept")
+
+
+def by_media_type(media_type: str) -> Format:
+    for fmt in _REGISTRY.values():
+        if fmt.media_type == media_type:
+            return fmt
+    raise UnsupportedFormat(f"no encoder for {media_type}", field="Accept")
+
+
+def negotiate(query_format: str | None, accept: str | None, offered: tuple[str, ...] | None = None) -> Format:
+    """The encoder for ``choose(...)`` among ``offered`` (default: every registered format, JSON first)."""
+    if offered is None:
+        offered = served_media_types()
+    return by_media_type(choose(query_format, accept, offered))
 
 
 # -- JSON ---------------------------------------------------------------------------------------------------

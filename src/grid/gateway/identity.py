@@ -1,4 +1,4 @@
-"""Identity over HTTP: ask who records are, a customer's identity and golden record, the review queue."""
+"""Identity over HTTP: ask who records are, a customer's identity and golden record, the review queue, merges."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -39,6 +39,18 @@ async def post_identity_review(request: web.Request) -> web.Response:
     return respond(request, review, "review")
 
 
+async def post_identity_merge(request: web.Request) -> web.Response:
+    """Merge one customer into another (operator); the merged id answers ``merged_into`` from then on."""
+    request[PRINCIPAL].require("operator")
+    body = request[BODY]
+    return respond(request, await request.app[GRID].amerge(body["survivor"], body["merged"]), "merge")
+
+
+async def post_identity_unmerge(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator")
+    return respond(request, await request.app[GRID].aunmerge(request[BODY]["merged"]), "merge")
+
+
 async def post_identity_reload(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator")
     rules = request.app[GRID].identity_rules.reload()  # RuleError (422) leaves the old rules in force
@@ -56,4 +68,6 @@ def setup_identity(app: web.Application) -> None:
     r.add_get("/v1/customers/{id}/identity", get_customer_identity, name="get_customer_identity")
     r.add_get("/v1/identity/reviews", list_identity_reviews, name="list_identity_reviews")
     r.add_post("/v1/identity/reviews/{id}", post_identity_review, name="post_identity_review")
+    r.add_post("/v1/identity/merges", post_identity_merge, name="post_identity_merge")
+    r.add_post("/v1/identity/unmerges", post_identity_unmerge, name="post_identity_unmerge")
     r.add_post("/v1/admin/identity/reload", post_identity_reload, name="post_identity_reload")

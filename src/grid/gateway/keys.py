@@ -33,3 +33,5 @@ if TYPE_CHECKING:
 PRINCIPAL: web.RequestKey["Principal"] = web.RequestKey("principal")
 PARAMS: web.RequestKey[dict] = web.RequestKey("params")
 BODY: web.RequestKey[object] = web.RequestKey("body")
+FORMAT: web.RequestKey[str] = web.RequestKey("format")  # the negotiated response media type
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")  # quoted by problems, logged with errors

@@ -8,7 +8,6 @@ not silently return everything.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,12 +15,55 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from grid.errors import InvalidInput
+from grid.gateway.bodies import decode_body
 
 OPENAPI_PATH = Path(os.environ.get("CONTEXTGRID_OPENAPI", Path(__file__).resolve().parents[3] / "api" / "openapi.yaml"))
+
+
+def python_pattern(pattern: str) -> re.Pattern:
+    """A JSON Schema (ECMA-262) ``pattern`` compiled with ECMA meaning in Python.
+
+    ECMA's ``$`` (no multiline flag) matches only at the very end, Python's also before a trailing newline:
+    ``^[a-z]+$`` let ``"x\\n"`` through, and a tariff id ``x\\n`` became a file name. Every unescaped ``$``
+    outside a character class becomes ``\\Z``. Compiled once per pattern: patterns come from the contract,
+    never from a caller, so the cache is bounded by the document.
+    """
+    hit = _PATTERNS.get(pattern)
+    if hit is not None:
+        return hit
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if c == "[":
+            in_class = True
+        elif c == "]":
+            in_class = False
+        elif c == "$" and not in_class:
+            c = r"\Z"
+        out.append(c)
+        i += 1
+    _PATTERNS[pattern] = compiled = re.compile("".join(out))
+    return compiled
+
+
+_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _ecma_pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not python_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The contract's validator: Draft 2020-12 with ECMA ``pattern`` semantics (see python_pattern).
+ContractValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
 
 
 def load_spec(path: Path = OPENAPI_PATH) -> dict:
@@ -53,7 +95,7 @@ class Parameter:
     location: str
     required: bool
     schema: dict
-    validator: Draft202012Validator
+    validator: Any
     fast: Callable[[Any], str | None] | None = None
 
 
@@ -66,7 +108,7 @@ def _fast_check(schema: dict) -> Callable[[Any], str | None] | None:
     if not set(schema) <= _SIMPLE or schema.get("type") not in ("string", "integer", "boolean"):
         return None
     enum = schema.get("enum")
-    pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+    pattern = python_pattern(schema["pattern"]) if "pattern" in schema else None
     lo, hi = schema.get("minimum"), schema.get("maximum")
     min_len, max_len = schema.get("minLength"), schema.get("maxLength")
 
@@ -98,6 +140,8 @@ class Operation:
     body: Draft202012Validator | None = None
     body_required: bool = False
     public: bool = False
+    media_types: tuple[str, ...] = ("application/json",)  # what its 2xx answers may be, the default first
+    negotiable: bool = False  # has ``?format=``: answers in any registered format (grid.gateway.formats)
 
 
 def _field_of(err: ValidationError, prefix: str = "") -> str:
@@ -155,9 +199,11 @@ def _coerce(raw: str, schema: dict, name: str) -> Any:
 class Contract:
     """All operations of the spec, looked up by (method, path template)."""
 
-    def __init__(self, spec: dict | None = None):
+    def __init__(self, spec: dict | None = None, max_depth: int = 32):
         self.spec = spec or load_spec()
+        self.max_depth = max_depth
         self.operations: dict[tuple[str, str], Operation] = {}
+        self._methods: dict[str, list[str]] = {}
         checker = FormatChecker()
         global_security = self.spec.get("security", [])
         for path, item in self.spec.get("paths", {}).items():
@@ -170,21 +216,35 @@ class Contract:
                 for p in _deref(shared, self.spec) + op.get("parameters", []):
                     schema = p.get("schema", {})
                     params.append(Parameter(p["name"], p["in"], bool(p.get("required")), schema,
-                                            Draft202012Validator(schema, format_checker=checker),
+                                            ContractValidator(schema, format_checker=checker),
                                             _fast_check(schema)))
                 body, required = None, False
                 rb = op.get("requestBody")
                 if rb:
                     schema = rb.get("content", {}).get("application/json", {}).get("schema")
                     if schema:
-                        body = Draft202012Validator(schema, format_checker=checker)
+                        body = ContractValidator(schema, format_checker=checker)
                     required = bool(rb.get("required"))
                 security = op.get("security", global_security)
+                media: dict[str, None] = {}
+                for status, resp in op.get("responses", {}).items():
+                    if str(status).startswith("2"):
+                        media.update(dict.fromkeys(resp.get("content", {})))
                 self.operations[(method.upper(), path)] = Operation(
-                    op["operationId"], method.upper(), path, params, body, required, public=security == [])
+                    op["operationId"], method.upper(), path, params, body, required, public=security == [],
+                    media_types=tuple(media) or ("application/json",),
+                    negotiable=any(p.name == "format" and p.location == "query" for p in params))
+                self._methods.setdefault(path, []).append(method.upper())
 
     def operation(self, method: str, path_template: str) -> Operation | None:
-        return self.operations.get((method.upper(), path_template))
+        """The operation answering ``method`` on the path; HEAD is answered as GET (RFC 9110 section 9.3.2)."""
+        method = method.upper()
+        return self.operations.get(("GET" if method == "HEAD" else method, path_template))
+
+    def methods(self, path_template: str) -> list[str]:
+        """The methods the contract declares on a path (with HEAD beside GET); empty if not a contract path."""
+        declared = self._methods.get(path_template, [])
+        return declared + ["HEAD"] if "GET" in declared else list(declared)
 
     def check_parameters(self, op: Operation, query, headers, match_info) -> dict:
         """Validated, typed parameters by name."""
@@ -230,12 +290,9 @@ class Contract:
             if op.body_required:
                 raise InvalidInput("a JSON body is required", field="body", reason="required")
             return None
-        if content_type and content_type.split(";")[0].strip() not in ("application/json", ""):
-            raise InvalidInput(f"body must be application/json, got {content_type}", field="Content-Type",
+        if content_type and content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+            raise InvalidInput(f"body must be application/json, got {content_type[:100]}", field="Content-Type",
                                reason="media_type")
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"malformed JSON: {exc}", field="body", reason="json") from exc
+        body = decode_body(raw, self.max_depth)
         raise_for(op.body, body)
         return body

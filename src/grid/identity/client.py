@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 
-from grid.errors import InvalidInput, NotFound
+from grid.errors import Conflict, InvalidInput, NotFound
 from grid.identity.evidence import Evidence, Resolution, decode_records, record_key, to_builtins
 from grid.identity.golden import golden_record
 from grid.identity.resolver import decide, new_customer_id, outcome_op, query, write_id
 
-__all__ = ["resolve", "resolve_for_import", "identity", "reviews", "decide_review"]
+__all__ = ["resolve", "resolve_for_import", "identity", "reviews", "decide_review", "merge", "unmerge",
+           "resume_merges"]
 
 
 async def _lookup(grid, rules, batch: list[tuple[str, list]]) -> list[list[dict]]:
@@ -144,3 +145,66 @@ async def decide_review(grid, review_id: str, decision: str, by: str = "") -> di
                  write_id(r["record_key"], "decide:" + decision, r["customer_id"]))
     await grid.awrite(op)
     return _review_view(await find_review(grid, review_id))
+
+
+# -- merges (the steps are grid.identity.merge's ops) ---------------------------------------------------------
+async def merge(grid, survivor: str, merged: str) -> dict:
+    """Merge ``merged`` into ``survivor``; a retry (after a crash at any step) finishes the merge it began."""
+    from grid.identity.merge import merge_id
+
+    if survivor == merged:
+        raise InvalidInput("a customer cannot be merged into itself", field="merged")
+    view = await grid._routed(merged, "identity_view", merged)
+    if "merged_into" in view:
+        if view["merged_into"] != survivor:
+            raise Conflict(f"customer {merged} was merged into {view['merged_into']}", field="merged")
+        mid = view["merge_id"]
+    else:
+        begun = [m for m in view["merges"] if m["role"] == "out" and m["state"] == "begun"]
+        if begun and begun[0]["survivor"] != survivor:
+            raise Conflict(f"customer {merged} is being merged into {begun[0]['survivor']}", field="merged")
+        mid = begun[0]["merge_id"] if begun else merge_id(survivor, merged, (await grid.aget(merged))["version"])
+    target = await grid._routed(survivor, "identity_view", survivor)
+    if "merged_into" in target:
+        raise Conflict(f"customer {survivor} was merged into {target['merged_into']}", field="survivor")
+    return await merge_steps(grid, survivor, merged, mid)
+
+
+async def merge_steps(grid, survivor: str, merged: str, mid: str, stop_after: int = 3) -> dict:
+    """The three steps of a merge (``stop_after`` < 3 leaves it half done, as a crash would: for tests)."""
+    from grid.cluster import make_op
+
+    out = await grid.awrite(make_op("identity_merge_out", merged, {"merge_id": mid, "survivor": survivor},
+                                    f"{mid}:out"))
+    if stop_after >= 2:
+        await grid.awrite(make_op("identity_merge_in", survivor, {"merge_id": mid, "merged": merged,
+                                                                  "record": out["record"], "links": out["links"]},
+                                  f"{mid}:in"))
+    if stop_after >= 3:
+        await grid.awrite(make_op("identity_merge_close", merged, {"merge_id": mid}, f"{mid}:close"))
+    return {"merge_id": mid, "survivor": survivor, "merged": merged,
+            "state": "done" if stop_after >= 3 else "begun"}
+
+
+async def unmerge(grid, merged: str) -> dict:
+    """Undo the merge of ``merged``: the survivor gives back exactly what it took, then ``merged`` returns."""
+    from grid.cluster import make_op
+
+    view = await grid._routed(merged, "identity_view", merged)
+    if "merged_into" not in view:
+        undone = [m for m in view["merges"] if m["merged"] == merged and m["state"] == "undone"]
+        if undone:  # a retry of an unmerge that completed
+            return {"merge_id": undone[-1]["merge_id"], "survivor": undone[-1]["survivor"], "merged": merged,
+                    "state": "undone"}
+        raise Conflict(f"customer {merged} is not merged", field="merged")
+    mid, survivor = view["merge_id"], view["merged_into"]
+    await grid.awrite(make_op("identity_unmerge_out", survivor, {"merge_id": mid}, f"{mid}:unmerge-out"))
+    await grid.awrite(make_op("identity_unmerge_restore", merged, {"merge_id": mid}, f"{mid}:unmerge-restore"))
+    return {"merge_id": mid, "survivor": survivor, "merged": merged, "state": "undone"}
+
+
+async def resume_merges(grid) -> list[dict]:
+    """Finish every merge a crash left begun (step 1 done, not closed), on every shard."""
+    parts = await asyncio.gather(*(grid._aget(s.identity_pending_merges.remote(), grid.config.request_timeout_s)
+                                   for s in grid.shards))
+    return [await merge_steps(grid, m["survivor"], m["merged"], m["merge_id"]) for p in parts for m in p]

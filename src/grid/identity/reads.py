@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 
 
-__all__ = ["lookup", "view", "reviews", "review"]
+__all__ = ["lookup", "view", "reviews", "review", "context_values", "pending_merges"]
 
 
 def lookup(shard, queries: list, deterministic: tuple, max_block: int) -> list[dict]:
@@ -24,12 +24,13 @@ def view(shard, customer_id: str) -> dict:
     rec = shard.record(customer_id)  # NotFound / WrongShard
     decisions = [{"record_key": k, "decision": v[customer_id]} for k, v in sorted(d.decisions.items())
                  if customer_id in v]
-    merged_in = sorted(c for c, v in d.merges.items() if v.get("survivor") == customer_id and v.get("state") != "undone")
-    return {"customer_id": customer_id, "context": _context_values(rec), "created_at": rec.get("created_at"),
-            "links": list(d.links.get(customer_id, [])), "decisions": decisions, "merges": merged_in}
+    merges = [{f: v[f] for f in ("merge_id", "role", "survivor", "merged", "state", "at")}
+              for _, v in sorted(d.merges.items()) if customer_id in (v["survivor"], v["merged"])]
+    return {"customer_id": customer_id, "context": context_values(rec), "created_at": rec.get("created_at"),
+            "links": list(d.links.get(customer_id, [])), "decisions": decisions, "merges": merges}
 
 
-def _context_values(rec: dict) -> dict:
+def context_values(rec: dict) -> dict:
     """The identifying values a context itself holds (the ``context`` source of the golden record)."""
     out = {"name": rec["name"], "kind": rec["kind"]}
     for a in rec.get("accounts") or []:
@@ -69,3 +70,9 @@ def reviews(shard, state: str | None, after: str | None, limit: int) -> list[dic
 
 def review(shard, review_id: str) -> dict | None:
     return shard.identity.durable.reviews.get(review_id)
+
+
+def pending_merges(shard) -> list[dict]:
+    """Merges begun on this shard (step 1 done) and not closed: what a crashed merge left to finish."""
+    return [{"merge_id": v["merge_id"], "survivor": v["survivor"], "merged": v["merged"]}
+            for _, v in sorted(shard.identity.durable.merges.items()) if v["role"] == "out" and v["state"] == "begun"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,47 @@ from grid.errors import InvalidInput, WrongShard
 from grid.timegrid import local_midnight_utc, month_of, next_month, zone
 
 KIND = "import_rows"
+
+
+def ints(values) -> np.ndarray:
+    """A column of integers as the importer sends it: little-endian int64 bytes, or a list."""
+    if isinstance(values, (bytes, bytearray, memoryview)):
+        return np.frombuffer(values, dtype="<i8")
+    return np.asarray(values, dtype=np.int64)
+
+
+def text(values) -> tuple[list, np.ndarray]:
+    """A column of text as (distinct values, int64 codes into them).
+
+    The importer sends busy text columns (service point, customer of 50k readings of a few hundred meters)
+    dictionary-encoded, ``{"values": [...], "codes": <int32 bytes>}``: Ray and the WAL then carry a few hundred
+    strings, not 50k, and the shard checks each distinct value once. A plain list is encoded here.
+    """
+    if isinstance(values, dict):
+        codes = values["codes"]
+        codes = np.frombuffer(codes, dtype="<i4") if isinstance(codes, (bytes, bytearray, memoryview)) else codes
+        return list(values["values"]), np.asarray(codes, dtype=np.int64)
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int64, len(values))
+    return list(index), codes
+
+
+def _take(values, rows: np.ndarray):
+    """Rows ``rows`` of a column in any of its encodings."""
+    if isinstance(values, (bytes, bytearray, memoryview)):
+        return ints(values)[rows]
+    if isinstance(values, dict):
+        vals, codes = text(values)
+        return {"values": vals, "codes": codes[rows]}
+    return [values[i] for i in rows]
+
+
+def _length(values) -> int:
+    if isinstance(values, (bytes, bytearray, memoryview)):
+        return len(values) // 8
+    if isinstance(values, dict):
+        return len(text(values)[1])
+    return len(values)
 MAX_WH = 100_000_000  # as the usage route: one interval's energy above this is a unit error, not a reading
 
 
@@ -31,10 +73,10 @@ def prepare(shard, op: dict) -> dict:
     body = op.get("body")
     if not isinstance(body, dict) or not isinstance(body.get("position"), dict):
         raise InvalidInput("import_rows needs a body with a position", field="body.position")
-    n = len(body["offsets"])
-    if len(body["customer_id"]) != n or any(len(v) != n for v in body["columns"].values()):
+    n = _length(body["offsets"])
+    if _length(body["customer_id"]) != n or any(_length(v) != n for v in body["columns"].values()):
         raise InvalidInput("import_rows columns differ in length", field="body.columns")
-    for cid in set(body["customer_id"]):
+    for cid in text(body["customer_id"])[0]:
         if not shard.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {shard.shard_id}", retry_after=1)
     op.setdefault("at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
@@ -46,20 +88,25 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
     st = shard.imports
     source, position = body["source"], body["position"]
     done = st.offset(source, str(position["stream"]))
-    offsets = np.asarray(body["offsets"], dtype=np.int64)
+    offsets = ints(body["offsets"])
     fresh = np.flatnonzero(offsets > done)
     refused: list[dict] = []
     touched: dict[str, int] = {}
     unchanged = 0
     if fresh.size:
-        cols = {k: [v[i] for i in fresh] for k, v in body["columns"].items()} if fresh.size < offsets.size \
-            else body["columns"]
-        cids = [body["customer_id"][i] for i in fresh] if fresh.size < offsets.size else body["customer_id"]
+        cols, cids = body["columns"], body["customer_id"]
+        if fresh.size < offsets.size:  # part of the batch was applied before (a resumed stream)
+            cols = {k: _take(v, fresh) for k, v in cols.items()}
+            cids = _take(cids, fresh)
         offs = offsets[fresh]
-        digests = [body["digest"][i] for i in fresh]
+        digests = [body["digest"][i] for i in fresh] if body.get("digest") else [""] * int(fresh.size)
         if body["action"] == "usage":
             refused = _usage(shard, cids, offs, cols, touched)
         else:
+            vals, codes = text(cids)
+            cids = [vals[c] for c in codes]
+            cols = {k: (lambda v, c: [v[i] for i in c])(*text(v)) if isinstance(v, dict) else v
+                    for k, v in cols.items()}
             unchanged = _records(shard, body["action"], cids, offs, digests, cols, op["at"], refused, touched)
     for r in refused:
         r["stream"] = position["stream"]
@@ -74,12 +121,13 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
 
 # -- usage: vectorized per (interval length, month) --------------------------------------------------------------
 def _usage(shard, cids, offs, cols, touched) -> list[dict]:
-    sps = cols["service_point_id"]
-    start = np.asarray(cols["usage.start"], dtype=np.int64)
-    imp = np.asarray(cols["usage.import_wh"], dtype=np.int64)
+    sp_vals, sp_code = text(cols["service_point_id"])
+    cid_vals, cid_code = text(cids)
+    start = ints(cols["usage.start"])
+    imp = ints(cols["usage.import_wh"])
     exp_col = cols.get("usage.export_wh")
-    exp = np.zeros_like(imp) if exp_col is None else np.asarray([0 if v is None else v for v in exp_col], np.int64)
-    n = len(sps)
+    exp = np.zeros_like(imp) if exp_col is None else ints(exp_col)
+    n = sp_code.size
     ok = np.ones(n, bool)
     refused = []
 
@@ -88,20 +136,24 @@ def _usage(shard, cids, offs, cols, touched) -> list[dict]:
             refused.append({"offset": int(offs[i]), "field": fld, "reason": reason})
         ok[mask] = False
 
-    owner = [shard.sp_owner.get(sp) for sp in sps]
-    refuse(np.fromiter((o is None or o[0] != c for o, c in zip(owner, cids)), bool, n),
-           "usage.service_point_id", "service point is not on this customer")
+    # each distinct service point is looked up once; rows take their point's owner and interval by code
+    cid_index = {c: k for k, c in enumerate(cid_vals)}
+    owners = [shard.sp_owner.get(sp) for sp in sp_vals]
+    owner_code = np.array([cid_index.get(o[0], -1) if o is not None else -2 for o in owners], np.int64)
+    minutes_of = np.array([o[1] if o is not None else 60 for o in owners], np.int64)
+    refuse(owner_code[sp_code] != cid_code, "usage.service_point_id", "service point is not on this customer")
     refuse((imp < 0) | (imp > MAX_WH), "usage.import_wh", f"not an integer Wh in 0..{MAX_WH}")
     refuse((exp < 0) | (exp > MAX_WH), "usage.export_wh", f"not an integer Wh in 0..{MAX_WH}")
-    minutes = np.fromiter((o[1] if o is not None else 60 for o in owner), np.int64, n)
-    for iv in np.unique(minutes[ok]):
+    minutes = minutes_of[sp_code]
+    for iv in _present(minutes[ok]):
         sel = np.flatnonzero(ok & (minutes == iv))
         store = shard._store(int(iv))
-        rows = np.fromiter((store.row_of.get(sps[i], -1) for i in sel), np.int64, sel.size)
-        missing = rows < 0
-        if missing.any():  # a service point indexed without a usage row yet
-            ids = [sps[i] for i in sel[missing]]
-            rows[missing] = store.add_service_points(ids, [False] * len(ids))
+        row_of = np.array([store.row_of.get(sp, -1) for sp in sp_vals], np.int64)
+        used = _present(sp_code[sel])
+        missing = used[row_of[used] < 0]
+        if missing.size:  # a service point indexed without a usage row yet
+            row_of[missing] = store.add_service_points([sp_vals[u] for u in missing], [False] * missing.size)
+        rows = row_of[sp_code[sel]]
         ts = start[sel]
         months, month_start = _months(int(ts.min()), int(ts.max()), shard.timezone)
         m = np.searchsorted(month_start, ts, side="right") - 1
@@ -114,7 +166,7 @@ def _usage(shard, cids, offs, cols, touched) -> list[dict]:
                                 "reason": f"not the start of a {iv}-minute interval"})
                 ok[i] = False
         keep = ~bad
-        for k in np.unique(m[keep]):
+        for k in _present(m[keep]):
             w = keep & (m == k)
             idx = off[w] // step
             r = rows[w]
@@ -132,9 +184,16 @@ def _usage(shard, cids, offs, cols, touched) -> list[dict]:
                 b.exp[er[has], idx[has]] = e[has]
             end = ts[w] + step
             np.maximum.at(store.filled_through, r, end)
-        for i in sel[keep]:
-            touched[cids[i]] = 1
+        for c in _present(cid_code[sel[keep]]):
+            touched[cid_vals[c]] = 1
     return refused
+
+
+def _present(codes: np.ndarray) -> np.ndarray:
+    """The distinct values of small non-negative integer codes (a counting pass: np.unique sorts)."""
+    if codes.size == 0:
+        return codes
+    return np.flatnonzero(np.bincount(codes))
 
 
 def _months(t0: int, t1: int, tz: str) -> tuple[list[str], np.ndarray]:
@@ -223,6 +282,10 @@ def _upsert(shard, rec, cid, cols, i, digest, at):
     if attrs:
         new["attributes"] = {**rec["attributes"], **attrs}
     acct, sp = _part(cols, "account.", i), _part(cols, "service_point.", i)
+    if "service_point_id" not in sp:
+        sp = {}  # only defaults (interval, solar) without an id: the row is not about a service point
+    if "account_id" not in acct and not sp:
+        acct = {}
     if acct or sp:
         new["accounts"] = _upsert_account(shard, new, cid, acct, sp)
     contact = _part(cols, "contact.", i)
@@ -357,10 +420,31 @@ def _bill(shard, rec, cid, b):
         return None
     if b["period_end"] <= b["period_start"]:
         raise InvalidInput("period_end must be after period_start", field="bill.period_end")
+    lines = _bill_lines(b.get("lines"))
     ids.add(b["bill_id"])
     return {"bill_id": b["bill_id"], "account_id": b["account_id"], "customer_id": cid,
             "period_start": dt.date.fromisoformat(b["period_start"]), "period_end": dt.date.fromisoformat(b["period_end"]),
-            "lines": [], "total_cents": int(b["total_cents"])}
+            "lines": lines, "total_cents": int(b["total_cents"])}
+
+
+def _bill_lines(raw) -> list[dict]:
+    """A legacy bill's lines (JSON text from the source): reconciliation compares them line by line by code."""
+    if raw is None or raw == "":
+        return []
+    try:
+        lines = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise InvalidInput(f"lines must be a JSON list: {exc}", field="bill.lines") from None
+    if not isinstance(lines, list):
+        raise InvalidInput("lines must be a JSON list of {code, quantity, unit, amount_cents}", field="bill.lines")
+    out = []
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict) or not isinstance(line.get("code"), str) or \
+                any(isinstance(line.get(k), bool) or not isinstance(line.get(k), int) for k in ("quantity", "amount_cents")):
+            raise InvalidInput(f"line {i} needs a code and integer quantity and amount_cents", field="bill.lines")
+        out.append({"code": line["code"], "quantity": line["quantity"], "unit": str(line.get("unit") or ""),
+                    "amount_cents": line["amount_cents"]})
+    return out
 
 
 ACTIONS = {"upsert": _upsert, "payment": _payment, "event": _event, "project": _project}

@@ -329,3 +329,39 @@ def _read_block(ch: Channel, href: str, block: Element, skipped: list[dict]) -> 
             skipped.append({"href": f"{href}#{k}", "reason": "projected reading (quality 12) is not a measurement"})
             continue
         ch.readings.append((start, duration, wh_of(value, ch.power_of_ten), quality))
+
+
+class EspiReader:
+    """The reader protocol (:mod:`grid.imports.readers`) over one Green Button file.
+
+    Rows are :meth:`Feed.rows` in (usage point, start) order, numbered from 1; options: ``service_point_id``
+    (every usage point is that service point) or ``usage_points`` (usage point id -> service point id, the
+    Green Button registrations). A file the parser refuses (unsafe or malformed XML) is one rejected record,
+    so the folder's other files go on; skipped channels and readings (other units, projections) are rejected
+    records too, each with its reason.
+    """
+
+    def __init__(self, info, batch_rows: int = 50_000):
+        self.info = info
+        self.batch_rows = batch_rows
+
+    def batches(self, after: dict | None = None):
+        from grid.imports.readers import Batch, start_row
+
+        stream = self.info.stream
+        first = start_row(after, stream)
+        try:
+            feed = parse(self.info.path.read_bytes())
+        except InvalidInput as exc:
+            yield Batch({"stream": stream, "offset": first - 1}, [],
+                        rejected=[{"text": self.info.path.name, "reason": "malformed", "detail": exc.detail}])
+            return
+        o = self.info.options
+        rows = feed.rows(o.get("service_point_id"), o.get("usage_points"))
+        rejected = [{"text": s["href"], "reason": "skipped", "detail": s["reason"]} for s in feed.skipped]
+        if first > len(rows) and after is not None:
+            return
+        for lo in range(first - 1, max(len(rows), first), self.batch_rows):
+            part = rows[lo:lo + self.batch_rows]
+            yield Batch({"stream": stream, "offset": lo + len(part)}, part,
+                        rejected=rejected if lo == first - 1 else [])

@@ -44,6 +44,7 @@ FIELDS: dict[str, str] = {
     "usage.export_wh": "energy",
     "bill.bill_id": "string", "bill.account_id": "string", "bill.period_start": "date",
     "bill.period_end": "date", "bill.total_cents": "money",
+    "bill.lines": "string",  # JSON: [{code, quantity, unit, amount_cents}], what reconciliation compares
     "payment.payment_id": "string", "payment.account_id": "string", "payment.date": "date",
     "payment.amount_cents": "money", "payment.method": "string",
     "event.event_id": "string", "event.type": "string", "event.at": "datetime",
@@ -189,6 +190,15 @@ def _pick(rows, rule: FieldRule, n: int) -> pl.Series:
 
 def _exact_units(s: pl.Series, scale: int, decimal: str) -> pl.Series:
     """Decimal text -> integer units (x ``scale``), exact and half-up; null where the text is not a number."""
+    whole = s.cast(pl.String).cast(pl.Int64, strict=False)  # most meter exports write whole Wh: one cast
+    rest = whole.is_null() & s.is_not_null()
+    if not rest.any():
+        return whole * scale
+    out = _decimal_units(s.filter(rest), scale, decimal)
+    return (whole * scale).scatter(rest.arg_true(), out)
+
+
+def _decimal_units(s: pl.Series, scale: int, decimal: str) -> pl.Series:
     txt = s.cast(pl.String).str.strip_chars().str.replace_all(r"[\$\s]", "")
     if decimal == ",":
         txt = txt.str.replace_all(r"\.", "").str.replace(",", ".", literal=True)
@@ -248,6 +258,8 @@ def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
         elif s.dtype == pl.Date:
             d = s.cast(pl.Datetime("us"))
         else:
+            d = _fast_datetime(s.cast(pl.String)) if rule.format is None else None
+        if d is None:
             txt = s.cast(pl.String).str.replace(r"Z$", "+00:00")
             try:
                 d = txt.str.to_datetime(format=rule.format, strict=False, time_unit="us")
@@ -265,6 +277,29 @@ def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
             d = d.dt.replace_time_zone(rule.timezone, ambiguous="earliest", non_existent="null")
         return d.dt.epoch("s"), reason
     raise InvalidInput(f"unknown field type {t!r}", field=rule.target)
+
+
+# ISO 8601 shapes parsed with an explicit pattern (10x faster than inferring one per batch): (regex, pattern, utc)
+_ISO = ((r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "%Y-%m-%dT%H:%M:%SZ", True),
+        (r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$", "%Y-%m-%dT%H:%M:%S", False),
+        (r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", "%Y-%m-%d %H:%M:%S", False),
+        (r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}$", None, False))
+
+
+def _fast_datetime(txt: pl.Series) -> pl.Series | None:
+    """Parse when every value has one common ISO shape; None to take the general path."""
+    import re
+
+    first = txt.drop_nulls().head(1).to_list()
+    if not first:
+        return None
+    for rx, pattern, utc in _ISO:
+        if pattern and re.match(rx, first[0]):
+            d = txt.str.to_datetime(format=pattern, strict=False, time_unit="us")
+            if d.null_count() != txt.null_count():
+                return None  # mixed shapes: the general path decides row by row
+            return d.dt.replace_time_zone("UTC") if utc else d
+    return None
 
 
 class Mapping:

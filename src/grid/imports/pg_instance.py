@@ -74,7 +74,12 @@ class LocalPostgres:
                         f"unix_socket_directories = '{self.root}'\nwal_level = logical\n"
                         "max_replication_slots = 16\nmax_wal_senders = 4\nfsync = off\n"
                         "synchronous_commit = on\nshared_buffers = 32MB\nmax_connections = 40\n")
-        else:  # a restart on another port
+        else:  # a restart on another port; a server the last run left behind (killed hard) is stopped first
+            if (self.data / "postmaster.pid").exists():
+                try:
+                    self.stop()
+                except ContextGridError:
+                    pass
             with open(self.data / "postgresql.conf", "a") as f:
                 f.write(f"\nport = {self.port}\n")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start")

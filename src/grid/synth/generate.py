@@ -24,6 +24,7 @@ from grid.synth.customers import build_chunk
 from grid.synth.interactions import OutageCalendar, finish_events
 from grid.synth.legacy_bills import LegacyBiller, bills_table, errors_table
 from grid.synth.load_shapes import Weather, month_usage, us_holidays
+from grid.synth.churn import plant as plant_churners
 from grid.synth.payments import payments_for
 from grid.synth.plan import (CHUNK_BILLS, CHUNK_EVENTS, CHUNK_RECORDS, CHUNK_USAGE, STREAM_CHUNK, STREAM_WEATHER,
                              build_plan, stream)
@@ -34,6 +35,7 @@ from grid.tariffs import SHIPPED
 FORMAT = "contextgrid-base/1"
 DEFAULT_TARIFF_DIR = SHIPPED  # the generator prices its legacy bills with the shipped tariffs (read-only)
 CHUNK_PAYMENTS = 5
+CHUNK_CHURN = 6
 MAX_CHUNK_CUSTOMERS = 500_000  # a chunk-month's usage must fit Parquet's int32 list offsets
 
 
@@ -53,7 +55,8 @@ def _check(customers, seed, months, chunk_customers, bill_error_rate) -> None:
 def generate_base(out_dir: str | Path, customers: int, seed: int = 0, *, first_month: str = "2025-11",
                   months: int = 12, chunk_customers: int = 2000, timezone: str = timegrid.DEFAULT_TIMEZONE,
                   tariff_dir: str | Path = DEFAULT_TARIFF_DIR, bill_error_rate: float = 0.02,
-                  progress: Callable[[int], None] | None = None, bill_fn: Callable | None = None) -> dict:
+                  progress: Callable[[int], None] | None = None, bill_fn: Callable | None = None,
+                  churn_rate: float = 0.0) -> dict:
     """Write a synthetic customer base of ``customers`` customers to ``out_dir``; return its manifest.
 
     Parameters
@@ -74,6 +77,9 @@ def generate_base(out_dir: str | Path, customers: int, seed: int = 0, *, first_m
         Share of legacy bills carrying one injected error (truth in ``truth/bill_errors.parquet``).
     progress : callable, optional
         Called after each chunk with the number of customers that chunk held (an increment: ``bar.update``).
+    churn_rate : float
+        Share of customers planted as churners (:mod:`grid.synth.churn`; truth in ``truth/churn.parquet``);
+        0 (the default) plants none and leaves the base as it was.
     bill_fn : callable, optional
         The bill kernel, ``kernels.billing.bill_intervals`` by default (tests may pass an instrumented one).
 
@@ -83,6 +89,8 @@ def generate_base(out_dir: str | Path, customers: int, seed: int = 0, *, first_m
         The manifest also written to ``out_dir/manifest.json``.
     """
     _check(customers, seed, months, chunk_customers, bill_error_rate)
+    if isinstance(churn_rate, bool) or not isinstance(churn_rate, (int, float)) or not 0.0 <= churn_rate < 1.0:
+        raise InvalidInput(f"churn_rate must be in [0, 1), got {churn_rate!r}", field="churn_rate")
     customers, seed, months, chunk_customers = int(customers), int(seed), int(months), int(chunk_customers)
     timegrid.zone(timezone)
     month_list = timegrid.months_between(first_month, months)
@@ -130,6 +138,9 @@ def generate_base(out_dir: str | Path, customers: int, seed: int = 0, *, first_m
         payments = payments_for(bill_rows, bounds, account_number, np.array(chunk.account_customer, np.int64),
                                 chunk.customers["customer_id"], chunk.payer, chunk.pay_method, window_end,
                                 stream(seed, *key, CHUNK_PAYMENTS), chunk.events)
+        if churn_rate > 0:  # churn: signals added to the events, churners' accounts closed (grid.synth.churn)
+            writer.write_truth("churn", plant_churners(chunk, stream(seed, *key, CHUNK_CHURN), start_ts, end_ts,
+                                                       churn_rate))
         chunk.customers["events"] = [finish_events(ev) for ev in chunk.events]
         for folder in ("customers", "accounts", "service_points", "entities"):
             writer.write_part(folder, c, table(folder, getattr(chunk, folder)))

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grid.errors import InvalidInput
+from grid.synth import churn as churn_truth
 
 LINE = pa.struct([("code", pa.string()), ("quantity", pa.int64()), ("unit", pa.string()),
                   ("amount_cents", pa.int64())])
@@ -45,6 +46,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "portfolios": pa.schema([("entity_id", pa.string()), ("portfolio_key", pa.string()),
                              ("link_kind", pa.string())]),
 }
+SCHEMAS["churn"] = churn_truth.SCHEMA  # churn: planted churners (grid.synth.churn)
 FOLDERS = ("customers", "accounts", "service_points", "entities", "bills", "payments")
 JSON_COLUMNS = {"customers": ("attributes", "contacts", "events"), "accounts": ("programs",)}
 MAX_LIST_VALUES = 2**31 - 1  # list<int32> offsets are int32

@@ -110,7 +110,7 @@ def file_digest(path: Path, limit: int | None = None) -> str:
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".psv": "csv", ".dat": "fixed", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".parquet": "parquet", ".xlsx": "spreadsheet", ".xls": "spreadsheet",
-           ".xlsm": "spreadsheet", ".ods": "spreadsheet"}
+           ".xlsm": "spreadsheet", ".ods": "spreadsheet", ".xml": "espi"}
 
 
 def format_of(path: Path, declared: str = "auto") -> str:
@@ -139,6 +139,8 @@ def open_file(path: str | Path, fmt: str = "auto", options: dict | None = None,
         from grid.imports.readers.parquet import ParquetReader as cls
     elif fmt == "spreadsheet":
         from grid.imports.readers.spreadsheet import SpreadsheetReader as cls
+    elif fmt == "espi":  # Green Button files (grid.imports.espi)
+        from grid.imports.espi import EspiReader as cls
     else:
         raise InvalidInput(f"unknown file format {fmt!r}", field="format")
     return cls(info, batch_rows=batch_rows)
