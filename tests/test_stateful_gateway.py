@@ -199,8 +199,8 @@ class GatewayMachine(RuleBasedStateMachine):
         projects = [p["project_id"] for p in rec["supplemental"]["projects"]] if rec else []
         body = apply_picks(*drawn, accounts, contacts_, projects)
         r = self.call("PATCH", f"/v1/customers/{cid}", json=body)
-        if rec is None:
-            assert r.status_code == 404, r.text
+        if rec is None:  # a body the log cannot hold is refused before the customer is looked up
+            assert r.status_code == (404 if _log_safe(body) else 422), r.text
             return
         assert r.status_code in (200, 422), r.text
         if r.status_code == 422:
