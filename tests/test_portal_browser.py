@@ -9,11 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM
 from portal_seed import SOLAR, seed
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CUSTOMER_KEY = "portal-browser-key-0123456789"
 OPERATOR_KEY = "portal-browser-ops-0123456789"
@@ -57,15 +55,6 @@ async def portal(grid):
     async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as http:
         yield base, http
     await runner.cleanup()
-
-
-@pytest.fixture(scope="module")
-async def browser():
-    pw = pytest.importorskip("playwright.async_api")
-    async with pw.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        await b.close()
 
 
 async def test_portal_end_to_end(portal, browser):

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import grid.wal as walmod
-from grid.errors import InvalidInput, ShardUnavailable
+from grid.errors import DataCorrupt, InvalidInput, ShardUnavailable
 from grid.wal import WriteAheadLog
 
 HEADER = 16  # u32 length + u64 seq + u32 crc
@@ -223,7 +223,7 @@ def test_flipped_byte_cuts_from_that_frame_on(n, data):
         assert seg.stat().st_size == starts[victim]
 
 
-def test_corrupt_middle_segment_cuts_it_and_removes_later_ones(tmp_path, caplog):
+def test_corrupt_closed_segment_stops_replay_naming_the_file_and_deletes_nothing(tmp_path, caplog):
     recs = [{"i": i, "pad": "z" * 40} for i in range(30)]
     write_records(tmp_path, recs, segment_bytes=250)
     segs = segments(tmp_path)
@@ -234,17 +234,28 @@ def test_corrupt_middle_segment_cuts_it_and_removes_later_ones(tmp_path, caplog)
     raw = bytearray(middle.read_bytes())
     raw[ends[0] + HEADER + 3] ^= 0xFF  # payload of the middle segment's second frame
     middle.write_bytes(bytes(raw))
+    sizes = {p.name: p.stat().st_size for p in segs}
     with caplog.at_level(logging.WARNING, logger="grid.wal"), WriteAheadLog(tmp_path) as wal:
         assert wal.last_seq == 30  # opening checks only the newest segment
-        got = list(wal.replay())
-        assert got == list(zip(range(1, first + 1), recs[:first]))
-        assert segments(tmp_path) == segs[:2]
-        assert middle.stat().st_size == ends[0]
-        # Nothing was written since opening, so numbering goes on from the cut.
-        assert wal.last_seq == first
-        assert wal.append({"new": 1}) == first + 1
-    assert "corrupt" in caplog.text
-    assert replay_all(tmp_path)[-1] == (first + 1, {"new": 1})
+        got = []
+        with pytest.raises(DataCorrupt) as err:
+            for item in wal.replay():
+                got.append(item)
+        assert err.value.file == str(middle) and middle.name in err.value.detail
+        assert got == list(zip(range(1, first + 1), recs[:first]))  # the good frames before the damage
+        assert {p.name: p.stat().st_size for p in segments(tmp_path)} == sizes  # nothing cut, nothing removed
+        assert wal.last_seq == 30
+    assert "damaged" in caplog.text
+
+
+def test_missing_middle_segment_stops_replay(tmp_path):
+    write_records(tmp_path, [{"i": i, "pad": "z" * 40} for i in range(30)], segment_bytes=250)
+    segs = segments(tmp_path)
+    segs[2].unlink()
+    with WriteAheadLog(tmp_path) as wal, pytest.raises(DataCorrupt) as err:
+        list(wal.replay())
+    assert err.value.file == str(segs[3]) and "out" in err.value.detail
+    assert segments(tmp_path) == [segs[0], segs[1]] + segs[3:]
 
 
 def test_emptied_newest_segment_keeps_numbering(tmp_path):
@@ -289,8 +300,9 @@ def test_skip_to_never_reuses_a_snapshot_seq(tmp_path):
         assert wal.append({"i": "after snapshot"}) == 11
         wal.skip_to(5)  # never goes back
         assert wal.append({"i": "next"}) == 12
-    assert [s for s, _ in replay_all(tmp_path)] == [1, 2, 3, 11, 12]
     assert [s for s, _ in replay_all(tmp_path, after_seq=10)] == [11, 12]
+    with pytest.raises(DataCorrupt):  # without the snapshot through 10, seqs 4..10 are in no file
+        replay_all(tmp_path)
 
 
 def test_second_writer_on_same_directory_is_refused(tmp_path):

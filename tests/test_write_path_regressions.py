@@ -3,12 +3,9 @@
 A grid of its own (the generated base, loaded), so that adding customers and running bills here does not move
 the figures other test files assert on the shared base grid. Its tariff catalogue is a copy of
 ``rules/tariffs`` without ``ind-tou-demand``: the base's three industrial accounts name a tariff that is gone
-(a tariff deleted after accounts were put on it), which no write check at the door can prevent.
+(its file removed from the catalogue after accounts were put on it), which no check at the door can prevent.
 """
 from __future__ import annotations
-
-import shutil
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -34,10 +31,10 @@ async def rapi(regress_grid, keystore, tmp_path_factory):
     from grid.gateway.app import create_app
     from grid.gateway.config import GatewayConfig
 
-    tariffs = tmp_path_factory.mktemp("tariffs")
-    for p in Path("rules/tariffs").glob("*.json"):
-        if p.stem != GONE:
-            shutil.copy(p, tariffs / p.name)
+    from grid.tariffs import seed
+
+    tariffs = seed(tmp_path_factory.mktemp("tariffs"))
+    (tariffs / f"{GONE}.json").unlink()  # removed on disk after accounts were put on it
     app = create_app(regress_grid, GatewayConfig(tariff_dir=str(tariffs)), keystore)
     async with TestClient(TestServer(app)) as client:
         yield client
@@ -143,3 +140,19 @@ async def test_bill_run_reports_accounts_whose_tariff_is_gone_and_bills_the_rest
     for path in (f"/v1/customers/{cid}/forecast", f"/v1/customers/{cid}/bill/current"):
         r = await rapi.get(path, headers=H)
         assert r.status < 500, (path, await r.text())
+
+
+async def test_idempotency_key_reused_for_another_request_is_refused(rapi):
+    cid, body = _new_customer(200)
+    h = {**H, "Idempotency-Key": "bound-1"}
+    r = await rapi.put(f"/v1/customers/{cid}", json=body, headers=h)
+    assert r.status == 200
+    again = await rapi.put(f"/v1/customers/{cid}", json=body, headers=h)  # a retry: the first result again
+    assert again.status == 200 and (await again.json())["version"] == 1
+    changed = {**body, "name": "Someone else"}
+    for method, payload in (("put", changed), ("patch", {"name": "Someone else"})):
+        r = await getattr(rapi, method)(f"/v1/customers/{cid}", json=payload, headers=h)
+        assert r.status == 422, await r.text()
+        assert (await r.json(content_type="application/problem+json"))["field"] == "Idempotency-Key"
+    got = await (await rapi.get(f"/v1/customers/{cid}", headers=H)).json()
+    assert got["version"] == 1 and got["name"] == body["name"]  # nothing applied

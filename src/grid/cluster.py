@@ -83,7 +83,7 @@ class Grid:
         shard_dir = self.data_dir / "shards" / f"shard-{shard_id}"
         return ShardActor.options(**actor_options(shard_id, self.config.namespace)).remote(
             shard_id, self.table.partitions_of_shard(shard_id), str(shard_dir), self.config.timezone,
-            self.config.fsync)
+            self.config.fsync, wal_segment_bytes=self.config.wal_segment_bytes)
 
     # -- routing ------------------------------------------------------------------------------------------
     def shard_index(self, customer_id: str) -> int:
@@ -136,8 +136,16 @@ class Grid:
     # -- sync facade (CLI, tests, notebooks) ---------------------------------------------------------------
     @staticmethod
     def _sync(coro):
-        """Run one async operation to its end from synchronous code."""
-        return asyncio.run(coro)
+        """Run one async operation to its end from synchronous code (in a thread of its own when this thread
+        already runs an event loop: a notebook, an async test)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coro).result()
 
     def get(self, customer_id: str) -> dict:
         return self._get(self.owner(customer_id).get.remote(customer_id))
@@ -163,6 +171,9 @@ class Grid:
                        resolution: str = "interval") -> dict:
         return self._get(self.owner(customer_id).customer_usage.remote(customer_id, month, service_point_id,
                                                                         resolution))
+
+    def customer_period(self, customer_id: str, period: str, tariff_dir: str = billrun.DEFAULT_TARIFF_DIR):
+        return self._get(self.owner(customer_id).customer_period.remote(customer_id, period, tariff_dir))
 
     def membership(self) -> list[dict]:
         """Per shard: the customer ids it holds and the partitions it owns."""
@@ -526,6 +537,11 @@ class Grid:
     async def aoutbox_awaiting_reply(self, address: str) -> list[tuple[int, str]]:
         parts = await self._everywhere("outbox_awaiting_reply", address)
         return [(i, nid) for i, p in enumerate(parts) for nid in p]
+
+    async def asearch(self, query: str, limit: int) -> list[dict]:
+        """Customers matching a console search, over every shard at once, in customer id order."""
+        parts = await self._everywhere("search", query, limit)
+        return merge_pages(parts, limit)
 
     async def aescalate(self, now: float, fallback: dict | None) -> int:
         """Escalate, on every shard, critical alerts not acknowledged in time; how many escalations."""

@@ -13,7 +13,8 @@
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403
     └── ShardUnavailable    (retry_after)     -> 503
-        └── WrongShard                        (a partition moved; the caller re-routes)
+        ├── WrongShard                        (a partition moved; the caller re-routes)
+        └── DataCorrupt     (file)            (a durable file is damaged: the shard stays stopped)
 
 Foreign errors (Ray, msgpack, pyarrow, YAML) are translated where they arise, ``raise ... from exc``.
 The gateway's one middleware maps this tree to HTTP status codes and ``application/problem+json``.
@@ -139,6 +140,16 @@ class ShardUnavailable(ContextGridError):
 
 class WrongShard(ShardUnavailable):
     """The addressed shard does not own the customer (its partition moved); re-route and retry."""
+
+
+class DataCorrupt(ShardUnavailable):
+    """A shard's durable file (``file``) is damaged: it stays stopped, never starting from partial state."""
+
+    title = "Shard stopped: damaged data"
+
+    def __init__(self, detail: str = "", file: str | None = None, retry_after: int = 30, **extra):
+        super().__init__(detail, retry_after=retry_after, file=file, **extra)
+        self.file = file
 
 
 # The kernels raise through a hook (kernels.errors): make their complaints this tree's, so a bad kernel input is

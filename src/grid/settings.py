@@ -38,6 +38,7 @@ class Settings:
     move_wait_s: float = 10.0  # longest a request waits for its partition to finish moving before a 503
     fsync: str = "batch"  # WAL policy of every shard: always | batch | off
     move_batch: int = 8  # partitions moved per pause: bounds how long any one customer waits
+    wal_segment_bytes: int = 64 << 20  # a shard's WAL starts a new segment past this size
     # -- the gateway
     host: str = "127.0.0.1"
     port: int = 8080

@@ -343,7 +343,11 @@ class Shard:
         Raises a ``grid.errors`` error (and changes nothing) when the op cannot apply; what the check computed
         is kept for the :meth:`apply` of the same op that follows in the same event-loop step.
         """
-        if op["write_id"] in self.applied:
+        done = self.applied.get(op["write_id"])
+        if done is not None:
+            if op.get("request") is not None and done.get("request", op["request"]) != op["request"]:
+                raise InvalidInput("this Idempotency-Key was used for a different request (method, route or "
+                                   "body); use a new key for a new request", field="Idempotency-Key")
             return op
         kind = OPS.get(op["kind"])
         if kind is None:
@@ -378,6 +382,8 @@ class Shard:
         cid = op.get("customer_id")
         if kind.customer and cid in self.records:
             result["version"] = self.records[cid]["version"]
+        if op.get("request") is not None:
+            result["request"] = op["request"]  # what the client's Idempotency-Key is bound to
         # a retry gets the result again, less the rows refused (a quarantine list can be long; it was reported)
         self.applied[op["write_id"]] = {k: v for k, v in result.items() if k != "refused"}
         while len(self.applied) > APPLIED_WRITE_IDS:

@@ -21,7 +21,7 @@ import ray
 
 from grid import billrun, classification, whatif
 from grid.durable import durable_write
-from grid.errors import ShardUnavailable
+from grid.errors import DataCorrupt, ShardUnavailable
 from grid.identity import reads as identity_reads
 from grid.shard import Shard, from_snapshot, to_snapshot
 from grid.snapshots import SnapshotStore
@@ -40,52 +40,89 @@ class ShardServer:
     """Methods the grid calls on a shard (the body of the Ray actor)."""
 
     def __init__(self, shard_id: int, partitions: list[int], data_dir: str, timezone: str,
-                 fsync: str = "batch", snapshot_every: int = 50_000):
+                 fsync: str = "batch", snapshot_every: int = 50_000, wal_segment_bytes: int = 64 << 20):
         t0 = time.perf_counter()
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.shard_id = shard_id
         self.snapshots = SnapshotStore(self.dir / "snapshots")
         self.snapshot_every = snapshot_every
         self.writes_since_snapshot = 0
         self._snapshotting: asyncio.Lock | None = None
-        snap = self.snapshots.latest()
-        if snap is not None:
-            self.shard = from_snapshot(snap.tables, snap.blobs)
-            base_seq = snap.seq
-        else:
-            self.shard = Shard(shard_id, partitions, timezone)
-            base_seq = 0
         self._owned_file = self.dir / "owned.json"  # moves rewrite it; it beats the constructor's (stale) argument
+        self.apply_failures = 0
+        self.wal: WriteAheadLog | None = None
+        self.stopped: DataCorrupt | None = None
+        self.started = time.time()
+        try:
+            self.shard: Shard = self._recover(shard_id, partitions, timezone, fsync, wal_segment_bytes)
+        except DataCorrupt as exc:
+            # Damaged durable state: stay up but serve nothing (every call answers 503 naming the file) rather
+            # than start from partial state; Ray would only run this constructor again.
+            self.stopped = exc
+            self.shard = _Stopped(exc)
+            self.recovery = {"stopped": exc.detail, "file": exc.file}
+            log.critical("shard %s stopped: %s", shard_id, exc.detail)
+            return
+        self.recovery["seconds"] = round(time.perf_counter() - t0, 3)
+        log.info("shard %s ready: %s", shard_id, self.recovery)
+
+    def _recover(self, shard_id: int, partitions: list[int], timezone: str, fsync: str,
+                 segment_bytes: int) -> Shard:
+        """The state as of the last acknowledged write: newest verifiable snapshot + the log after it.
+
+        Raises DataCorrupt when that cannot be had in full: snapshots exist but none verifies, the log does
+        not reach back to the snapshot (or to seq 1 without one), or a closed log segment is damaged.
+        """
+        snap = self.snapshots.latest()
+        if snap is None and self.snapshots.count():
+            raise DataCorrupt(f"no snapshot in {self.snapshots.directory} verifies ({self.snapshots.count()} found; "
+                              "see the log for why): restore one from a backup, then restart the shard",
+                              file=str(self.snapshots.directory))
+        shard = from_snapshot(snap.tables, snap.blobs) if snap is not None else Shard(shard_id, partitions, timezone)
+        base_seq = snap.seq if snap is not None else 0
         if self._owned_file.exists():
-            self.shard.owned[:] = False
-            self.shard.owned[json.loads(self._owned_file.read_text())] = True
-        else:
-            self._save_owned()
-        self.wal = WriteAheadLog(self.dir / "wal", fsync=fsync)
+            shard.owned[:] = False
+            shard.owned[json.loads(self._owned_file.read_text())] = True
+        self.wal = WriteAheadLog(self.dir / "wal", fsync=fsync, segment_bytes=segment_bytes)
+        first = self.wal.first_seq
+        if first > base_seq + 1:
+            raise DataCorrupt(f"the WAL in {self.wal.directory} starts at seq {first} but "
+                              + (f"the newest verifiable snapshot ends at seq {base_seq}" if snap is not None
+                                 else "there is no snapshot")
+                              + f": writes {base_seq + 1}..{first - 1} are in neither; restore the missing "
+                              "snapshot or WAL segments from a backup, then restart the shard",
+                              file=str(self.wal.directory))
         replayed = failed = 0
         for _, op in self.wal.replay(after_seq=base_seq):
             try:
-                self.shard.apply(op)
+                shard.apply(op)
             except Exception as exc:  # noqa: BLE001 - checked before it was logged; a failure is a bug to see
                 failed += 1
                 log.error("shard %s: replay of write %s failed: %r", shard_id, op.get("write_id"), exc)
                 # remember the id, so that a client retrying the write is not applied again after a restart
-                self.shard.applied[op["write_id"]] = {"customer_id": op.get("customer_id"), "replay_failed": True}
+                shard.applied[op["write_id"]] = {"customer_id": op.get("customer_id"), "replay_failed": True}
             replayed += 1
         self.wal.skip_to(base_seq)
-        self.shard.drop_unowned()
+        self.shard = shard
+        if not self._owned_file.exists():
+            self._save_owned()
+        shard.drop_unowned()
         self.apply_failures = failed
-        self.recovery = {"snapshot_seq": base_seq, "replayed": replayed, "replay_failures": failed,
-                         "seconds": round(time.perf_counter() - t0, 3)}
-        self.started = time.time()
-        log.info("shard %s ready: %s", shard_id, self.recovery)
+        self.recovery = {"snapshot_seq": base_seq, "replayed": replayed, "replay_failures": failed}
+        return shard
 
     # -- status -------------------------------------------------------------------------------------------
     async def ready(self) -> dict:
         return self.stats()
 
     def stats(self) -> dict:
+        if self.stopped is not None:
+            return {"shard": self.shard_id, "status": "stopped", "error": self.stopped.detail,
+                    "file": self.stopped.file, "wal_seq": self.wal.last_seq if self.wal is not None else None,
+                    "data_dir": str(self.dir), "pid": os.getpid()}
         s = self.shard.stats()
+        s["status"] = "ok"
         s["node_id"] = ray.get_runtime_context().get_node_id()
         s["pid"] = os.getpid()
         s["uptime_s"] = round(time.time() - self.started, 3)
@@ -300,6 +337,12 @@ class ShardServer:
     async def outbox_awaiting_reply(self, address: str) -> list[str]:
         return self.shard.outbox.awaiting_reply(address)
 
+    async def search(self, query: str, limit: int) -> list[dict]:
+        """Console search over this shard's contexts (grid.contacts.search)."""
+        from grid.contacts.search import search
+
+        return search(self.shard.records, query, limit)
+
     # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
     async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
         """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""
@@ -375,6 +418,16 @@ class ShardServer:
             snap = await loop.run_in_executor(None, persist)
             return {"shard": self.shard.shard_id, "seq": snap.seq, "path": str(snap.path),
                     "seconds": round(time.perf_counter() - t0, 3)}
+
+
+class _Stopped:
+    """Stands in for the state of a shard that refused to start: every use raises its DataCorrupt again."""
+
+    def __init__(self, error: DataCorrupt):
+        self._error = error
+
+    def __getattr__(self, name):
+        raise DataCorrupt(self._error.detail, file=self._error.file)
 
 
 ShardActor = ray.remote(ShardServer)

@@ -236,6 +236,10 @@ class SnapshotStore:
             _log.error("snapshots: none of %d snapshots in %s verifies", len(candidates), self.directory)
         return None
 
+    def count(self) -> int:
+        """How many snapshots are kept (verified or not)."""
+        return len(self._snapshot_dirs())
+
     def oldest_kept_seq(self) -> int:
         """Seq of the oldest snapshot kept (0 if none): the WAL may be truncated only through it."""
         dirs = self._snapshot_dirs()

@@ -14,10 +14,12 @@ the last batch held (the writers it just released, coming back), but never past 
 oldest was submitted nor beyond ``max_batch`` frames: steady concurrent writers share each fsync without
 a fixed delay, and a lone writer waits for nobody.
 
-A torn or corrupt frame (short, CRC mismatch, seq out of order) ends the log: its segment is cut back to
-the last good frame and later segments are removed. Opening checks the newest segment (where a crash
-leaves a torn tail); ``replay`` checks every segment it reads. An emptied segment file is kept: its name
-still records where numbering goes on.
+A torn or corrupt frame (short, CRC mismatch, seq out of order) in the newest segment is where a crash
+left a torn tail: the segment is cut back to the last good frame (opening checks it; so does ``replay``).
+Anywhere else - a closed segment, segments that overlap or leave seqs out - it is damage to acknowledged
+writes: ``replay`` raises :class:`~grid.errors.DataCorrupt` naming the file and deletes nothing, so an
+operator can restore it (the shard stays stopped rather than start from partial state). An emptied
+segment file is kept: its name still records where numbering goes on.
 
 A failed ``write`` or ``fsync`` poisons the log: after a failed fsync Linux may drop the dirty pages and
 report the error only once, so a retry could acknowledge data that is not on disk. Pending and later
@@ -40,7 +42,7 @@ from pathlib import Path
 import msgpack
 
 from grid.durable import fsync_dir as _fsync_dir  # a created/renamed entry is durable once its dir is
-from grid.errors import InvalidInput, ShardUnavailable
+from grid.errors import DataCorrupt, InvalidInput, ShardUnavailable
 
 __all__ = ["FSYNC_POLICIES", "WriteAheadLog"]
 
@@ -397,9 +399,14 @@ class WriteAheadLog:
     def replay(self, after_seq: int = 0) -> Iterator[tuple[int, dict]]:
         """Yield ``(seq, record)`` for every frame with ``seq > after_seq``, in seq order.
 
-        Reads what was written when the call started. A torn or corrupt frame ends the log: its segment
-        is cut back to the last good frame and later segments are removed (logged); the frames before it
-        are yielded.
+        Reads what was written when the call started. A torn or corrupt frame in the newest segment ends the
+        log there: the segment is cut back to the last good frame (logged); the frames before it are yielded.
+
+        Raises
+        ------
+        DataCorrupt
+            A closed (not the newest) segment holds a bad frame, or segments overlap or leave seqs out: the
+            frames yielded so far are good, nothing is cut or deleted, and the error names the file.
         """
         with self._io_lock:
             segments, active_size = list(self._segments), self._seg_size
@@ -408,12 +415,12 @@ class WriteAheadLog:
             nxt = segments[i + 1] if i + 1 < len(segments) else None
             if nxt is not None and nxt - 1 <= after_seq:
                 continue  # every frame here is covered
-            if prev is not None and first <= prev[2]:
-                self._cut(prev[0], prev[1], prev[2], f"next segment overlaps seq {prev[2]}")
-                return
-            if prev is not None and first > prev[2] + 1:
-                _log.warning("WAL %s: seqs %d..%d are missing", self.directory, prev[2] + 1, first - 1)
             path = self.directory / _segment_name(first)
+            # seqs skipped over a snapshot (skip_to) leave a gap the caller's snapshot covers; any other gap or
+            # an overlap means frames of acknowledged writes are gone or doubled
+            if prev is not None and (first <= prev[2] or (first > prev[2] + 1 and first - 1 > after_seq)):
+                what = f"overlaps seq {prev[2]}" if first <= prev[2] else f"leaves seqs {prev[2] + 1}..{first - 1} out"
+                raise self._damaged(path, f"segment {what} of the one before it")
             try:
                 with open(path, "rb") as f:
                     data = f.read(active_size if nxt is None else -1)
@@ -427,14 +434,25 @@ class WriteAheadLog:
                     try:
                         record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
                     except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                        if nxt is not None:
+                            raise self._damaged(path, f"undecodable frame at byte {end} after seq {last}") from exc
                         self._cut(first, end, last, f"undecodable frame ({exc})")
                         return
                     yield seq, record
                 end, last = frame_end, seq
             if end < len(data):
+                if nxt is not None:
+                    raise self._damaged(path, f"torn or corrupt frame at byte {end} after seq {last}")
                 self._cut(first, end, last, f"torn or corrupt frame at byte {end}")
                 return
             prev = (first, end, last)
+
+    def _damaged(self, path: Path, what: str) -> DataCorrupt:
+        msg = (f"WAL segment {path} is damaged: {what}. It holds acknowledged writes, so the shard will not "
+               f"start without them: restore the file from a backup (or move it and every later segment aside to "
+               f"accept losing those writes), then restart the shard")
+        _log.critical(msg)
+        return DataCorrupt(msg, file=str(path))
 
     def truncate_through(self, seq: int) -> None:
         """Delete the segments whose frames all have seq <= ``seq`` (after a snapshot through ``seq``).

@@ -12,6 +12,7 @@ from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
 from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.console import setup_console
 from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
@@ -20,6 +21,7 @@ from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
 from grid.gateway.formats import choose, served_media_types
+from grid.gateway.headers import setup_security_headers
 from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
@@ -54,11 +56,14 @@ async def contract(request: web.Request, handler):
 
 
 async def get_health(request: web.Request) -> web.Response:
+    """Liveness for anyone (``ok`` / ``degraded``); each shard's details (node, pid, data path, WAL) only with
+    ``?detail=true`` and an operator key: they map the deployment for an attacker."""
     shards = await request.app[GRID].astats()
-    status = "ok" if all(s.get("status") != "unavailable" for s in shards) else "degraded"
-    for s in shards:
-        if "customers" in s:
-            request.app[METRICS].shard_customers.labels(str(s["shard"])).set(s["customers"])
+    status = "ok" if all(s.get("status") not in ("unavailable", "stopped") for s in shards) else "degraded"
+    request.app[METRICS].shards(shards)
+    if not request[PARAMS].get("detail"):
+        return web.json_response({"status": status})
+    request.app[KEYS].authenticate(request.headers.get("Authorization")).require("operator")
     return web.json_response({"status": status, "shards": shards})
 
 
@@ -67,6 +72,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
+    await request.app[METRICS].refresh(request.app[GRID], request.app[JOBS])  # the grid's state, read now
     body, ctype = request.app[METRICS].render()
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = ctype
@@ -96,6 +102,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics,
                        invalidate_interval_s=config.invalidate_interval_s)
     app.cleanup_ctx.append(_watch_shards)
+    setup_security_headers(app)
     r = app.router
     r.add_get("/v1/health", get_health, name="get_health")
     r.add_get("/v1/openapi.yaml", get_openapi, name="get_openapi")
@@ -118,4 +125,5 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_decisions(app)
     setup_imports(app)
     setup_outages(app)
+    setup_console(app)
     return app

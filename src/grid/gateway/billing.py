@@ -70,7 +70,7 @@ async def post_bill_run(request: web.Request) -> web.Response:
     async def work(job):
         return await grid.abill_run(period, tariff_dir, tolerance, progress=job.progress)
 
-    job = request.app[JOBS].start("bill-run", work)
+    job = request.app[JOBS].start("bill-run", work, params={"period": period, "tolerance_cents": tolerance})
     return respond(request, _run_view(job), "bill_run", status=202,
                    headers={"Location": f"/v1/bill-runs/{job.job_id}"})
 
@@ -82,6 +82,21 @@ def _run_view(job) -> dict:
     if report is not None:
         v["report"] = report
     return v
+
+
+async def list_bill_runs(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator", "agent")
+    p = request[PARAMS]
+    runs = [j for j in reversed(request.app[JOBS].list("bill-run"))
+            if p.get("period") is None or j.params.get("period") == p["period"]][:p.get("limit", 50)]
+    items = []
+    for job in runs:
+        v = _run_view(job)
+        report = v.pop("report", None)
+        if report is not None:
+            v.update({k: report[k] for k in ("counts", "bills", "held", "released", "diff_cents", "billed_cents")})
+        items.append(v)
+    return respond(request, {"items": items}, "bill_runs")
 
 
 async def get_bill_run(request: web.Request) -> web.Response:
@@ -113,6 +128,7 @@ async def get_bill_run_parquet(request: web.Request) -> web.Response:
 def setup_billing(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/bills/calculate", post_calculate, name="post_calculate")
+    r.add_get("/v1/bill-runs", list_bill_runs, name="list_bill_runs")
     r.add_post("/v1/bill-runs", post_bill_run, name="post_bill_run")
     r.add_get("/v1/bill-runs/{id}", get_bill_run, name="get_bill_run")
     r.add_get("/v1/bill-runs/{id}/report.parquet", get_bill_run_parquet, name="get_bill_run_parquet")

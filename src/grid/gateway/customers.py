@@ -27,11 +27,20 @@ def _context(request: web.Request, rec: dict) -> web.Response:
     return respond(request, rec, "customer", headers={"ETag": f'"{rec["version"]}"'})
 
 
-def _write_id(request: web.Request, cid: str, kind: str) -> str | None:
+def _write_id(request: web.Request, cid: str) -> str | None:
     key = request[PARAMS].get("Idempotency-Key")
-    # scope client keys by API key, customer and kind of write, so two clients' keys never collide and a key
-    # reused for a patch and then for readings does not answer the readings with the patch's acknowledgement
-    return f"{request[PRINCIPAL].key_id}:{cid}:{kind}:{key}" if key else None
+    # scope client keys by API key and customer, so two clients' keys never collide; a key reused for another
+    # write (a patch, then readings) is refused by the shard (bound to the request: see _request_digest)
+    return f"{request[PRINCIPAL].key_id}:{cid}:{key}" if key else None
+
+
+def _request_digest(request: web.Request, body) -> str:
+    """What an Idempotency-Key is bound to: method, route and body (canonical JSON), as payment APIs do."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
 
 
 async def get_customer(request: web.Request) -> web.Response:
@@ -69,7 +78,10 @@ async def get_usage(request: web.Request) -> web.Response:
 
 
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
-    op = make_op(kind, cid, body, _write_id(request, cid, kind), request[PARAMS].get("If-Match"))
+    write_id = _write_id(request, cid)
+    op = make_op(kind, cid, body, write_id, request[PARAMS].get("If-Match"))
+    if write_id is not None:  # a client's Idempotency-Key: the shard refuses it for another request
+        op["request"] = _request_digest(request, body)
     try:
         out = await request.app[GRID].awrite(op)
     except BaseException:

@@ -24,6 +24,7 @@ class Job:
     finished_at: float | None = None
     result: Any = None
     error: dict | None = None
+    params: dict = field(default_factory=dict)  # what the job was started with (a bill run's period...)
 
     def progress(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -32,7 +33,7 @@ class Job:
         return {"job_id": self.job_id, "kind": self.kind, "state": self.state,
                 "progress": {"done": self.done, "total": self.total,
                              "fraction": round(self.done / self.total, 4) if self.total else None},
-                "started_at": self.started_at, "finished_at": self.finished_at,
+                "started_at": self.started_at, "finished_at": self.finished_at, "params": self.params,
                 "result": self.result, "error": self.error}
 
 
@@ -41,8 +42,9 @@ class Jobs:
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task] = set()
 
-    def start(self, kind: str, work: Callable[[Job], Awaitable[Any]], job_id: str | None = None) -> Job:
-        job = Job(job_id or uuid.uuid4().hex[:16], kind)
+    def start(self, kind: str, work: Callable[[Job], Awaitable[Any]], job_id: str | None = None,
+              params: dict | None = None) -> Job:
+        job = Job(job_id or uuid.uuid4().hex[:16], kind, params=dict(params or {}))
         self._jobs[job.job_id] = job
 
         async def run():
@@ -60,6 +62,10 @@ class Jobs:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
+
+    def list(self, kind: str | None = None) -> list[Job]:
+        """Every job (of ``kind``), oldest first."""
+        return [j for j in self._jobs.values() if kind is None or j.kind == kind]
 
     def get(self, job_id: str, kind: str | None = None) -> Job:
         job = self._jobs.get(job_id)

@@ -12,12 +12,7 @@
   };
 
   // -- formatting (money stays integer cents until the very last string) ------------------------------------
-  function money(cents) {
-    const neg = cents < 0;
-    const abs = Math.abs(Math.trunc(cents));
-    const dollars = Math.floor(abs / 100).toLocaleString("en-US");
-    return `${neg ? "−" : ""}$${dollars}.${String(abs % 100).padStart(2, "0")}`;
-  }
+  const money = window.contextgrid.money;
   const signedMoney = (c) => (c > 0 ? "+" : "") + money(c);
   const axisMoney = (c) => "$" + Math.round(c / 100).toLocaleString("en-US");
   function kwh(wh) {
@@ -57,23 +52,8 @@
   }
 
   // -- the API ----------------------------------------------------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, problem) {
-      super(problem.detail || problem.title || `HTTP ${status}`);
-      this.status = status;
-      this.field = problem.field;
-    }
-  }
-  async function api(path, { method = "GET", body } = {}) {
-    const headers = { Authorization: `Bearer ${state.key}`, Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await r.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text }; }
-    if (!r.ok) throw new ApiError(r.status, data || {});
-    return data;
-  }
+  const { ApiError } = window.contextgrid;
+  const api = window.contextgrid.client(() => state.key);
   const customer = (rest = "") => `/v1/customers/${encodeURIComponent(state.cid)}${rest}`;
   const withAsOf = (path) => (state.asOf ? `${path}${path.includes("?") ? "&" : "?"}as_of=${state.asOf}` : path);
   function showError(node, err) {
