@@ -162,3 +162,10 @@ class DataCorrupt(ShardUnavailable):
     def __init__(self, detail: str = "", file: str | None = None, retry_after: int = 30, **extra):
         super().__init__(detail, retry_after=retry_after, file=file, **extra)
         self.file = file
+
+
+# The kernels raise through a hook (kernels.errors): make their complaints this tree's, so a bad kernel input is
+# a 4xx naming the field wherever it is called from.
+from kernels import errors as _kernel_errors  # noqa: E402
+
+_kernel_errors.use(InvalidInput, TariffError)
