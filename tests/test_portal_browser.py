@@ -105,12 +105,26 @@ async def test_portal_end_to_end(portal, browser):
     await form.locator(".ch-preference").first.fill("3")
     await form.locator(".ch-quiet-start").first.fill("21:30")
     await form.locator(".ch-quiet-end").first.fill("07:00")
+    await form.locator('.c-message[value="bill_ready"]').uncheck()  # which messages: not the bill notice
+    await form.locator(".c-language").select_option("es")
     await form.locator(".save-contact").click()
     await page.wait_for_function("document.querySelector('#contacts-status').textContent === 'Saved.'")
     ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
     contact = next(c for c in ctx["contacts"] if c["contact_id"] == contact_id)
     assert contact["channels"][0]["preference"] == 3
     assert contact["channels"][0]["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+    assert "bill_ready" not in contact["messages"] and "outage" in contact["messages"]
+    assert contact["language"] == "es"
+    # a bad address is refused with the field named; nothing changes
+    form = page.locator(f'form.contact[data-contact-id="{contact_id}"]')
+    await form.locator(".ch-address").first.fill("rachel at home")
+    await form.locator(".ch-type").first.select_option("email")
+    await form.locator(".save-contact").click()
+    await page.wait_for_function("document.querySelector('#contacts-status').className.includes('error')")
+    assert "channels[0].address" in await page.text_content("#contacts-status")
+    again = await (await http.get(f"/v1/customers/{SOLAR}")).json()
+    assert next(c for c in again["contacts"] if c["contact_id"] == contact_id) == contact
+    await page.wait_for_function("!document.querySelector('#messages').classList.contains('loading')")
 
     # supplemental information: an efficiency project, stored in the context
     await page.fill("#project-name", "Heat pump water heater")
