@@ -21,6 +21,7 @@ from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
 from grid.gateway.formats import choose, served_media_types
+from grid.gateway.headers import setup_security_headers
 from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
@@ -55,9 +56,14 @@ async def contract(request: web.Request, handler):
 
 
 async def get_health(request: web.Request) -> web.Response:
+    """Liveness for anyone (``ok`` / ``degraded``); each shard's details (node, pid, data path, WAL) only with
+    ``?detail=true`` and an operator key: they map the deployment for an attacker."""
     shards = await request.app[GRID].astats()
     status = "ok" if all(s.get("status") not in ("unavailable", "stopped") for s in shards) else "degraded"
     request.app[METRICS].shards(shards)
+    if not request[PARAMS].get("detail"):
+        return web.json_response({"status": status})
+    request.app[KEYS].authenticate(request.headers.get("Authorization")).require("operator")
     return web.json_response({"status": status, "shards": shards})
 
 
@@ -96,6 +102,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics,
                        invalidate_interval_s=config.invalidate_interval_s)
     app.cleanup_ctx.append(_watch_shards)
+    setup_security_headers(app)
     r = app.router
     r.add_get("/v1/health", get_health, name="get_health")
     r.add_get("/v1/openapi.yaml", get_openapi, name="get_openapi")
