@@ -394,6 +394,16 @@ class Grid:
     async def acustomer_events(self, customer_id: str, limit: int = 100) -> dict:
         return await self._routed(customer_id, "customer_events", customer_id, limit)
 
+    async def apropensities(self) -> dict[str, list[float]]:
+        """Accepted and rejected counts per "action|segment", summed over every shard's own learning."""
+        out: dict[str, list[float]] = {}
+        for part in await asyncio.gather(*(self._aget(s.propensities.remote()) for s in self.shards)):
+            for key, (acc, rej) in part.items():
+                tot = out.setdefault(key, [0.0, 0.0])
+                tot[0] += acc
+                tot[1] += rej
+        return out
+
     async def acustomer_decisions(self, customer_id: str, limit: int = 50) -> list[dict]:
         return await self._routed(customer_id, "customer_decisions", customer_id, limit)
 

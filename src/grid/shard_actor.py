@@ -366,6 +366,10 @@ class ShardServer:
 
         return service.events_view(self.shard, customer_id, limit)
 
+    async def propensities(self) -> dict[str, list[float]]:
+        """Responses counted per "action|segment" on this shard (on top of the catalogue's prior)."""
+        return dict(self.shard.decisions.propensity)
+
     async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
         from grid.decisions import service
 
