@@ -370,6 +370,9 @@ class ShardServer:
         """Responses counted per "action|segment" on this shard (on top of the catalogue's prior)."""
         return dict(self.shard.decisions.propensity)
 
+    async def customer_audit(self, customer_id: str, limit: int) -> list[dict]:
+        return self.shard.audit.of(customer_id, limit)
+
     async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
         from grid.decisions import service
 
