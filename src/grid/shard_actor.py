@@ -208,9 +208,11 @@ class ShardServer:
 
     # -- whole-shard computations ------------------------------------------------------------------------------
     async def bill_run(self, period: str, tariff_dir: str, tolerance_cents: int,
-                       partitions: list[int] | None) -> dict:
-        """Bill and reconcile ``partitions`` of this shard for ``period``; the outcomes are one logged write."""
-        report, outcomes = billrun.compute_period(self.shard, period, tariff_dir, tolerance_cents, partitions)
+                       chunk: tuple[int, int] | None = None) -> dict:
+        """Bill and reconcile this shard's accounts (chunk ``(i, k)`` of them) for ``period``; the outcomes are
+        one logged write."""
+        report, outcomes = billrun.compute_period(self.shard, period, tariff_dir, tolerance_cents,
+                                                  tuple(chunk) if chunk is not None else None)
         await self._commit({"kind": "bill_outcomes", "customer_id": None, "write_id": uuid.uuid4().hex,
                             "body": outcomes})
         return report
