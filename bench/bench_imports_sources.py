@@ -6,8 +6,12 @@ context (every 5 ms) until the new name shows; the time from the commit returnin
 is the freshness. Peers, in the same run on the same rows: logical decoding (the slot, ``interval_ms`` 50)
 and polling by the change column (``updated_at``, the fallback, same interval).
 
+A third round repeats the logical peer under a sustained load: another task commits BENCH_SOR_LOAD_RPS row
+updates per second (in transactions of 10 ms' worth) on the other customers while the probes run; it reports
+the rows the load committed and the freshness the probes saw.
+
 Run: ``.venv/bin/python -m pytest bench/bench_imports_sources.py -s``. Sizes: BENCH_SOR_CUSTOMERS (300),
-BENCH_SOR_COMMITS (200 per peer), BENCH_SOR_INTERVAL_MS (50).
+BENCH_SOR_COMMITS (200 per peer), BENCH_SOR_INTERVAL_MS (50), BENCH_SOR_LOAD_RPS (2000).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import yaml
 CUSTOMERS = int(os.environ.get("BENCH_SOR_CUSTOMERS", "300"))
 COMMITS = int(os.environ.get("BENCH_SOR_COMMITS", "200"))
 INTERVAL_MS = int(os.environ.get("BENCH_SOR_INTERVAL_MS", "50"))
+LOAD_RPS = int(os.environ.get("BENCH_SOR_LOAD_RPS", "2000"))
 KEY = "bench-key-0123456789"
 SOURCES = Path(__file__).resolve().parents[1] / "sources"
 
@@ -36,6 +41,24 @@ def _write_source(root: Path, dsn: str, mode: str) -> None:
     spec["options"] = {"table": "customers", "mode": mode, "interval_ms": INTERVAL_MS, "key": "customer_number",
                        "change_column": "updated_at"}
     (root / "sources" / "billing-db-customers.yaml").write_text(yaml.safe_dump(spec))
+
+
+async def _load(dsn: str, ids: list[str], stop: asyncio.Event) -> int:
+    """Commit LOAD_RPS row updates per second on ``ids`` until ``stop``; the rows committed."""
+    import psycopg
+
+    per_txn = max(1, LOAD_RPS // 100)
+    sent, t0 = 0, time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+        while not stop.is_set():
+            batch = [ids[(sent + k) % len(ids)] for k in range(per_txn)]
+            await c.execute("UPDATE customers SET name = name || '.', updated_at = clock_timestamp() "
+                            "WHERE customer_number = ANY(%s)", (batch,))
+            sent += per_txn
+            ahead = sent / LOAD_RPS - (time.perf_counter() - t0)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    return sent
 
 
 async def _freshness(client, dsn: str, ids: list[str], tag: str) -> list[float]:
@@ -94,8 +117,8 @@ def test_postgres_commit_to_context_freshness(ray_session, tmp_path, benchmark):
         keys = KeyStore([{"id": "ops", "role": "operator", "sha256": digest(KEY)}])
 
         async def run():
-            for mode in ("logical", "poll"):
-                _write_source(root, pg.dsn, mode)
+            for mode in ("logical", "poll", "logical_loaded"):
+                _write_source(root, pg.dsn, mode.split("_")[0])
                 server = TestServer(create_app(g, keys=keys))
                 await server.start_server()
                 try:
@@ -107,7 +130,15 @@ def test_postgres_commit_to_context_freshness(ray_session, tmp_path, benchmark):
                             if src["batches"] and src["state"] == "idle":
                                 break
                             await asyncio.sleep(0.1)
-                        lat = np.array(await _freshness(client, pg.dsn, ids, mode))
+                        probes, others = (ids[: len(ids) // 4], ids[len(ids) // 4:]) if mode.endswith("loaded") \
+                            else (ids, [])
+                        stop = asyncio.Event()
+                        load = asyncio.create_task(_load(pg.dsn, others, stop)) if others else None
+                        t0 = time.perf_counter()
+                        lat = np.array(await _freshness(client, pg.dsn, probes, mode))
+                        if load is not None:
+                            stop.set()
+                            results["load_rows_per_s"] = round(await load / (time.perf_counter() - t0))
                         results.update({f"{mode}_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
                                         f"{mode}_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
                                         f"{mode}_max_ms": round(float(lat.max()) * 1000, 1)})
@@ -122,4 +153,5 @@ def test_postgres_commit_to_context_freshness(ray_session, tmp_path, benchmark):
     benchmark.extra_info.update(results)
     print(f"\nfreshness over {COMMITS} commits per peer ({CUSTOMERS} customers, poll interval {INTERVAL_MS} ms): "
           + ", ".join(f"{k} {v}" for k, v in results.items()))
-    print(f"logical / poll p99: {results['logical_p99_ms'] / max(results['poll_p99_ms'], 1e-9):.2f}")
+    print(f"logical / poll p99: {results['logical_p99_ms'] / max(results['poll_p99_ms'], 1e-9):.2f}; "
+          f"loaded / idle logical p99: {results['logical_loaded_p99_ms'] / max(results['logical_p99_ms'], 1e-9):.2f}")

@@ -114,3 +114,27 @@ async def follow(client, response, headers, seconds: float = 60.0) -> dict:
             return job
         await asyncio.sleep(0.05)
     raise AssertionError(f"{url} still running after {seconds} s")
+
+
+def free_port() -> int:
+    """A loopback port free now (for servers whose URL must be known before they start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it instead of downloading its own
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    """A headless chromium for one test module (the browser tests)."""
+    pw = pytest.importorskip("playwright.async_api")
+    async with pw.async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()

@@ -86,6 +86,18 @@ def test_seed_copies_once_and_a_deleted_tariff_stays_deleted(tmp_path):
     assert "public-flat" not in cat.ids() and "mine" in cat.ids()
 
 
+def test_an_operators_own_catalogue_gets_no_shipped_tariffs(tmp_path):
+    """Regression: ``--tariffs DIR`` pointing at an operator's catalogue had every shipped tariff added to it,
+    so a tariff the operator had removed came back (and the bill run billed accounts it should report)."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "res-tou.json").write_bytes((SHIPPED / "res-tou.json").read_bytes())
+    cat = TariffCatalogue(seed(own))
+    assert cat.ids() == ["res-tou"]
+    seed(own)  # the next start
+    assert TariffCatalogue(own).ids() == ["res-tou"]
+
+
 def test_compile_checked_names_the_list_wrapper():
     with pytest.raises(TariffError) as exc:
         compile_checked({"items": [TOU]}, "x")

@@ -8,13 +8,12 @@ import email
 import email.policy
 import os
 import signal
-import socket
 import time
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import auth
+from conftest import auth, free_port
 
 from grid.contacts.config import ContactsConfig, ProviderConfig, SmtpConfig
 from grid.contacts.fake_provider import FakeProvider
@@ -22,12 +21,6 @@ from grid.contacts.fake_provider import FakeProvider
 pytestmark = pytest.mark.slow
 TZ = ZoneInfo("America/Los_Angeles")
 QUIET = {"start": "22:00", "end": "07:00"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sink:
@@ -334,7 +327,9 @@ async def test_restoration_reaches_everyone_alerted(world, outage):
 
 async def test_bad_outage_requests_are_refused(world):
     c = world["client"]
-    r = await c.post("/v1/outages", headers=auth("agent"), json={"cause": "storm"})
+    r = await c.post("/v1/outages", headers=auth("agent"), json={"cause": "storm"})  # names nothing affected
+    assert r.status == 422
+    r = await c.post("/v1/outages", headers=auth("agent"), json={"service_point_ids": [], "cause": "storm"})
     assert r.status == 422 and (await r.json())["field"] == "service_point_ids"
     r = await c.post("/v1/outages", headers=auth("agent"), json={"service_point_ids": ["SP0000001"],
                                                                   "start": "yesterday"})

@@ -77,6 +77,10 @@ async def test_responses_update_and_are_answered_once(api, nba_customers):
     item = next(a for a in nxt["actions"] if a["action_id"] == d["chosen"]["action_id"])
     prior = next(a for a in d["actions"] if a["action_id"] == d["chosen"]["action_id"])["propensity"]
     assert item["propensity"]["alpha"] == prior["alpha"] + 1  # learned at once
+    view = await (await api.get("/v1/admin/propensities", headers=H)).json()
+    seg = next(i for i in view["items"] if i["action_id"] == d["chosen"]["action_id"] and i["segment"] == d["segment"])
+    assert seg["accepted"] >= 1 and seg["alpha"] == view["prior"]["accepted"] + seg["accepted"]
+    assert (await api.get("/v1/admin/propensities", headers=auth("agent"))).status == 403
 
 
 @pytest.mark.parametrize("body, status, field", [

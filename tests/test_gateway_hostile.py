@@ -203,3 +203,67 @@ async def test_instants_are_checked_as_rfc3339(api):
     reading = {"service_point_id": "S00000033", "start": "2026-03-01 08:00", "import_wh": 5}
     r = await api.post(f"/v1/customers/{CID}/usage", json={"readings": [reading]}, headers=H)
     assert (await problem(r, 422))["field"] == "readings[0].start"
+
+
+# -- 7. what the public sees -------------------------------------------------------------------------------------
+async def test_public_health_is_liveness_only(api):
+    r = await api.get("/v1/health")
+    assert r.status == 200 and await r.json() == {"status": "ok"}
+    r = await api.get("/v1/health?detail=true")
+    await problem(r, 401)
+    r = await api.get("/v1/health?detail=true", headers=auth("customer"))
+    await problem(r, 403)
+    r = await api.get("/v1/health?detail=true", headers=H)
+    shards = (await r.json())["shards"]
+    assert shards and all("pid" in s for s in shards)
+
+
+async def test_shard_errors_do_not_show_paths_or_os_messages():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from grid.errors import ShardUnavailable
+    from grid.gateway.problems import problems
+
+    async def broken(request):
+        raise ShardUnavailable("cannot write /srv/grid/shards/shard-0/wal/000042.wal: [Errno 5] EIO", retry_after=3)
+
+    app = web.Application(middlewares=[problems])
+    app.router.add_get("/x", broken)
+    async with TestClient(TestServer(app)) as client:
+        r = await client.get("/x", headers={"X-Request-Id": "req-abc.1"})
+        body = await problem(r, 503)
+        assert "/srv" not in body["detail"] and "Errno" not in body["detail"]
+        assert body["request_id"] == "req-abc.1" and "req-abc.1" in body["detail"]
+        assert r.headers["Retry-After"] == "3"
+        r = await client.get("/x", headers={"X-Request-Id": "bad id\twith junk"})
+        assert r.headers["X-Request-Id"] != "bad id\twith junk"  # a caller's junk is not echoed
+
+
+# -- 10. pages run only their own files --------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/portal", "/portal/static/app.js"])
+async def test_portal_sends_csp_frame_ancestors_and_nosniff(api, path):
+    r = await api.get(path)
+    assert r.status == 200
+    csp = r.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_api_answers_are_never_sniffed_or_framed(api):
+    for r in (await api.get(f"/v1/customers/{CID}?format=csv", headers=H), await api.get("/v1/nothing")):
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+
+
+def test_portal_page_has_no_inline_script():
+    import re
+    from pathlib import Path
+
+    from grid.gateway.portal import STATIC_DIR
+
+    for page in Path(STATIC_DIR).glob("*.html"):
+        html = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), page  # every script is a file
+        assert not re.search(r"\son[a-z]+\s*=", html), page  # no inline event handlers

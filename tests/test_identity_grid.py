@@ -97,7 +97,7 @@ async def test_new_records_make_customers_and_a_later_row_links_to_them(id_grid)
 
 async def test_review_decisions_are_remembered_and_override_scores(id_api, id_grid):
     son = {"source": "web_form", "record_id": "wf-son", "name": "John Smith", "address": "12 Oak Ave, Fresno",
-           "email": "johnny.smith@mail.example"}
+           "email": "johnny.smith@mail.example", "phone": "559-555-0999"}
     res = (await id_grid.aresolve([son], write=True))[0]
     assert (res.outcome, res.customer_id) == ("review", "C2"), (res.score, res.comparisons)
     r = await id_api.get("/v1/identity/reviews?state=open", headers=auth("agent"))

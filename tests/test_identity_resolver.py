@@ -199,7 +199,17 @@ def test_rules_file_errors_name_the_field(tmp_path):
     with pytest.raises(RuleError) as e:
         load_identity_rules(d)
     assert "comparisons[2].levels" in str(e.value) and "last_8" in str(e.value)
-    (d / "identity.yaml").write_text(text.replace("link: 10.0", "link: high"))
+    (d / "identity.yaml").write_text(text.replace("link: 8.0", "link: high"))
     with pytest.raises(RuleError) as e:
         load_identity_rules(d)
     assert e.value.field == "thresholds.link"
+
+
+def test_a_mistyped_key_that_everything_else_contradicts_goes_to_review(resolver):
+    res = one(resolver, account_id="A5", name="Robert Nguyen", address="55 Cedar Ct, Visalia, CA 93277",
+              phone="559-555-0147")
+    assert (res.outcome, res.customer_id, res.key) == ("review", "C5", "account_id")
+    assert sum(c.weight for c in res.comparisons) < 0
+    # the same key with agreeing (or no) other evidence still links at once
+    assert one(resolver, account_id="A5", name="Maria Garcia").outcome == "link"
+    assert one(resolver, account_id="A5").outcome == "link"

@@ -17,7 +17,7 @@ from test_imports_grid import wait_for
 
 SOURCES = Path(__file__).resolve().parents[1] / "sources"
 PERIOD = "2026-11"
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,7 @@ def roll_grid(ray_session, world, tmp_path_factory):
     g.shutdown()
 
 
+@pytest.mark.slow
 async def test_import_writes_evidence_once_and_portfolios_stay_true(world, roll_grid):
     from grid.rules.ruleset import load_ruleset
 

@@ -171,3 +171,20 @@ async def test_put_without_solar_or_priority_keeps_filtered_listings_working(api
         assert r.status == 200, (query, await r.text())
         ids = [c["customer_id"] for c in (await r.json())["items"]]
         assert ("X0000101" in ids) == (query in ("has_solar=false", "load_priority=normal")), query
+
+
+def test_every_generated_context_is_a_valid_model_context(base_dir):
+    """Regression: the generator gave contacts a role (``facilities``) the model refused, so a context read back
+    with GET could not be PUT again."""
+    import numpy as np
+
+    from grid.base import read_chunk, read_entities, read_manifest
+    from grid.partitions import PARTITIONS
+
+    manifest = read_manifest(base_dir)
+    part = read_chunk(base_dir, 0, np.ones(PARTITIONS, bool), read_entities(base_dir), manifest["months"])
+    assert part.records
+    for rec in part.records:
+        msgspec.convert(rec, model.CustomerContext)
+        body = {k: v for k, v in rec.items() if k not in ("version", "customer_id")}
+        assert context.validate_replacement(rec["customer_id"], body, AT)["accounts"] == rec["accounts"]

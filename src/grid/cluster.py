@@ -394,6 +394,16 @@ class Grid:
     async def acustomer_events(self, customer_id: str, limit: int = 100) -> dict:
         return await self._routed(customer_id, "customer_events", customer_id, limit)
 
+    async def apropensities(self) -> dict[str, list[float]]:
+        """Accepted and rejected counts per "action|segment", summed over every shard's own learning."""
+        out: dict[str, list[float]] = {}
+        for part in await asyncio.gather(*(self._aget(s.propensities.remote()) for s in self.shards)):
+            for key, (acc, rej) in part.items():
+                tot = out.setdefault(key, [0.0, 0.0])
+                tot[0] += acc
+                tot[1] += rej
+        return out
+
     async def acustomer_decisions(self, customer_id: str, limit: int = 50) -> list[dict]:
         return await self._routed(customer_id, "customer_decisions", customer_id, limit)
 
@@ -537,6 +547,11 @@ class Grid:
     async def aoutbox_awaiting_reply(self, address: str) -> list[tuple[int, str]]:
         parts = await self._everywhere("outbox_awaiting_reply", address)
         return [(i, nid) for i, p in enumerate(parts) for nid in p]
+
+    async def asearch(self, query: str, limit: int) -> list[dict]:
+        """Customers matching a console search, over every shard at once, in customer id order."""
+        parts = await self._everywhere("search", query, limit)
+        return merge_pages(parts, limit)
 
     async def aescalate(self, now: float, fallback: dict | None) -> int:
         """Escalate, on every shard, critical alerts not acknowledged in time; how many escalations."""

@@ -12,6 +12,7 @@
     │   └── PreconditionFailed                -> 412
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403
+    ├── TooManyRequests     (retry_after)     -> 429
     └── ShardUnavailable    (retry_after)     -> 503
         ├── WrongShard                        (a partition moved; the caller re-routes)
         └── DataCorrupt     (file)            (a durable file is damaged: the shard stays stopped)
@@ -127,6 +128,17 @@ class Forbidden(ContextGridError):
     title = "Forbidden"
 
 
+class TooManyRequests(ContextGridError):
+    """The key is over its rate or concurrency limit; retry after ``retry_after`` seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str = "", retry_after: int = 1, **extra):
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
 class ShardUnavailable(ContextGridError):
     """The owning shard is recovering or unreachable; retry after ``retry_after`` seconds."""
 
@@ -150,3 +162,10 @@ class DataCorrupt(ShardUnavailable):
     def __init__(self, detail: str = "", file: str | None = None, retry_after: int = 30, **extra):
         super().__init__(detail, retry_after=retry_after, file=file, **extra)
         self.file = file
+
+
+# The kernels raise through a hook (kernels.errors): make their complaints this tree's, so a bad kernel input is
+# a 4xx naming the field wherever it is called from.
+from kernels import errors as _kernel_errors  # noqa: E402
+
+_kernel_errors.use(InvalidInput, TariffError)

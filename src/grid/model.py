@@ -37,7 +37,7 @@ Instant = Annotated[dt.datetime, Meta(tz=True)]  # RFC 3339 with an offset; stor
 Cents = Annotated[int, Meta(ge=-(10**12), le=10**12)]  # money is integer cents (DOMAIN.md section 3)
 Kind = Literal["residential", "commercial", "industrial", "public"]
 LoadPriority = Literal["normal", "priority", "critical"]
-Role = Literal["billing", "outage", "key_account", "technical", "emergency", "portal"]
+Role = Literal["billing", "outage", "key_account", "technical", "emergency", "portal", "facilities"]
 ChannelType = Literal["email", "sms", "voice"]
 IntervalMinutes = Literal[15, 30, 60]
 # contacts (issue 13): what a contact may ask for, and who may read a note

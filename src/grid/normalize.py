@@ -104,6 +104,7 @@ _STATES = {
     "wisconsin": "wi", "wyoming": "wy", "district of columbia": "dc", "puerto rico": "pr",
 }
 _STATE_PHRASES = {tuple(name.split()): code for name, code in _STATES.items()}
+_STATE_FIRST = frozenset(p[0] for p in _STATE_PHRASES)
 _COUNTRY_PHRASES = (("united", "states", "of", "america"), ("united", "states"), ("usa",), ("us",))
 _PO_BOX = {("p", "o", "box"): ("po", "box"), ("post", "office", "box"): ("po", "box"), ("pob",): ("po", "box")}
 
@@ -112,6 +113,8 @@ def _fold(text: str, field: str) -> str:
     """Case-folded text without accents (``Café`` -> ``cafe``), compatibility forms unified (full-width, ligatures)."""
     if not isinstance(text, str):
         raise InvalidInput(f"{field} must be a str, got {type(text).__name__}", field=field)
+    if text.isascii():  # the common case: NFKD changes no ASCII character and none is combining
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
@@ -119,9 +122,14 @@ def _fold(text: str, field: str) -> str:
 def _replace_phrases(tokens: list[str], phrases: dict[tuple[str, ...], str | tuple[str, ...]]) -> list[str]:
     """Replace every occurrence of a phrase (longest first) by its canonical token(s)."""
     longest = max(len(p) for p in phrases)
+    firsts = {p[0] for p in phrases}
     out: list[str] = []
     i = 0
     while i < len(tokens):
+        if tokens[i] not in firsts:  # no phrase starts here: skip the slices (most tokens)
+            out.append(tokens[i])
+            i += 1
+            continue
         for size in range(min(longest, len(tokens) - i), 0, -1):
             canonical = phrases.get(tuple(tokens[i:i + size]))
             if canonical is not None:
@@ -206,6 +214,10 @@ def _states_and_country(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
+        if tokens[i] not in _STATE_FIRST:  # no state name starts with this word
+            out.append(tokens[i])
+            i += 1
+            continue
         for size in (4, 3, 2, 1):
             code = _STATE_PHRASES.get(tuple(tokens[i:i + size]))
             if code is None:

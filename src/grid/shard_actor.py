@@ -339,6 +339,12 @@ class ShardServer:
     async def outbox_awaiting_reply(self, address: str) -> list[str]:
         return self.shard.outbox.awaiting_reply(address)
 
+    async def search(self, query: str, limit: int) -> list[dict]:
+        """Console search over this shard's contexts (grid.contacts.search)."""
+        from grid.contacts.search import search
+
+        return search(self.shard.records, query, limit)
+
     # -- decisions: events, next best action, responses, audit (logic in grid.decisions) ----------------------
     async def append_events(self, ops: list[dict], decide: dict | None = None) -> dict:
         """Write event ops (all checked before any is logged); with ``decide``, decide for their customers."""
@@ -361,6 +367,10 @@ class ShardServer:
         from grid.decisions import service
 
         return service.events_view(self.shard, customer_id, limit)
+
+    async def propensities(self) -> dict[str, list[float]]:
+        """Responses counted per "action|segment" on this shard (on top of the catalogue's prior)."""
+        return dict(self.shard.decisions.propensity)
 
     async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
         from grid.decisions import service

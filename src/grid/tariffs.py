@@ -151,6 +151,11 @@ def seed(directory: str | Path, source: str | Path = SHIPPED) -> Path:
     directory = Path(directory)
     if (directory / SEEDED_MARK).exists():
         return directory
+    if directory.is_dir() and any(directory.glob("*.json")):
+        # an operator's own catalogue (``--tariffs DIR``): it is theirs as it is; shipped tariffs are never
+        # added to it (a tariff they removed would come back)
+        durable_write(directory / SEEDED_MARK, b"an existing catalogue, not seeded\n")
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
     for f in sorted(Path(source).glob("*.json")):
         if not (directory / f.name).exists():

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grid.errors import InvalidInput
-from kernels.arrays import as_int64 as _as_int64
+from kernels import errors
+from kernels.validation import as_int64 as _as_int64
 from kernels import _groupby
 
 __all__ = ["GroupPartials", "group_partials", "merge_partials"]
@@ -47,7 +47,7 @@ class GroupPartials:
     def distinct_count(self) -> np.ndarray:
         """Number of distinct values per key, int64 (g,); exact across merged shards."""
         if self.distinct_offsets is None:
-            raise InvalidInput("these partials were computed without a distinct column", field="distinct")
+            raise errors.InvalidInput("these partials were computed without a distinct column", field="distinct")
         return np.diff(self.distinct_offsets)
 
 
@@ -101,7 +101,7 @@ def _distinct_sets(slot_keys: np.ndarray, offset: int, n_slots: int, n_groups: i
         ranked, ranks = np.unique(values, return_inverse=True)
         ranks, span, lo = ranks.astype(np.int64, copy=False), int(ranked.size), 0
         if n_slots * span > INT64_MAX:
-            raise InvalidInput(f"too many rows ({values.size}) to count distinct values in one call",
+            raise errors.InvalidInput(f"too many rows ({values.size}) to count distinct values in one call",
                                field="distinct")
     codes = np.empty(slot_keys.size, dtype=np.int64)
     _groupby.pack_codes(slot_keys, ranks, codes, offset, lo, span)
@@ -146,7 +146,7 @@ def group_partials(keys: np.ndarray, values: np.ndarray | None = None, *,
         if column is not None:
             column = _as_int64(column, name)
             if column.shape[0] != n:
-                raise InvalidInput(f"{name} must have the same length as keys ({n}), got {column.shape[0]}",
+                raise errors.InvalidInput(f"{name} must have the same length as keys ({n}), got {column.shape[0]}",
                                    field=name)
         columns[name] = column
     values, distinct = columns["values"], columns["distinct"]
@@ -160,7 +160,7 @@ def group_partials(keys: np.ndarray, values: np.ndarray | None = None, *,
         acc = _accumulators(n_slots)
         failed = _groupby.group_sum_max_count(slot_keys, values, acc, offset)
         if failed >= 0:
-            raise InvalidInput(f"sum of values for key {int(keys[failed])} overflows int64", field="values")
+            raise errors.InvalidInput(f"sum of values for key {int(keys[failed])} overflows int64", field="values")
         sums, maxes, counts = acc[:, 0], acc[:, 1], acc[:, 2]
 
     group_keys, keep = _used_slots(counts, offset, ranked)
@@ -193,13 +193,13 @@ def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
     parts = list(parts)
     for i, part in enumerate(parts):
         if not isinstance(part, GroupPartials):
-            raise InvalidInput(f"parts[{i}] must be GroupPartials, got {type(part).__name__}", field="parts")
+            raise errors.InvalidInput(f"parts[{i}] must be GroupPartials, got {type(part).__name__}", field="parts")
     if not parts:
         return GroupPartials(np.empty(0, np.int64), None, None, np.empty(0, np.int64))
     if len({p.sum is None for p in parts}) > 1:
-        raise InvalidInput("cannot merge partials with values and partials without", field="values")
+        raise errors.InvalidInput("cannot merge partials with values and partials without", field="values")
     if len({p.distinct is None for p in parts}) > 1:
-        raise InvalidInput("cannot merge partials with a distinct column and partials without", field="distinct")
+        raise errors.InvalidInput("cannot merge partials with a distinct column and partials without", field="distinct")
     with_values = parts[0].sum is not None
     with_distinct = parts[0].distinct is not None
 
@@ -207,7 +207,7 @@ def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
         arrays = [_as_int64(getattr(p, name), name) for p in parts]
         for p, arr in zip(parts, arrays):
             if arr.shape[0] != p.keys.shape[0]:
-                raise InvalidInput(f"partial {name} has {arr.shape[0]} entries for {p.keys.shape[0]} keys",
+                raise errors.InvalidInput(f"partial {name} has {arr.shape[0]} entries for {p.keys.shape[0]} keys",
                                    field=name)
         return np.concatenate(arrays)
 
@@ -221,7 +221,7 @@ def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
         empty = np.empty(0, dtype=np.int64)
         failed = _groupby.merge_sum_max_count(slot_keys, empty, empty, counts_in, acc, offset)
     if failed >= 0:
-        raise InvalidInput(f"merged sum for key {int(keys[failed])} overflows int64", field="values")
+        raise errors.InvalidInput(f"merged sum for key {int(keys[failed])} overflows int64", field="values")
     counts = acc[:, 2]
     sums, maxes = (acc[:, 0], acc[:, 1]) if with_values else (None, None)
 
@@ -235,7 +235,7 @@ def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
             offsets = _as_int64(p.distinct_offsets, "distinct_offsets")
             dvals = _as_int64(p.distinct, "distinct")
             if offsets.shape[0] != p.keys.shape[0] + 1 or int(offsets[-1]) != dvals.shape[0]:
-                raise InvalidInput("partial distinct_offsets do not match its keys and distinct values",
+                raise errors.InvalidInput("partial distinct_offsets do not match its keys and distinct values",
                                    field="distinct_offsets")
             # Each partial's keys are rows start..start+len of the concatenation: reuse their planned slots.
             pair_slots.append(np.repeat(slot_keys[start:start + p.keys.shape[0]], np.diff(offsets)))

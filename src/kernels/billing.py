@@ -38,8 +38,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from grid import timegrid
-from grid.errors import InvalidInput
+from kernels import timegrid
+from kernels import errors
 from kernels import _billing
 from kernels.tariffs import OPEN, CompiledTariff
 
@@ -220,7 +220,7 @@ def _runs(*keys: np.ndarray) -> np.ndarray:
 def _plan(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes: int) -> _Plan:
     cal = timegrid.calendar(start, end, interval_minutes, tariff.timezone)
     if cal.n > MAX_INTERVALS:
-        raise InvalidInput(f"a bill period may hold at most {MAX_INTERVALS} intervals, {start} to {end} has "
+        raise errors.InvalidInput(f"a bill period may hold at most {MAX_INTERVALS} intervals, {start} to {end} has "
                            f"{cal.n}", field="end")
     segs = _segments(start, end)
     S, P, Q, F = len(segs), tariff.n_periods, tariff.n_demand_periods, tariff.n_flat_periods
@@ -339,30 +339,30 @@ def _plan(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes
 
 def _date(value, name: str) -> dt.date:
     if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise InvalidInput(f"{name} must be a date, got {type(value).__name__}", field=name)
+        raise errors.InvalidInput(f"{name} must be a date, got {type(value).__name__}", field=name)
     return value
 
 
 def _usage(value, name: str, n: int, where: str) -> np.ndarray:
     a = np.asarray(value)
     if a.dtype not in (np.int32, np.int64):
-        raise InvalidInput(f"{name} must be int32 or int64 Wh, got {a.dtype}", field=name)
+        raise errors.InvalidInput(f"{name} must be int32 or int64 Wh, got {a.dtype}", field=name)
     if a.ndim == 1:
         a = a.reshape(1, -1)
     elif a.ndim != 2:
-        raise InvalidInput(f"{name} must have shape (n_intervals,) or (n_bills, n_intervals), got {a.shape}",
+        raise errors.InvalidInput(f"{name} must have shape (n_intervals,) or (n_bills, n_intervals), got {a.shape}",
                            field=name)
     if a.shape[1] != n:
-        raise InvalidInput(f"{name} must have {n} intervals ({where}), got {a.shape[1]}", field=name)
+        raise errors.InvalidInput(f"{name} must have {n} intervals ({where}), got {a.shape[1]}", field=name)
     return np.ascontiguousarray(a)
 
 
-def _bad_value(a: np.ndarray, row: int, name: str) -> InvalidInput:
+def _bad_value(a: np.ndarray, row: int, name: str) -> Exception:
     r = a[row]
     k = int(np.flatnonzero((r < 0) | (r > MAX_WH))[0])
     v = int(r[k])
     what = "negative" if v < 0 else f"larger than {MAX_WH}"
-    return InvalidInput(f"{name}[{row}, {k}] = {v} Wh is {what}", field=name, reason="out_of_range")
+    return errors.InvalidInput(f"{name}[{row}, {k}] = {v} Wh is {what}", field=name, reason="out_of_range")
 
 
 def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interval_minutes: int,
@@ -397,11 +397,11 @@ def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interva
         absurd (> 2**31 - 1) Wh value, a bad date or interval length.
     """
     if not isinstance(tariff, CompiledTariff):
-        raise InvalidInput(f"tariff must be a CompiledTariff, got {type(tariff).__name__}", field="tariff")
+        raise errors.InvalidInput(f"tariff must be a CompiledTariff, got {type(tariff).__name__}", field="tariff")
     start = _date(start, "start")
     end = _date(end, "end")
     if isinstance(interval_minutes, bool) or not isinstance(interval_minutes, (int, np.integer)):
-        raise InvalidInput(f"interval_minutes must be an integer, got {interval_minutes!r}",
+        raise errors.InvalidInput(f"interval_minutes must be an integer, got {interval_minutes!r}",
                            field="interval_minutes")
     plan = (_plan if cache else _plan.__wrapped__)(tariff, start, end, int(interval_minutes))
     n = plan.calendar.n
@@ -411,7 +411,7 @@ def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interva
     if export_wh is not None:
         exp = _usage(export_wh, "export_wh", n, where)
         if exp.shape != imp.shape:
-            raise InvalidInput(f"export_wh must have the shape of import_wh {imp.shape}, got {exp.shape}",
+            raise errors.InvalidInput(f"export_wh must have the shape of import_wh {imp.shape}, got {exp.shape}",
                                field="export_wh")
         if tariff.net_metering == "none":
             if exp.size and (exp.min() < 0 or exp.max() > MAX_WH):

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grid.errors import InvalidInput
+from kernels import errors
+from kernels.validation import check_array, check_scalar
 from kernels import _reconcile
 
 __all__ = ["OUTCOMES", "LINE_STATUSES", "Reconciliation", "reconcile_lines"]
@@ -52,28 +53,6 @@ class Reconciliation:
     def held_bills(self) -> np.ndarray:
         """Indices of the bills that do not match (they are held, not sent), ascending, int64."""
         return np.flatnonzero(self.outcome != 0).astype(np.int64)
-
-
-def _as_1d(value, name: str, dtype) -> np.ndarray:
-    """1-D C-contiguous array of ``dtype``, copied only when needed.
-
-    Other integer dtypes are converted when every value fits (a code column held as int64 is fine); floats,
-    bools and out-of-range values are refused.
-    """
-    arr = np.asarray(value)
-    dtype = np.dtype(dtype)
-    if arr.ndim != 1:
-        raise InvalidInput(f"{name} must be 1-D, got {arr.ndim}-D", field=name)
-    if arr.dtype != dtype:
-        if arr.size and arr.dtype.kind not in "iu":
-            raise InvalidInput(f"{name} must be {dtype.name}, got {arr.dtype}", field=name)
-        if arr.size and not np.can_cast(arr.dtype, dtype, "safe"):
-            info = np.iinfo(dtype)
-            if int(arr.min()) < info.min or int(arr.max()) > info.max:
-                raise InvalidInput(f"{name} must be {dtype.name}, got {arr.dtype} with values outside its range",
-                                   field=name)
-        arr = arr.astype(dtype)
-    return np.ascontiguousarray(arr)
 
 
 def _abs_bound(amount: np.ndarray) -> int:
@@ -123,15 +102,15 @@ def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
         On a wrong dtype, shape or length, a bill index out of range, legacy lines on a bill marked as
         having no legacy bill, a negative tolerance, or amounts whose sums could overflow int64.
     """
-    comp_bill = _as_1d(comp_bill, "comp_bill", np.int64)
-    comp_code = _as_1d(comp_code, "comp_code", np.int32)
-    comp_amount = _as_1d(comp_amount, "comp_amount", np.int64)
-    legacy_bill = _as_1d(legacy_bill, "legacy_bill", np.int64)
-    legacy_code = _as_1d(legacy_code, "legacy_code", np.int32)
-    legacy_amount = _as_1d(legacy_amount, "legacy_amount", np.int64)
+    comp_bill = check_array(comp_bill, "comp_bill", np.int64)
+    comp_code = check_array(comp_code, "comp_code", np.int32)
+    comp_amount = check_array(comp_amount, "comp_amount", np.int64)
+    legacy_bill = check_array(legacy_bill, "legacy_bill", np.int64)
+    legacy_code = check_array(legacy_code, "legacy_code", np.int32)
+    legacy_amount = check_array(legacy_amount, "legacy_amount", np.int64)
     present = np.asarray(legacy_present)
     if present.dtype != np.bool_ or present.ndim != 1:
-        raise InvalidInput(f"legacy_present must be a 1-D bool array, got {present.ndim}-D {present.dtype}",
+        raise errors.InvalidInput(f"legacy_present must be a 1-D bool array, got {present.ndim}-D {present.dtype}",
                            field="legacy_present")
     present = np.ascontiguousarray(present)
 
@@ -139,28 +118,23 @@ def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
                          ("legacy", (legacy_bill, legacy_code, legacy_amount))):
         lengths = {a.shape[0] for a in arrays}
         if len(lengths) != 1:
-            raise InvalidInput(f"{side}_bill, {side}_code and {side}_amount must have the same length, got "
+            raise errors.InvalidInput(f"{side}_bill, {side}_code and {side}_amount must have the same length, got "
                                f"{[a.shape[0] for a in arrays]}", field=f"{side}_amount")
-    if isinstance(n_bills, bool) or not isinstance(n_bills, (int, np.integer)) or n_bills < 0:
-        raise InvalidInput(f"n_bills must be a non-negative integer, got {n_bills!r}", field="n_bills")
-    n_bills = int(n_bills)
+    n_bills = check_scalar(n_bills, "n_bills", min_val=0)
     if present.shape[0] != n_bills:
-        raise InvalidInput(f"legacy_present must have n_bills ({n_bills}) entries, got {present.shape[0]}",
+        raise errors.InvalidInput(f"legacy_present must have n_bills ({n_bills}) entries, got {present.shape[0]}",
                            field="legacy_present")
     for name, bill in (("comp_bill", comp_bill), ("legacy_bill", legacy_bill)):
         if bill.size and (int(bill.min()) < 0 or int(bill.max()) >= n_bills):
-            raise InvalidInput(f"{name} must hold bill indices in [0, {n_bills}), got values in "
+            raise errors.InvalidInput(f"{name} must hold bill indices in [0, {n_bills}), got values in "
                                f"[{int(bill.min())}, {int(bill.max())}]", field=name)
-    if isinstance(tolerance_cents, bool) or not isinstance(tolerance_cents, (int, np.integer)) \
-            or not 0 <= tolerance_cents <= _INT64_LIMIT:
-        raise InvalidInput(f"tolerance_cents must be a non-negative integer, got {tolerance_cents!r}",
-                           field="tolerance_cents")
+    tolerance_cents = check_scalar(tolerance_cents, "tolerance_cents", min_val=0, max_val=_INT64_LIMIT)
     # Every running sum in the kernel is bounded by the sum of all |amounts|: check that bound fits in int64.
     bound = _abs_bound(comp_amount) * comp_amount.size + _abs_bound(legacy_amount) * legacy_amount.size
     if bound > _INT64_LIMIT:
         exact = float(np.abs(comp_amount.astype(np.float64)).sum() + np.abs(legacy_amount.astype(np.float64)).sum())
         if exact >= 2**62:  # float rounding is far below the 2**62 margin
-            raise InvalidInput("line amounts are too large to sum exactly in int64 cents", field="comp_amount")
+            raise errors.InvalidInput("line amounts are too large to sum exactly in int64 cents", field="comp_amount")
 
     comp_bill, comp_code, comp_amount = _sorted_side(comp_bill, comp_code, comp_amount, n_bills)
     legacy_bill, legacy_code, legacy_amount = _sorted_side(legacy_bill, legacy_code, legacy_amount, n_bills)
@@ -177,6 +151,6 @@ def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
                                          legacy_amount, present.view(np.uint8), outcome, diff_cents, line_bill,
                                          line_code, line_computed, line_legacy, line_status, int(tolerance_cents))
     if status < 0:
-        raise InvalidInput(f"bill {-1 - status} has legacy lines but legacy_present is False",
+        raise errors.InvalidInput(f"bill {-1 - status} has legacy lines but legacy_present is False",
                            field="legacy_present")
     return Reconciliation(outcome, diff_cents, line_bill, line_code, line_computed, line_legacy, line_status)

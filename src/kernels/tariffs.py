@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from grid import timegrid
-from grid.errors import InvalidInput, TariffError
+from kernels import timegrid
+from kernels import errors
 
 OPEN = np.iinfo(np.int64).max  # bound of an open (last) tier
 MAX_PERIODS = 24
@@ -138,7 +138,7 @@ class CompiledTariff:
 def to_decimal(value: Any, field: str) -> Decimal:
     """The exact decimal a JSON value stands for; floats only when their ``repr`` is that decimal."""
     if isinstance(value, bool) or value is None:
-        raise TariffError(f"{field} must be a number, got {value!r}", field=field)
+        raise errors.TariffError(f"{field} must be a number, got {value!r}", field=field)
     if isinstance(value, Decimal):
         d = value
     elif isinstance(value, int):
@@ -146,16 +146,16 @@ def to_decimal(value: Any, field: str) -> Decimal:
     elif isinstance(value, float):
         d = Decimal(repr(value))
         if float(d) != value:  # repr always round-trips; this guards against exotic subclasses
-            raise TariffError(f"{field}: {value!r} has no exact decimal form", field=field)
+            raise errors.TariffError(f"{field}: {value!r} has no exact decimal form", field=field)
     elif isinstance(value, str):
         try:
             d = Decimal(value.strip())
         except InvalidOperation as exc:
-            raise TariffError(f"{field} must be decimal text, got {value!r}", field=field) from exc
+            raise errors.TariffError(f"{field} must be decimal text, got {value!r}", field=field) from exc
     else:
-        raise TariffError(f"{field} must be a number, got {type(value).__name__}", field=field)
+        raise errors.TariffError(f"{field} must be a number, got {type(value).__name__}", field=field)
     if not d.is_finite():
-        raise TariffError(f"{field} must be finite, got {value!r}", field=field)
+        raise errors.TariffError(f"{field} must be finite, got {value!r}", field=field)
     return d
 
 
@@ -163,7 +163,7 @@ def scaled_int(value: Any, scale: int, field: str, what: str) -> int:
     """``value * scale`` as an exact integer, or TariffError naming ``field``."""
     d = to_decimal(value, field) * scale
     if d != d.to_integral_value():
-        raise TariffError(f"{field} = {value} is not a whole number of {what}: it cannot be billed exactly",
+        raise errors.TariffError(f"{field} = {value} is not a whole number of {what}: it cannot be billed exactly",
                           field=field)
     return int(d)
 
@@ -172,16 +172,16 @@ def _micro(value: Any, field: str, limit: int = MAX_RATE_MICRO, signed: bool = T
     m = scaled_int(value, 10**6, field, "micro-dollars")
     if abs(m) > limit or (not signed and m < 0):
         lo = f"-{limit / 1e6:g}" if signed else "0"
-        raise TariffError(f"{field} = {value} is outside [{lo}, {limit / 1e6:g}] $", field=field)
+        raise errors.TariffError(f"{field} = {value} is outside [{lo}, {limit / 1e6:g}] $", field=field)
     return m
 
 
 def _bound(value: Any, field: str, what: str) -> int:
     b = scaled_int(value, 1000, field, what)
     if b < 0:
-        raise TariffError(f"{field} must not be negative, got {value}", field=field)
+        raise errors.TariffError(f"{field} must not be negative, got {value}", field=field)
     if b > MAX_BOUND:
-        raise TariffError(f"{field} = {value} is too large", field=field)
+        raise errors.TariffError(f"{field} = {value} is too large", field=field)
     return b
 
 
@@ -192,23 +192,23 @@ def _bound(value: Any, field: str, what: str) -> int:
 def _list(urdb: dict, key: str, field: str | None = None) -> list:
     v = urdb[key]
     if not isinstance(v, list):
-        raise TariffError(f"{field or key} must be a list, got {type(v).__name__}", field=field or key)
+        raise errors.TariffError(f"{field or key} must be a list, got {type(v).__name__}", field=field or key)
     return v
 
 
 def _schedule(urdb: dict, key: str, n_periods: int) -> np.ndarray:
     if key not in urdb:
-        raise TariffError(f"{key} is required with its rate structure", field=key)
+        raise errors.TariffError(f"{key} is required with its rate structure", field=key)
     rows = _list(urdb, key)
     if len(rows) != 12:
-        raise TariffError(f"{key} must have 12 months of 24 hours, got {len(rows)} months", field=key)
+        raise errors.TariffError(f"{key} must have 12 months of 24 hours, got {len(rows)} months", field=key)
     out = np.empty((12, 24), dtype=np.int8)
     for m, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != 24:
-            raise TariffError(f"{key}[{m}] must have 24 hours", field=f"{key}[{m}]")
+            raise errors.TariffError(f"{key}[{m}] must have 24 hours", field=f"{key}[{m}]")
         for h, p in enumerate(row):
             if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n_periods:
-                raise TariffError(f"{key}[{m}][{h}] = {p!r} is not a period index in [0, {n_periods})",
+                raise errors.TariffError(f"{key}[{m}][{h}] = {p!r} is not a period index in [0, {n_periods})",
                                   field=f"{key}[{m}][{h}]")
             out[m, h] = p
     out.setflags(write=False)
@@ -222,58 +222,58 @@ def _tiers(urdb: dict, key: str, kind: str) -> list[list[tuple[int, int, int, bo
     """
     periods = _list(urdb, key)
     if not periods:
-        raise TariffError(f"{key} must have at least one period", field=key)
+        raise errors.TariffError(f"{key} must have at least one period", field=key)
     if len(periods) > MAX_PERIODS:
-        raise TariffError(f"{key} has {len(periods)} periods, at most {MAX_PERIODS} are supported", field=key)
+        raise errors.TariffError(f"{key} has {len(periods)} periods, at most {MAX_PERIODS} are supported", field=key)
     out = []
     for p, tiers in enumerate(periods):
         pf = f"{key}[{p}]"
         if not isinstance(tiers, list) or not tiers:
-            raise TariffError(f"{pf} must be a non-empty list of tiers", field=pf)
+            raise errors.TariffError(f"{pf} must be a non-empty list of tiers", field=pf)
         if len(tiers) > MAX_TIERS:
-            raise TariffError(f"{pf} has {len(tiers)} tiers, at most {MAX_TIERS} are supported", field=pf)
+            raise errors.TariffError(f"{pf} has {len(tiers)} tiers, at most {MAX_TIERS} are supported", field=pf)
         parsed = []
         units = set()
         prev = 0
         for t, tier in enumerate(tiers):
             tf = f"{pf}[{t}]"
             if not isinstance(tier, dict):
-                raise TariffError(f"{tf} must be an object", field=tf)
+                raise errors.TariffError(f"{tf} must be an object", field=tf)
             if "rate" not in tier:
-                raise TariffError(f"{tf}.rate is required", field=f"{tf}.rate")
+                raise errors.TariffError(f"{tf}.rate is required", field=f"{tf}.rate")
             price = _micro(tier["rate"], f"{tf}.rate")
             if "adj" in tier and tier["adj"] is not None:
                 price += _micro(tier["adj"], f"{tf}.adj")
             if abs(price) > MAX_RATE_MICRO:
-                raise TariffError(f"{tf}: rate + adj is outside [-1000, 1000] $", field=f"{tf}.rate")
+                raise errors.TariffError(f"{tf}: rate + adj is outside [-1000, 1000] $", field=f"{tf}.rate")
             sell = _micro(tier["sell"], f"{tf}.sell") if tier.get("sell") is not None else 0
             unit = tier.get("unit")
             if kind == "energy":
                 u = "kwh" if unit is None else str(unit).strip().lower()
                 if u not in ENERGY_UNITS:
-                    raise TariffError(f"{tf}.unit = {unit!r} is not supported (kWh or kWh daily)",
+                    raise errors.TariffError(f"{tf}.unit = {unit!r} is not supported (kWh or kWh daily)",
                                       field=f"{tf}.unit")
                 daily = ENERGY_UNITS[u]
                 units.add(daily)
             else:
                 if unit is not None and str(unit).strip().lower() != "kw":
-                    raise TariffError(f"{tf}.unit = {unit!r} is not supported (kW)", field=f"{tf}.unit")
+                    raise errors.TariffError(f"{tf}.unit = {unit!r} is not supported (kW)", field=f"{tf}.unit")
                 daily = False
             last = t == len(tiers) - 1
             if tier.get("max") is None:
                 if not last:
-                    raise TariffError(f"{tf}.max is required: only the last tier may be open", field=f"{tf}.max")
+                    raise errors.TariffError(f"{tf}.max is required: only the last tier may be open", field=f"{tf}.max")
                 bound = OPEN
             else:
                 bound = _bound(tier["max"], f"{tf}.max", "Wh" if kind == "energy" else "W")
                 if bound < prev:
-                    raise TariffError(f"{tf}.max decreases (tier bounds are cumulative)", field=f"{tf}.max")
+                    raise errors.TariffError(f"{tf}.max decreases (tier bounds are cumulative)", field=f"{tf}.max")
                 prev = bound
                 if last:
                     bound = OPEN  # the last tier is open whatever it says (as in SAM)
             parsed.append((bound, price, sell, daily))
         if len(units) > 1:
-            raise TariffError(f"{pf} mixes kWh and kWh daily tiers", field=f"{pf}[0].unit")
+            raise errors.TariffError(f"{pf} mixes kWh and kWh daily tiers", field=f"{pf}[0].unit")
         out.append(parsed)
     return out
 
@@ -306,7 +306,7 @@ def _charge(urdb: dict, key: str, unit_key: str) -> tuple[str | None, int]:
         return None, 0
     unit = urdb.get(unit_key) or "$/month"
     if unit not in FIXED_UNITS:
-        raise TariffError(f"{unit_key} = {unit!r} is not one of {FIXED_UNITS}", field=unit_key)
+        raise errors.TariffError(f"{unit_key} = {unit!r} is not one of {FIXED_UNITS}", field=unit_key)
     return unit, _micro(urdb[key], key, MAX_CHARGE_MICRO, signed=False)
 
 
@@ -314,21 +314,21 @@ def _codes(items: Any, field: str, value_key: str, convert) -> tuple[tuple[str, 
     if items is None:
         return ()
     if not isinstance(items, list):
-        raise TariffError(f"{field} must be a list", field=field)
+        raise errors.TariffError(f"{field} must be a list", field=field)
     out = []
     seen = set()
     for i, item in enumerate(items):
         f = f"{field}[{i}]"
         if not isinstance(item, dict):
-            raise TariffError(f"{f} must be an object with code and {value_key}", field=f)
+            raise errors.TariffError(f"{f} must be an object with code and {value_key}", field=f)
         code = item.get("code")
         if not isinstance(code, str) or not _CODE.match(code):
-            raise TariffError(f"{f}.code must match [A-Z0-9_]{{1,32}}, got {code!r}", field=f"{f}.code")
+            raise errors.TariffError(f"{f}.code must match [A-Z0-9_]{{1,32}}, got {code!r}", field=f"{f}.code")
         if code in seen:
-            raise TariffError(f"{f}.code {code!r} appears twice", field=f"{f}.code")
+            raise errors.TariffError(f"{f}.code {code!r} appears twice", field=f"{f}.code")
         seen.add(code)
         if value_key not in item:
-            raise TariffError(f"{f}.{value_key} is required", field=f"{f}.{value_key}")
+            raise errors.TariffError(f"{f}.{value_key} is required", field=f"{f}.{value_key}")
         out.append((code, convert(item[value_key], f"{f}.{value_key}")))
     return tuple(out)
 
@@ -336,7 +336,7 @@ def _codes(items: Any, field: str, value_key: str, convert) -> tuple[tuple[str, 
 def _percent(value: Any, field: str) -> int:
     m = scaled_int(value, 10**6, field, "micro-percent")
     if not 0 <= m <= MAX_PERCENT_MICRO:
-        raise TariffError(f"{field} = {value} must be between 0 and 100", field=field)
+        raise errors.TariffError(f"{field} = {value} must be between 0 and 100", field=field)
     return m
 
 
@@ -352,9 +352,9 @@ def _net_metering(value: Any) -> tuple[str, int | None]:
     else:
         mode = value
     if mode not in NEM_MODES:
-        raise TariffError(f"{field} must be one of {NEM_MODES}, got {mode!r}", field=field)
+        raise errors.TariffError(f"{field} must be one of {NEM_MODES}, got {mode!r}", field=field)
     if rate is not None and mode != "sell_rate":
-        raise TariffError(f"{field}.sell_rate only applies to mode sell_rate", field=f"{field}.sell_rate")
+        raise errors.TariffError(f"{field}.sell_rate only applies to mode sell_rate", field=f"{field}.sell_rate")
     return mode, rate
 
 
@@ -363,13 +363,13 @@ def _holidays(value: Any) -> frozenset[int]:
     if value is None:
         return frozenset()
     if not isinstance(value, list):
-        raise TariffError(f"{field} must be a list of YYYY-MM-DD dates", field=field)
+        raise errors.TariffError(f"{field} must be a list of YYYY-MM-DD dates", field=field)
     out = set()
     for i, d in enumerate(value):
         try:
             out.add(dt.date.fromisoformat(d).toordinal())
         except (TypeError, ValueError) as exc:
-            raise TariffError(f"{field}[{i}] = {d!r} is not a YYYY-MM-DD date", field=f"{field}[{i}]") from exc
+            raise errors.TariffError(f"{field}[{i}] = {d!r} is not a YYYY-MM-DD date", field=f"{field}[{i}]") from exc
     return frozenset(out)
 
 
@@ -384,7 +384,7 @@ def _check_pooled(periods, weekday: np.ndarray, weekend: np.ndarray) -> None:
         first = _pool_key(periods[used[0]])
         for p in used[1:]:
             if _pool_key(periods[p]) != first:
-                raise TariffError(
+                raise errors.TariffError(
                     f"energyratestructure[{p}] has tier bounds unlike energyratestructure[{used[0]}], and both "
                     f"are used in month {m + 1}; pooled tiers need the same bounds (set contextgrid.tier_scope "
                     f"to 'period' to bill each period's own tiers)", field=f"energyratestructure[{p}]")
@@ -392,7 +392,7 @@ def _check_pooled(periods, weekday: np.ndarray, weekend: np.ndarray) -> None:
 
 def _check_unit(urdb: dict, key: str) -> None:
     if urdb.get(key) is not None and str(urdb[key]).strip().lower() != "kw":
-        raise TariffError(f"{key} = {urdb[key]!r} is not supported: demand is billed in kW", field=key)
+        raise errors.TariffError(f"{key} = {urdb[key]!r} is not supported: demand is billed in kW", field=key)
 
 
 def compile_tariff(urdb: dict, *, tariff_id: str | None = None,
@@ -419,20 +419,20 @@ def compile_tariff(urdb: dict, *, tariff_id: str | None = None,
         Any invalid value; ``field`` is the URDB key path, e.g. ``energyratestructure[1][0].max``.
     """
     if not isinstance(urdb, dict):
-        raise TariffError(f"a tariff must be a JSON object, got {type(urdb).__name__}", field="$")
+        raise errors.TariffError(f"a tariff must be a JSON object, got {type(urdb).__name__}", field="$")
     ext = urdb.get("contextgrid") or {}
     if not isinstance(ext, dict):
-        raise TariffError("contextgrid must be an object", field="contextgrid")
+        raise errors.TariffError("contextgrid must be an object", field="contextgrid")
 
     tz = ext.get("timezone") or default_timezone
     try:
         timegrid.zone(tz)
-    except (InvalidInput, TypeError) as exc:
-        raise TariffError(f"contextgrid.timezone {tz!r} is not an IANA time zone", field="contextgrid.timezone") \
+    except (errors.InvalidInput, TypeError) as exc:
+        raise errors.TariffError(f"contextgrid.timezone {tz!r} is not an IANA time zone", field="contextgrid.timezone") \
             from exc
     scope = ext.get("tier_scope", "pooled")
     if scope not in ("pooled", "period"):
-        raise TariffError(f"contextgrid.tier_scope must be 'pooled' or 'period', got {scope!r}",
+        raise errors.TariffError(f"contextgrid.tier_scope must be 'pooled' or 'period', got {scope!r}",
                           field="contextgrid.tier_scope")
 
     # energy
@@ -462,17 +462,17 @@ def compile_tariff(urdb: dict, *, tariff_id: str | None = None,
     has_fm = urdb.get("flatdemandmonths") is not None
     if has_fs != has_fm:
         missing = "flatdemandmonths" if has_fs else "flatdemandstructure"
-        raise TariffError(f"{missing} is required with "
+        raise errors.TariffError(f"{missing} is required with "
                           f"{'flatdemandstructure' if has_fs else 'flatdemandmonths'}", field=missing)
     if has_fs:
         fperiods = _tiers(urdb, "flatdemandstructure", "demand")
         months = _list(urdb, "flatdemandmonths")
         if len(months) != 12:
-            raise TariffError(f"flatdemandmonths must have 12 entries, got {len(months)}", field="flatdemandmonths")
+            raise errors.TariffError(f"flatdemandmonths must have 12 entries, got {len(months)}", field="flatdemandmonths")
         fm = np.empty(12, dtype=np.int8)
         for m, f in enumerate(months):
             if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < len(fperiods):
-                raise TariffError(f"flatdemandmonths[{m}] = {f!r} is not a period index in [0, {len(fperiods)})",
+                raise errors.TariffError(f"flatdemandmonths[{m}] = {f!r} is not a period index in [0, {len(fperiods)})",
                                   field=f"flatdemandmonths[{m}]")
             fm[m] = f
     else:
@@ -515,7 +515,7 @@ def compile_tariff(urdb: dict, *, tariff_id: str | None = None,
         codes.append(f"TAX_{code}")
         units.append("month")
     if len(codes) > MAX_LINES:
-        raise TariffError(f"the tariff has {len(codes)} bill lines, at most {MAX_LINES} are supported",
+        raise errors.TariffError(f"the tariff has {len(codes)} bill lines, at most {MAX_LINES} are supported",
                           field="energyratestructure")
 
     label = urdb.get("label")
@@ -544,7 +544,7 @@ def loads_exact(text: str | bytes, source: str = "tariff") -> dict:
     try:
         return json.loads(text, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise TariffError(f"{source} is not valid JSON: {exc}", field="$") from exc
+        raise errors.TariffError(f"{source} is not valid JSON: {exc}", field="$") from exc
 
 
 def _json_default(o: Any) -> Any:

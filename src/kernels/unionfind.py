@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from grid.errors import InvalidInput
-from kernels.arrays import as_int64 as _as_int64
+from kernels import errors
+from kernels.validation import as_int64 as _as_int64, check_scalar
 from kernels import _unionfind
 
 __all__ = ["union_find_roots", "components_from_links"]
@@ -43,13 +43,11 @@ def union_find_roots(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = _as_int64(a, "a")
     b = _as_int64(b, "b")
     if a.shape[0] != b.shape[0]:
-        raise InvalidInput(f"a and b must have the same length, got {a.shape[0]} and {b.shape[0]}", field="b")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise InvalidInput(f"n must be a non-negative integer, got {n!r}", field="n")
-    n = int(n)
+        raise errors.InvalidInput(f"a and b must have the same length, got {a.shape[0]} and {b.shape[0]}", field="b")
+    n = check_scalar(n, "n", min_val=0)
     for name, arr in (("a", a), ("b", b)):
         if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-            raise InvalidInput(f"{name} must hold node ids in [0, {n}), got values in "
+            raise errors.InvalidInput(f"{name} must hold node ids in [0, {n}), got values in "
                                f"[{int(arr.min())}, {int(arr.max())}]", field=name)
     parent = np.empty(n, dtype=np.int64)
     size = np.empty(n, dtype=np.int64)
@@ -76,12 +74,12 @@ def components_from_links(keys_a: Sequence[str], keys_b: Sequence[str]) -> dict[
     Nodes are numbered in sorted order, so the kernel's "smallest id" label is the smallest string.
     """
     if len(keys_a) != len(keys_b):
-        raise InvalidInput(f"keys_a and keys_b must have the same length, got {len(keys_a)} and {len(keys_b)}",
+        raise errors.InvalidInput(f"keys_a and keys_b must have the same length, got {len(keys_a)} and {len(keys_b)}",
                            field="keys_b")
     for name, keys in (("keys_a", keys_a), ("keys_b", keys_b)):
         bad = next((k for k in keys if not isinstance(k, str)), None)
         if bad is not None:
-            raise InvalidInput(f"{name} must hold str, got {type(bad).__name__}", field=name)
+            raise errors.InvalidInput(f"{name} must hold str, got {type(bad).__name__}", field=name)
     nodes = sorted(set(keys_a).union(keys_b))
     index = {key: i for i, key in enumerate(nodes)}
     a = np.fromiter((index[k] for k in keys_a), dtype=np.int64, count=len(keys_a))

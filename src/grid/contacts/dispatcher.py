@@ -24,6 +24,7 @@ import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ACK_WORDS = {"ACK", "YES", "Y", "1", "OK", "CONFIRM", "SI", "SÍ"}
 RECEIPT_FLUSH_S = 0.02
+WHERE = 1_000_000  # nid -> shard remembered for receipts (~100 B each); older ones are looked up by a scatter
 
 
 def _iso(epoch: float) -> str:
@@ -84,6 +86,7 @@ class Dispatcher:
         self.tz = ZoneInfo(config.timezone)
         self.rng = random.Random(seed)
         self.inflight: dict[str, int] = {}  # nid -> shard index, while this process sends it
+        self.where: OrderedDict[str, int] = OrderedDict()  # nid -> shard of messages sent (receipts come later)
         self.wake = asyncio.Event()
         self._receipts: dict[int, list[tuple[dict, asyncio.Future]]] = {}
         self._flushers: dict[int, asyncio.Task] = {}
@@ -155,6 +158,9 @@ class Dispatcher:
             {"nid": n["nid"], "pos": pos, "lease_until": lease, "at": _iso(now)} for n, pos in sends]}))
         for n, _ in sends:
             self.inflight[n["nid"]] = shard
+            self.where[n["nid"]] = shard
+        while len(self.where) > WHERE:
+            self.where.popitem(last=False)
         task = asyncio.create_task(self._send_batch(shard, sends))
         self._tasks.add(task)
         task.add_done_callback(lambda t: (self._tasks.discard(t), slots.release()))
@@ -180,13 +186,14 @@ class Dispatcher:
 
     async def _send_batch(self, shard: int, sends: list[tuple[dict, int]]) -> None:
         try:
-            outcomes = await asyncio.gather(*(self._send_one(n, pos) for n, pos in sends))
+            timed = await asyncio.gather(*(self._send_timed(n, pos) for n, pos in sends))
+            outcomes = [o for o, _ in timed]
             now = self.clock()
             delivered, failed = [], []
-            for (n, pos), out in zip(sends, outcomes):
+            for (n, pos), (out, t) in zip(sends, timed):
                 cand = n["route"][pos]
                 if out.status in ("sent", "delivered"):
-                    self.handed_over.setdefault(cand["key"], now)
+                    self.handed_over.setdefault(cand["key"], t)
                     delivered.append({"nid": n["nid"], "key": cand["key"], "status": out.status,
                                       "provider_id": out.provider_id, "sent_epoch": now, "at": _iso(now)})
                     continue
@@ -218,6 +225,10 @@ class Dispatcher:
         created = dt.datetime.fromisoformat(n["created_at"].replace("Z", "+00:00")).timestamp()
         return now - created < self.config.give_up_after_s
 
+    async def _send_timed(self, n: dict, pos: int) -> tuple[Outcome, float]:
+        out = await self._send_one(n, pos)
+        return out, self.clock()
+
     async def _send_one(self, n: dict, pos: int) -> Outcome:
         cand = n["route"][pos]
         variables = {**n["vars"], "contact_name": cand.get("name", ""), "customer_id": n["customer_id"],
@@ -245,7 +256,7 @@ class Dispatcher:
 
     # -- receipts, replies, acknowledgements --------------------------------------------------------------
     async def _shard_of(self, nid: str) -> int:
-        shard = self.inflight.get(nid)
+        shard = self.inflight.get(nid, self.where.get(nid))
         if shard is None:
             shard = await self.grid.aoutbox_locate(nid)
         if shard is None:

@@ -42,6 +42,7 @@ class FakeProvider:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/{resource}", self._create)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -63,6 +64,12 @@ class FakeProvider:
 
     def duplicates(self) -> dict[str, int]:
         return {k: n for k, n in self.handsets.items() if n > 1}
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Counts for a benchmark running the provider in another process."""
+        return web.json_response({"requests": self.requests, "accepted": len(self.accepted), "failed": self.failed,
+                                  "held": self.held, "delivered_keys": len(self.handsets),
+                                  "duplicates": len(self.duplicates()), "receipts_sent": self.receipts_sent})
 
     async def _create(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -133,3 +140,29 @@ class FakeProvider:
         return await self.post_signed(inbound_url, {"AccountSid": self.account_sid, "From": from_number,
                                                     "To": "+15550000000", "Body": body,
                                                     "MessageSid": "SMreply"})
+
+
+def main() -> None:  # pragma: no cover - run by bench/bench_outages.py in its own process
+    """``python -m grid.contacts.fake_provider --port 0 --fail-rate 0.3``: prints its base URL, serves forever."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--sid", default="ACfake")
+    ap.add_argument("--token", default="fake-token")
+    ap.add_argument("--fail-rate", type=float, default=0.0)
+    ap.add_argument("--timeout-rate", type=float, default=0.0)
+    ap.add_argument("--no-receipts", action="store_true")
+    args = ap.parse_args()
+
+    async def serve():
+        p = FakeProvider(args.sid, args.token, fail_rate=args.fail_rate, timeout_rate=args.timeout_rate,
+                         send_receipts=not args.no_receipts)
+        print(await p.start(port=args.port), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -3,9 +3,9 @@
 For a batch of customers (one, at event time) and an optional requested channel:
 
 1. **inputs**: one row per customer (:mod:`grid.decisions.inputs`), as columns;
-2. **engagement policies**: every action's eligibility and applicability predicate over all rows at once (the
-   vectorized compiler); the what-if saving is priced only for rows some action still considers; then
-   suitability;
+2. **engagement policies**, in order, each predicate over all rows at once (the vectorized compiler) and only
+   when some row reached its stage: eligibility, applicability, then (the what-if saving priced only for rows
+   some action still considers) suitability; a stage not reached is recorded as None;
 3. **contact policy** per (row, action): the same action rejected ``K`` times within the suppression window is
    suppressed; offers (not service actions) wait out a cool-off after a complaint; a channel that carried
    ``N`` offers in the last 7 days, or is in its quiet hours, is not available; an action with no channel
@@ -90,8 +90,10 @@ def decide(shard, customer_ids: list[str], catalogue: Catalogue, channel: str | 
     actions = catalogue.actions
     rows = [customer_inputs(shard, c, now_ts, catalogue.fields, st.churn.get(c)) for c in customer_ids]
     table = _columns(rows, catalogue.fields)
+    # stages in order, each evaluated only when some row reached it (at event time n == 1: an action the
+    # customer is not eligible for costs one predicate, not three)
     elig = [_masks(a.eligibility, table, n) for a in actions]
-    appl = [_masks(a.applicability, table, n) for a in actions]
+    appl = [_masks(a.applicability, table, n) & e if e.any() else e for a, e in zip(actions, elig)]
     if any(a.needs_saving for a in actions):
         priced: dict[tuple, int] = {}
         saving = [None] * n
@@ -107,7 +109,7 @@ def decide(shard, customer_ids: list[str], catalogue: Catalogue, channel: str | 
             if s is not None:
                 rows[i][SAVING] = s
         table[SAVING] = python_column(saving)
-    suit = [_masks(a.suitability, table, n) for a in actions]
+    suit = [_masks(a.suitability, table, n) & p if p.any() else p for a, p in zip(actions, appl)]
 
     tz = zone(shard.timezone)
     out = []
@@ -126,13 +128,15 @@ def decide(shard, customer_ids: list[str], catalogue: Catalogue, channel: str | 
         cooloff = last_complaint is not None and now_ts - last_complaint < pol.complaint_cooloff_days * ev.DAY
         scored, fired, items = [], [], []
         for j, a in enumerate(actions):
-            stages = {"eligible": bool(elig[j][i]), "applicable": bool(appl[j][i]), "suitable": bool(suit[j][i])}
+            e, p = bool(elig[j][i]), bool(appl[j][i])
+            # a stage not reached is not evaluated: None
+            stages = {"eligible": e, "applicable": p if e else None, "suitable": bool(suit[j][i]) if p else None}
             item = {"action_id": a.id, **stages, "policy": None, "channels": [], "priority": None}
             for stage, ok in (("eligibility", stages["eligible"]), ("applicability", stages["applicable"]),
                               ("suitability", stages["suitable"])):
                 if getattr(a, stage) is not None and ok:
                     fired.append(f"{a.id}:{stage}")
-            if all(stages.values()):
+            if stages["suitable"]:
                 rejected = [t for t in contact["rejections"].get(a.id, []) if t > now_ts - pol.suppression_days * ev.DAY]
                 if len(rejected) >= pol.suppress_after_rejections:
                     item["policy"] = f"suppressed: rejected {len(rejected)} times in {pol.suppression_days} days"
@@ -159,7 +163,7 @@ def decide(shard, customer_ids: list[str], catalogue: Catalogue, channel: str | 
                 value += row.get(SAVING, 0)
             item.update(propensity={"alpha": alpha, "beta": beta, "sample": round(theta, 6)},
                         value_cents=int(round(value)), lever=a.lever)
-            if all(stages.values()) and item["policy"] is None:
+            if stages["suitable"] and item["policy"] is None:
                 item["priority"] = round(theta * value * a.lever, 4)
                 scored.append((item["priority"], -j, item))
             items.append(item)

@@ -56,19 +56,43 @@ def event_ops(items: list | dict, write_id: str | None = None, now_ts: int | Non
              "if_match": None} for cid, evs in by_customer.items()]
 
 
+async def _started(coro) -> asyncio.Task:
+    """``coro`` (a ``server.write``) run up to its wait for the log: checked, logged and applied in memory.
+
+    A write is applied in the same event-loop step it is logged in and then only waits for the fsync, so the
+    next write (the churn score, the decision) can be computed on the applied state and logged into the same
+    group commit; everything is answered only once all of it is durable.
+    """
+    task = asyncio.ensure_future(coro)
+    await asyncio.sleep(0)
+    if task.done():
+        task.result()  # a write refused by its check raises here, before anything else is written
+    return task
+
+
 async def append_events(server, ops: list[dict], decide: dict | None) -> dict:
-    results = list(await asyncio.gather(*(server.write(op) for op in ops)))
-    if server.shard.decisions.model is not None:  # re-score churn on the new evidence, before any decision
-        rescored = await asyncio.gather(*(rescore(server, r["customer_id"], op["write_id"])
-                                          for r, op in zip(results, ops)))
-        for r, v in zip(results, rescored):
-            r["version"] = v
+    """Write event ops; re-score churn if a model is in force; with ``decide``, decide and record."""
+    shard = server.shard
+    writes = [await _started(server.write(op)) for op in ops]
+    later = []
+    if shard.decisions.model is not None:  # re-score churn on the new evidence, before any decision
+        later += [await _started(rescore(server, op["customer_id"], op["write_id"])) for op in ops]
+    decisions = None
+    if decide:
+        triggers = {op["customer_id"]: [ev.event_id(op["write_id"], i) for i in range(len(op["body"]["events"]))]
+                    for op in ops}
+        wids = [f"{op['write_id']}:decision" for op in ops]
+        decisions, dops = plan_decisions(shard, list(triggers), dict(decide, write_ids=wids), triggers)
+        later += [await _started(server.write(op)) for op in dops]
+    results = [dict(r) for r in await asyncio.gather(*writes)]
+    versions: dict[str, int] = {}
+    for r in await asyncio.gather(*later):
+        versions[r["customer_id"]] = max(versions.get(r["customer_id"], 0), r["version"])
+    for r, op in zip(results, ops):
+        r["version"] = max(r["version"], versions.get(op["customer_id"], 0))
     out = {"items": results}
     if decide:
-        triggers = {r["customer_id"]: r.get("event_ids", []) for r in results}
-        cids = list(triggers)
-        wids = [f"{op['write_id']}:decision" for op in ops]
-        out["decisions"] = await decide_and_record(server, cids, dict(decide, write_ids=wids), triggers)
+        out["decisions"] = decisions
     return out
 
 
@@ -133,8 +157,8 @@ async def score_base(server, model, path: str, write_id: str) -> dict:
     return await server.write(op)
 
 
-async def rescore(server, customer_id: str, write_id: str) -> int:
-    """Re-score one customer under the shard's model after an event; returns the context's new version."""
+async def rescore(server, customer_id: str, write_id: str) -> dict:
+    """Re-score one customer under the shard's model after an event; returns the write's result."""
     from grid.decisions.churn import customer_features, load
 
     shard = server.shard
@@ -143,7 +167,7 @@ async def rescore(server, customer_id: str, write_id: str) -> int:
     p, tops = model.score(customer_features(shard, customer_id)[None, :])
     op = {"kind": "churn", "customer_id": customer_id, "write_id": f"{write_id}:churn", "if_match": None,
           "body": {"churn_risk": float(p[0]), "top_features": tops[0], "model_version": model.version}}
-    return (await server.write(op))["version"]
+    return await server.write(op)
 
 
 def events_view(shard, customer_id: str, limit: int) -> dict:

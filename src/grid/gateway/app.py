@@ -12,6 +12,7 @@ from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
 from grid.gateway.imports import setup_imports
 from grid.gateway.decisions import setup_decisions
+from grid.gateway.console import setup_console
 from grid.gateway.outages import setup_outages
 from grid.gateway.portal import setup_portal
 from grid.gateway.rules import setup_rules
@@ -20,7 +21,9 @@ from grid.gateway.jobs import Jobs
 from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
 from grid.gateway.formats import choose, served_media_types
-from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
+from grid.gateway.headers import setup_security_headers
+from grid.gateway.limits import HEAVY, Limiter, LimitsConfig
+from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, LIMITS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
 from grid.gateway.reads import Reads
@@ -43,20 +46,30 @@ async def contract(request: web.Request, handler):
     op = c.operation(request.method, resource.canonical)
     if op is None:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
+    limiter = request.app[LIMITS]
     if not op.public:
-        request[PRINCIPAL] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+        principal = request[PRINCIPAL] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+        limiter.admit(principal.key_id, principal.role)
     params = request[PARAMS] = c.check_parameters(op, request.query, request.headers, request.match_info)
     offered = served_media_types() if op.negotiable else op.media_types
     request[FORMAT] = choose(params.get("format"), request.headers.get("Accept"), offered)
     raw = await request.read() if op.body is not None else b""
     request[BODY] = c.check_body(op, raw, request.headers.get("Content-Type", ""))
+    if op.operation_id in HEAVY and not op.public:
+        with limiter.heavy(request[PRINCIPAL].key_id):
+            return await handler(request)
     return await handler(request)
 
 
 async def get_health(request: web.Request) -> web.Response:
+    """Liveness for anyone (``ok`` / ``degraded``); each shard's details (node, pid, data path, WAL) only with
+    ``?detail=true`` and an operator key: they map the deployment for an attacker."""
     shards = await request.app[GRID].astats()
     status = "ok" if all(s.get("status") not in ("unavailable", "stopped") for s in shards) else "degraded"
     request.app[METRICS].shards(shards)
+    if not request[PARAMS].get("detail"):
+        return web.json_response({"status": status})
+    request.app[KEYS].authenticate(request.headers.get("Authorization")).require("operator")
     return web.json_response({"status": status, "shards": shards})
 
 
@@ -91,10 +104,13 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     app[KEYS] = keys if keys is not None else (KeyStore.load(config.keys_file) if config.keys_file else KeyStore())
     app[CONTRACT] = Contract()
     app[METRICS] = metrics
-    app[JOBS] = Jobs()
+    limits = getattr(config, "limits", None) or LimitsConfig()
+    app[LIMITS] = Limiter(limits)
+    app[JOBS] = Jobs(keep_s=limits.jobs_keep_s)
     app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics,
                        invalidate_interval_s=config.invalidate_interval_s)
     app.cleanup_ctx.append(_watch_shards)
+    setup_security_headers(app)
     r = app.router
     r.add_get("/v1/health", get_health, name="get_health")
     r.add_get("/v1/openapi.yaml", get_openapi, name="get_openapi")
@@ -117,4 +133,5 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     setup_decisions(app)
     setup_imports(app)
     setup_outages(app)
+    setup_console(app)
     return app

@@ -81,6 +81,20 @@ async def post_actions_reload(request: web.Request) -> web.Response:
     return respond(request, {"version": new.version, "actions": [a.id for a in new.actions]}, "actions")
 
 
+async def get_propensities(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator")
+    counts = await request.app[GRID].apropensities()
+    pol = request.app[ACTIONS].current.policy
+    items = []
+    for key, (acc, rej) in sorted(counts.items()):
+        action, _, segment = key.partition("|")
+        a, b = pol.prior_accepted + acc, pol.prior_rejected + rej
+        items.append({"action_id": action, "segment": segment, "accepted": acc, "rejected": rej,
+                      "alpha": a, "beta": b, "mean": a / (a + b)})
+    return respond(request, {"prior": {"accepted": pol.prior_accepted, "rejected": pol.prior_rejected},
+                             "items": items}, "propensities")
+
+
 async def post_churn_score(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator")
     grid = request.app[GRID]
@@ -125,3 +139,4 @@ def setup_decisions(app: web.Application, mqtt: MqttSettings | None = None) -> N
     r.add_get("/v1/customers/{id}/decisions", get_customer_decisions, name="get_customer_decisions")
     r.add_post("/v1/admin/actions/reload", post_actions_reload, name="post_actions_reload")
     r.add_post("/v1/admin/churn/score", post_churn_score, name="post_churn_score")
+    r.add_get("/v1/admin/propensities", get_propensities, name="get_propensities")

@@ -120,7 +120,24 @@ def decode_json(body: bytes) -> Any:
 
 
 # -- XML ----------------------------------------------------------------------------------------------------
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Keys that are plain names become element names; any other key (spaces, a leading digit, a trailing newline,
+# "xml..."): <entry key="...">. XML 1.0 cannot carry C0 controls (but tab and newline), U+FFFE/U+FFFF or lone
+# surrogates at all, not even as character references, and a parser turns a raw CR into LF: a string holding
+# any of them is written JSON-escaped in ASCII with encoding="json" (for a key, key-encoding="json"), so the
+# document is well-formed and decodes back to the same text.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _xml_text(s: str) -> tuple[str, bool]:
+    """``s`` as XML can hold it, and whether it was escaped."""
+    if _NOT_XML.search(s):
+        return json.dumps(s)[1:-1], True
+    return s, False
+
+
+def _from_xml_text(s: str, escaped: bool) -> str:
+    return json.loads(f'"{s}"') if escaped else s
 
 
 def _to_xml(parent: ET.Element, value: Any) -> None:
@@ -128,10 +145,13 @@ def _to_xml(parent: ET.Element, value: Any) -> None:
         parent.set("type", "object")
         for k, v in value.items():
             k = str(k)
-            if _NAME.match(k) and not k.lower().startswith("xml"):
+            if _NAME.fullmatch(k) and not k.lower().startswith("xml"):
                 child = ET.SubElement(parent, k)
             else:
-                child = ET.SubElement(parent, "entry", {"key": k})
+                key, escaped = _xml_text(k)
+                child = ET.SubElement(parent, "entry", {"key": key})
+                if escaped:
+                    child.set("key-encoding", "json")
             _to_xml(child, v)
     elif isinstance(value, (list, tuple)):
         parent.set("type", "array")
@@ -149,7 +169,10 @@ def _to_xml(parent: ET.Element, value: Any) -> None:
         parent.set("type", "number")
         parent.text = repr(value)
     else:
-        parent.text = str(value)
+        text, escaped = _xml_text(str(value))
+        parent.text = text
+        if escaped:
+            parent.set("encoding", "json")
 
 
 def encode_xml(data: Any, root: str = "response") -> bytes:
@@ -158,11 +181,16 @@ def encode_xml(data: Any, root: str = "response") -> bytes:
     return ET.tostring(el, encoding="utf-8", xml_declaration=True)
 
 
+def _key_of(el: ET.Element) -> str:
+    if el.tag == "entry" and el.get("key") is not None:
+        return _from_xml_text(el.get("key"), el.get("key-encoding") == "json")
+    return el.tag
+
+
 def _from_xml(el: ET.Element) -> Any:
     kind = el.get("type", "string")
     if kind == "object":
-        return {c.get("key", c.tag) if c.tag == "entry" and c.get("key") is not None else c.tag: _from_xml(c)
-                for c in el}
+        return {_key_of(c): _from_xml(c) for c in el}
     if kind == "array":
         return [_from_xml(c) for c in el]
     if kind == "null":
@@ -174,7 +202,7 @@ def _from_xml(el: ET.Element) -> Any:
         return int(text)
     if kind == "number":
         return float(text)
-    return text
+    return _from_xml_text(text, el.get("encoding") == "json")
 
 
 def decode_xml(body: bytes) -> Any:
@@ -185,21 +213,37 @@ def decode_xml(body: bytes) -> Any:
 
 
 # -- CSV ----------------------------------------------------------------------------------------------------
-def flatten(value: Any, prefix: str = "", out: dict | None = None) -> dict:
-    """Nested data -> {dotted.path: scalar}; empty containers keep a column holding ``[]`` / ``{}``."""
+# OWASP "CSV Injection": a spreadsheet runs a cell that begins with = + - @ (or tab / CR, which some strip
+# first) as a formula. Such text cells and headers are written with a leading ' (shown as text, not run);
+# text that itself begins with ' gets one more, so decode_csv removes exactly one and gets the text back.
+# Numbers are written as they are: -5 is a number, not a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralise(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _unneutralise(text: str) -> str:
+    return text[1:] if text.startswith("'") else text
+
+
+def flatten(value: Any, prefix: str | None = None, out: dict | None = None) -> dict:
+    """Nested data -> {dotted.path: scalar}; empty containers keep a column holding ``[]`` / ``{}``; a bare
+    scalar is the column ``value``."""
     out = {} if out is None else out
     if isinstance(value, dict):
-        if not value and prefix:
+        if not value and prefix is not None:
             out[prefix] = "{}"
         for k, v in value.items():
-            flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+            flatten(v, f"{prefix}.{k}" if prefix is not None else str(k), out)
     elif isinstance(value, (list, tuple)):
-        if not value and prefix:
+        if not value and prefix is not None:
             out[prefix] = "[]"
         for i, v in enumerate(value):
-            flatten(v, f"{prefix}.{i}" if prefix else str(i), out)
+            flatten(v, f"{prefix}.{i}" if prefix is not None else str(i), out)
     else:
-        out[prefix or "value"] = value
+        out["value" if prefix is None else prefix] = value
     return out
 
 
@@ -208,7 +252,9 @@ def _cell(v: Any) -> str:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
-    return str(v)
+    if isinstance(v, (int, float)):
+        return str(v)
+    return neutralise(str(v))
 
 
 def rows_of(data: Any) -> list[dict]:
@@ -227,15 +273,17 @@ def encode_csv(data: Any, root: str = "") -> bytes:
         columns.update(dict.fromkeys(r))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(list(columns))
+    w.writerow([neutralise(c) for c in columns])
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in columns])
     return buf.getvalue().encode()
 
 
 def decode_csv(body: bytes) -> list[dict]:
-    """Rows as {column: text}; the caller knows which columns are numbers."""
-    return list(csv.DictReader(io.StringIO(body.decode())))
+    """Rows as {column: text}; the caller knows which columns are numbers. Undoes :func:`neutralise`."""
+    reader = csv.reader(io.StringIO(body.decode(), newline=""))
+    header = [_unneutralise(h) for h in next(reader, [])]
+    return [{h: _unneutralise(v) for h, v in zip(header, row)} for row in reader]
 
 
 register(Format("json", "application/json", encode_json, decode_json))

@@ -14,7 +14,7 @@ import uuid
 
 from aiohttp import web
 
-from grid.errors import ContextGridError, PayloadTooLarge
+from grid.errors import ContextGridError, PayloadTooLarge, ShardUnavailable
 from grid.gateway.keys import CONFIG, METRICS, REQUEST_ID
 
 log = logging.getLogger("grid.gateway")
@@ -57,6 +57,11 @@ async def problems(request: web.Request, handler):
     rid = request_id(request)
     try:
         resp = await handler(request)
+    except ShardUnavailable as exc:
+        # its detail names WAL/segment paths and OS messages: for the log, not for the caller
+        log.warning("%s %s: %s [request %s]", request.method, request.path, exc.detail, rid)
+        resp = from_error(ShardUnavailable(f"the customer's shard is unavailable; retry after {exc.retry_after} s "
+                                           f"(request {rid})", retry_after=exc.retry_after), rid)
     except ContextGridError as exc:
         resp = from_error(exc, rid)
     except web.HTTPRequestEntityTooLarge:

@@ -9,6 +9,7 @@ Similarity functions come from ``rapidfuzz`` (Jaro-Winkler, token-set ratio, Dam
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from rapidfuzz import fuzz
@@ -30,23 +31,31 @@ FIELDS = tuple(LEVELS)
 _ATTR = {"name": "names", "address": "addresses", "phone": "phones", "email": "emails", "tax_id": "tax_ids"}
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _name_parts(name: str) -> tuple[tuple[str, ...], frozenset, str]:
+    """(sorted tokens, generation suffixes, the name without them): computed once per distinct name."""
+    tokens = name.split()
+    gens = frozenset(t for t in tokens if t in GENERATIONS)
+    return tuple(sorted(tokens)), gens, " ".join(t for t in tokens if t not in GENERATIONS)
+
+
 def _name_level(a: str, b: str) -> int:
-    ta, tb = a.split(), b.split()
-    ga = {t for t in ta if t in GENERATIONS}
-    gb = {t for t in tb if t in GENERATIONS}
+    if a == b:
+        return 0
+    sa, ga, ra = _name_parts(a)
+    sb, gb, rb = _name_parts(b)
     if ga != gb:
         # Jr against Sr or against no suffix: a father and his son share a name, often an address and a phone
-        sa = " ".join(t for t in ta if t not in GENERATIONS)
-        sb = " ".join(t for t in tb if t not in GENERATIONS)
-        if sa == sb or JaroWinkler.similarity(sa, sb) >= 0.92:
+        if ra == rb or JaroWinkler.similarity(ra, rb) >= 0.92:
             return 5
-    if a == b or sorted(ta) == sorted(tb):
+    if sa == sb:
         return 0  # "Garcia, Maria" is how a clerk writes Maria Garcia: a reorder is no difference
-    if JaroWinkler.similarity(a, b) >= 0.92:
+    jw = JaroWinkler.similarity(a, b)
+    if jw >= 0.92:
         return 1
-    if fuzz.token_set_ratio(a, b) >= 90 and min(len(ta), len(tb)) >= 2:  # reordered, or a word added
+    if min(len(sa), len(sb)) >= 2 and fuzz.token_set_ratio(a, b) >= 90:  # reordered, or a word added
         return 2
-    if JaroWinkler.similarity(a, b) >= 0.80:
+    if jw >= 0.80:
         return 3
     return 4
 

@@ -18,6 +18,7 @@ different fields, so a typo in one field still leaves the record in some block w
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import jellyfish
@@ -25,10 +26,16 @@ import msgspec
 import phonenumbers
 
 from grid.identity.evidence import Evidence, record_key
-from grid.normalize import normalize_address, normalize_name
+from grid.normalize import normalize_address as _normalize_address, normalize_name as _normalize_name
 
 __all__ = ["Member", "member_of_evidence", "member_of_context", "keys_of", "DETERMINISTIC", "BLOCKING",
            "normalize_phone", "normalize_email", "normalize_tax_id", "GENERATIONS", "split_address"]
+
+# A context repeats its addresses (premise, billing, mailing) and a base repeats names and streets: normalize
+# each distinct string once (bounded, so a long import cannot grow it without end).
+normalize_address = functools.lru_cache(maxsize=1 << 16)(_normalize_address)
+normalize_name = functools.lru_cache(maxsize=1 << 16)(_normalize_name)
+metaphone = functools.lru_cache(maxsize=1 << 16)(jellyfish.metaphone)
 
 DETERMINISTIC = ("customer_id", "account_id", "service_point_id", "meter_id", "tax_id", "email_verified",
                  "record")
@@ -61,6 +68,13 @@ def normalize_phone(phone: str | None, region: str = "US") -> str | None:
     """E.164 (``+14155550134``) or None when the text is not a possible number."""
     if not phone:
         return None
+    if region == "US":  # North American numbers written any usual way: the digits say it (phonenumbers is slow)
+        digits = _DIGITS.sub("", phone)
+        plain = not any(c.isalpha() for c in phone)
+        if plain and len(digits) == 10 and digits[0] in "23456789" and not phone.lstrip().startswith("+"):
+            return "+1" + digits
+        if plain and len(digits) == 11 and digits[0] == "1" and digits[1] in "23456789":
+            return "+" + digits
     try:
         n = phonenumbers.parse(phone, region)
     except phonenumbers.NumberParseException:
@@ -154,6 +168,7 @@ def member_of_context(rec: dict, region: str = "US", ignore_tax_ids: frozenset[s
     return m
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def split_address(addr: str) -> tuple[str | None, str | None, str | None]:
     """(house number, street name, ZIP) of a normalized address; None where the address has none."""
     tokens = addr.split()
@@ -171,9 +186,10 @@ def split_address(addr: str) -> tuple[str | None, str | None, str | None]:
     return house, street, zip5
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def name_code(name: str) -> str:
     """Sorted metaphones of a name's tokens, generation suffixes left out (``smith john`` = ``john smith``)."""
-    codes = sorted(jellyfish.metaphone(t) or t for t in name.split() if t not in GENERATIONS)
+    codes = sorted(metaphone(t) or t for t in name.split() if t not in GENERATIONS)
     return " ".join(codes)
 
 
@@ -199,7 +215,7 @@ def keys_of(m: Member) -> list[tuple[str, str]]:
         if house and zip5:
             out.append(("zip_house", f"{zip5} {house}"))
         if house and street:
-            out.append(("house_street", f"{house} {jellyfish.metaphone(street) or street}"))
+            out.append(("house_street", f"{house} {metaphone(street) or street}"))
     for n in m.names:
         code = name_code(n)
         if not code:

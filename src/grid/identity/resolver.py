@@ -6,12 +6,14 @@ Order of evidence, strongest first:
 
 1. a reviewer's decision about this record (``same`` links; ``different`` rules that customer out for good);
 2. the record itself, already linked (``record``: its ``source:record_id``), then the deterministic keys of
-   ``rules/identity.yaml`` in their order. A key naming exactly one customer links; two keys naming two
-   different customers (a meter id of one, an account of another) send the record to review. A key shared by
-   several customers only narrows the candidates;
+   ``rules/identity.yaml`` in their order. A key naming exactly one customer links, unless every other field
+   compared says it is somebody else (the comparisons' weights sum below zero: a mistyped account number);
+   two keys naming two different customers (a meter id of one, an account of another) send the record to
+   review, as does that contradiction. A key shared by several customers only narrows the candidates;
 3. Fellegi-Sunter: every candidate found by a blocking key is compared field by field with each of its
    members; the best member's total weight decides: link at or above ``thresholds.link``, review at or above
-   ``thresholds.review``, otherwise a new customer. Ties go to the smaller customer id (deterministic).
+   ``thresholds.review``, otherwise a new customer. Ties go to the customer sharing more exact values with the
+   record, then to the smaller customer id (deterministic).
 """
 from __future__ import annotations
 
@@ -118,6 +120,11 @@ def decide(rules, ev: Evidence, member: Member, found: list[dict]) -> Resolution
             cid = distinct[0]
             res.outcome, res.customer_id, res.key, res.probability = "link", cid, first_kind, 1.0
             best = next((c for c in scored if c.customer_id == cid), None)
+            if (first_kind not in ("record", "customer_id") and best is not None and best.comparisons
+                    and sum(c.weight for c in best.comparisons) < 0):
+                # a mistyped account number names somebody else: every other field says so; a person decides
+                res.outcome, res.probability = "review", None
+                res.review_id = f["open_review"] or review_id(key, cid)
             res.comparisons = best.comparisons if best else []
             res.score = best.score if best else None
             res.candidates = [Candidate(customer_id=cid, score=best.score if best else None,
@@ -145,7 +152,9 @@ def decide(rules, ev: Evidence, member: Member, found: list[dict]) -> Resolution
 
 def _score_all(rules, member: Member, members: dict[str, list[Member]], different: set[str]) -> list[Candidate]:
     fields = tuple(c.field for c in rules.comparators)
+    mine = _values(member)
     out = []
+    agree = {}
     for cid, ms in members.items():
         if cid in different:
             continue
@@ -155,5 +164,12 @@ def _score_all(rules, member: Member, members: dict[str, list[Member]], differen
             if best is None or total > best[0]:
                 best = (total, comps, m.label)
         out.append(Candidate(customer_id=cid, score=round(best[0], 3), comparisons=best[1], member=best[2]))
-    out.sort(key=lambda c: (-c.score, c.customer_id))
+        # tie-break: two customers of one owner score alike on the owner's name and mailing address; the one
+        # whose own premise the record names shares more values with it
+        agree[cid] = len(mine & set().union(*(_values(m) for m in ms)))
+    out.sort(key=lambda c: (-c.score, -agree[c.customer_id], c.customer_id))
     return out
+
+
+def _values(m: Member) -> set[str]:
+    return {*m.names, *m.addresses, *m.phones, *m.emails, *m.tax_ids}

@@ -389,8 +389,11 @@ class Importer:
             shard_of = dict(zip(cids, owner[partitions_of(cids)].tolist())) if cids else {}
             part_of = good.get_column("_cid").replace_strict(shard_of, default=-1, return_dtype=pl.Int64)
             ops = []
+            pushed = str(batch.position["stream"]).startswith("push")
             for s in range(len(grid.shards)):
                 sub = good.filter(part_of == s)
+                if pushed and sub.height == 0:
+                    continue  # a push is never resumed by position: shards without its rows need not hear of it
                 wid = hashlib.sha1(f"{src.name}|{batch.position['stream']}|{first}|{last}|{s}|{table.version}"
                                    .encode()).hexdigest()
                 if usage:  # numbers as int64 bytes: a 50k-row batch packs in a millisecond
@@ -419,8 +422,19 @@ class Importer:
 
     # -- quarantine -------------------------------------------------------------------------------------------
     async def quarantined(self, source: str) -> list[dict]:
+        """The source's quarantine, plus rows a shard refused that the file lacks (the importer died between
+        the shard's acknowledgement and its own quarantine write): those show without their raw row."""
         self.registry.get(source)
-        return self.quarantine.entries(source)
+        entries = self.quarantine.entries(source)
+        ids = {e["id"] for e in entries} | self.quarantine.resolved(source)
+        for view in await self.grid.aimport_view(source):
+            for r in view["rejected"]:
+                rid = f"{r['stream']}:{r['offset']}"
+                if rid not in ids:
+                    ids.add(rid)
+                    entries.append({"id": rid, "stream": r["stream"], "offset": r["offset"], "row": None,
+                                    "field": r["field"], "reason": "refused", "detail": r["reason"]})
+        return entries
 
     async def replay(self, source: str) -> Receipt:
         """Run a source's quarantined rows through its current mapping; rows that go through leave quarantine."""
@@ -432,6 +446,7 @@ class Importer:
             return Receipt()
         gen = int(time.time_ns())
         stream = f"replay:{gen}"
+        self.quarantine.resolve(source, [e["id"] for e in entries])
         self.quarantine.replace(source, malformed)  # entries that fail again are re-added by the batch
         try:
             batch = Batch({"stream": stream, "offset": len(entries)}, [e["row"] for e in entries])

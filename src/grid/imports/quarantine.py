@@ -72,6 +72,19 @@ class Quarantine:
                 by_id[e["id"]] = e
         return list(by_id.values())
 
+    def resolve(self, source: str, ids: list[str]) -> None:
+        """Remember that these entries were replayed (shards keep their own list of refused rows; a replayed
+        one must not come back from there)."""
+        if ids:
+            with open(self.directory / f"{source}.resolved", "a", encoding="utf-8") as f:
+                f.write("".join(f"{i}\n" for i in ids))
+                f.flush()
+                os.fsync(f.fileno())
+
+    def resolved(self, source: str) -> set[str]:
+        p = self.directory / f"{source}.resolved"
+        return set(p.read_text(encoding="utf-8").split()) if p.exists() else set()
+
     def count(self, source: str) -> int:
         return len(self.entries(source))
 

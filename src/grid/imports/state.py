@@ -18,6 +18,8 @@ from collections import deque
 import msgpack
 
 REJECTED_KEEP = 10_000  # rows a shard refused (state-dependent checks), kept for the quarantine view
+PUSH_STREAMS_KEEP = 10_000  # idempotency-keyed pushes remembered per source (a retry older than this re-applies
+# as a no-op: its rows are keyed by content)
 
 
 class ImportState:
@@ -41,6 +43,10 @@ class ImportState:
         stream = str(position["stream"])
         if int(position["offset"]) >= self.offset(source, stream):
             streams[stream] = [int(position["offset"]), position]
+        if stream.startswith("push:") and len(streams) > PUSH_STREAMS_KEEP:
+            # every keyed push is its own stream: forget the oldest (insertion order, so a replay agrees)
+            oldest = next(s for s in streams if s.startswith("push:"))
+            del streams[oldest]
 
     def reject(self, source: str, entries: list[dict]) -> None:
         q = self.rejected.setdefault(source, deque(maxlen=REJECTED_KEEP))

@@ -146,6 +146,29 @@ def open_file(path: str | Path, fmt: str = "auto", options: dict | None = None,
     return cls(info, batch_rows=batch_rows)
 
 
+def line_batches(f, parse, stream: str, row: int, batch_rows: int) -> Iterator[Batch]:
+    """Batches of a line-per-record file open at the first line to read (the fixed-width and JSON-lines readers).
+
+    ``parse(line: bytes)`` returns ``(row, None)``, ``(None, rejected)`` for a malformed record or
+    ``(None, None)`` to skip the line; positions carry the byte offset after the batch, to resume at.
+    """
+    rows, bad = [], []
+    while True:
+        raw = f.readline()
+        if raw:
+            rec, rejected = parse(raw)
+            if rec is not None:
+                rows.append(rec)
+            elif rejected is not None:
+                bad.append(rejected)
+        if (not raw and (rows or bad)) or len(rows) >= batch_rows:
+            row += len(rows)
+            yield Batch({"stream": stream, "offset": row, "byte": f.tell()}, rows, rejected=bad)
+            rows, bad = [], []
+        if not raw:
+            return
+
+
 def start_row(after: dict | None, stream: str) -> int:
     """First row number (1-based) to yield given a resume position (another stream's position: from 1)."""
     if after is None or after.get("stream") != stream:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from grid.errors import InvalidInput
-from grid.imports.readers import BATCH_ROWS, Batch, FileInfo
+from grid.imports.readers import BATCH_ROWS, Batch, FileInfo, line_batches
 from grid.imports.readers.delimited import SNIFF_BYTES, sniff_encoding
 
 
@@ -48,20 +48,13 @@ class FixedWidthReader:
                 f.seek(self.bom)
                 for _ in range(self.skip_lines):
                     f.readline()
-            rows, bad = [], []
-            while True:
-                raw = f.readline()
-                if raw:
-                    line = raw.decode(self.encoding, errors="replace").rstrip("\r\n")
-                    if line.strip():
-                        if len(line) < self.min_len:
-                            bad.append({"text": line, "reason": "malformed",
-                                        "detail": f"line has {len(line)} characters, a record needs {self.min_len}"})
-                        else:
-                            rows.append({n: line[a:b] for n, a, b in self.slices})
-                if (not raw and (rows or bad)) or len(rows) >= self.batch_rows:
-                    row += len(rows)
-                    yield Batch({"stream": stream, "offset": row, "byte": f.tell()}, rows, rejected=bad)
-                    rows, bad = [], []
-                if not raw:
-                    return
+            yield from line_batches(f, self._parse, stream, row, self.batch_rows)
+
+    def _parse(self, raw: bytes):
+        line = raw.decode(self.encoding, errors="replace").rstrip("\r\n")
+        if not line.strip():
+            return None, None
+        if len(line) < self.min_len:
+            return None, {"text": line, "reason": "malformed",
+                          "detail": f"line has {len(line)} characters, a record needs {self.min_len}"}
+        return {n: line[a:b] for n, a, b in self.slices}, None

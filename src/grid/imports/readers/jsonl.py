@@ -6,7 +6,7 @@ from typing import Iterator
 
 import msgspec
 
-from grid.imports.readers import BATCH_ROWS, Batch, FileInfo
+from grid.imports.readers import BATCH_ROWS, Batch, FileInfo, line_batches
 
 _decode = msgspec.json.Decoder().decode
 
@@ -25,22 +25,18 @@ class JsonLinesReader:
                 f.seek(int(after["byte"]))
             elif f.read(3) != b"\xef\xbb\xbf":
                 f.seek(0)
-            rows, bad = [], []
-            while True:
-                raw = f.readline()
-                if raw.strip():
-                    try:
-                        obj = _decode(raw)
-                    except msgspec.DecodeError as exc:
-                        obj = exc
-                    if isinstance(obj, dict):
-                        rows.append(obj)
-                    else:
-                        bad.append({"text": raw.decode("utf-8", "replace").rstrip("\r\n"), "reason": "malformed",
-                                    "detail": "not a JSON object" if not isinstance(obj, Exception) else str(obj)})
-                if (not raw and (rows or bad)) or len(rows) >= self.batch_rows:
-                    row += len(rows)
-                    yield Batch({"stream": stream, "offset": row, "byte": f.tell()}, rows, rejected=bad)
-                    rows, bad = [], []
-                if not raw:
-                    return
+            yield from line_batches(f, _parse, stream, row, self.batch_rows)
+
+
+def _parse(raw: bytes):
+    if not raw.strip():
+        return None, None
+    try:
+        obj = _decode(raw)
+    except msgspec.DecodeError as exc:
+        return None, {"text": raw.decode("utf-8", "replace").rstrip("\r\n"), "reason": "malformed",
+                      "detail": str(exc)}
+    if not isinstance(obj, dict):
+        return None, {"text": raw.decode("utf-8", "replace").rstrip("\r\n"), "reason": "malformed",
+                      "detail": "not a JSON object"}
+    return obj, None

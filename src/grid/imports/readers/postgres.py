@@ -89,50 +89,24 @@ def _typed(type_name: str, text: str | None):
     return text
 
 
+# name[type]:value, value quoted ('' doubles a quote) or bare; a type may end in [] (arrays) and hold spaces
+_COLUMN = re.compile(r"""(?:"((?:[^"]|"")+)"|([^\s\[]+))\[((?:[^\[\]]|\[\])+)\]:(?:'((?:[^']|'')*)'|(\S+))""")
+
+
 def parse_tuple(text: str) -> dict:
     """``a[text]:'x y' b[integer]:3 c[text]:null`` -> ``{"a": "x y", "b": 3, "c": None}``."""
-    out, i, n = {}, 0, len(text)
-    while i < n:
-        while i < n and text[i] == " ":
-            i += 1
-        if i >= n:
-            break
-        if text[i] == '"':  # a quoted identifier
-            j = text.index('"', i + 1)
-            name, i = text[i + 1:j], j + 1
+    out = {}
+    for m in _COLUMN.finditer(text):
+        quoted_name, name, type_name, quoted, bare = m.groups()
+        name = quoted_name.replace('""', '"') if quoted_name is not None else name
+        if quoted is not None:
+            raw = quoted.replace("''", "'")
+        elif bare == "null":
+            raw = None
+        elif bare == "unchanged-toast-datum":
+            continue  # not sent: the value did not change (and is not needed to upsert the row)
         else:
-            j = text.index("[", i)
-            name, i = text[i:j], j
-        depth, j = 0, i  # the type: brackets nest (text[], character varying[])
-        while True:
-            if text[j] == "[":
-                depth += 1
-            elif text[j] == "]":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        type_name, i = text[i + 1:j], j + 2  # skip "]:"
-        if text.startswith("'", i):
-            buf, i = [], i + 1
-            while True:
-                j = text.index("'", i)
-                buf.append(text[i:j])
-                if text.startswith("''", j):
-                    buf.append("'")
-                    i = j + 2
-                    continue
-                i = j + 1
-                break
-            raw = "".join(buf)
-        else:
-            j = text.find(" ", i)
-            j = n if j < 0 else j
-            raw, i = text[i:j], j
-            if raw == "null":
-                raw = None
-            elif raw == "unchanged-toast-datum":
-                continue  # not sent: the value did not change (and is not needed to upsert the row)
+            raw = bare
         out[name] = _typed(type_name, raw)
     return out
 
@@ -275,22 +249,21 @@ class PostgresReader:
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s, 'include-xids', '0', "
                 "'skip-empty-xacts', '1')", (self.slot, self.batch_rows)).fetchall()
             rows, offsets, txn, end = [], [], [], last
+            prefix = f"table {want}: "
             for lsn, data in got:
                 if data.startswith("COMMIT"):
                     commit = lsn_int(lsn)
                     if commit > last:  # at or below: delivered before (read ahead) or durable already
-                        rows += txn
-                        offsets += [commit] * len(txn)
+                        for change_lsn, text in txn:  # parsed only now: a re-peeked transaction costs no parse
+                            _, op, row = parse_change(text)
+                            if op == "delete":
+                                row = {**row, **self.on_delete}
+                            rows.append({**row, "_op": op, "_table": self.table, "_lsn": change_lsn})
+                            offsets.append(commit)
                         end = commit
                     txn = []
-                    continue
-                change = parse_change(data)
-                if change is None or change[0] != want:
-                    continue
-                _, op, row = change
-                if op == "delete":
-                    row = {**row, **self.on_delete}
-                txn.append({**row, "_op": op, "_table": self.table, "_lsn": lsn})
+                elif data.startswith(prefix):
+                    txn.append((lsn, data))
             if end == last:
                 return  # caught up (or only transactions already delivered): the follower asks again later
             last = end

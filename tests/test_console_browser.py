@@ -1,0 +1,182 @@
+"""The internal console in a real browser (Playwright driving Debian's chromium) against a real gateway, real
+Ray shards, an SMTP server and the fake SMS provider: search, a customer's context, contact edits with bad
+input, load priority, and an outage declared and watched until its alerts are delivered. Screenshots at
+desktop and phone width go to ``artifacts/``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import CHROMIUM, free_port
+from playwright.async_api import expect  # waits on locators: the console's CSP forbids evaluated strings
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+AGENT_KEY = "console-agent-key-0123456789"
+CUSTOMER_KEY = "console-customer-key-0123456789"
+
+pytestmark = [
+    pytest.mark.browser, pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (make browser installs it)"),
+]
+
+
+class Sink:
+    def __init__(self):
+        self.to: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.to.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def _contexts():
+    def ctx(i, name, priority, contacts, kind="commercial"):
+        return f"Q{i:07d}", {
+            "name": name, "kind": kind, "segment": "sme", "attributes": {"feeder": "F3"},
+            "accounts": [{"account_id": f"QA{i:06d}", "rate_plan_id": "res-tou", "billing_address": f"{i} Oak Ave, Springfield",
+                          "service_points": [{"service_point_id": f"QS{i:06d}", "premise_address": f"{i} Oak Ave",
+                                              "meter_id": f"QM{i:06d}", "interval_minutes": 60,
+                                              "load_priority": priority}]}],
+            "contacts": contacts}
+    return [
+        ctx(1, "Mercy Hospital", "critical", [
+            {"contact_id": "QK1", "name": "Ed Emergency", "roles": ["emergency", "outage"], "channels": [
+                {"type": "sms", "address": "+14155550001", "preference": 1},
+                {"type": "email", "address": "ed@mercy.example", "preference": 2}]}]),
+        ctx(2, "Rachel Green", "normal", [
+            {"contact_id": "QK2", "name": "Rachel Green", "roles": ["billing", "outage"], "channels": [
+                {"type": "email", "address": "rachel@example.com", "preference": 1}]}], kind="residential"),
+    ]
+
+
+@pytest.fixture(scope="module")
+async def console(ray_session, tmp_path_factory):
+    import aiohttp
+    from aiohttp import web
+    from aiosmtpd.controller import Controller
+
+    from grid.cluster import Grid
+    from grid.contacts.config import ContactsConfig, ProviderConfig, SmtpConfig
+    from grid.contacts.fake_provider import FakeProvider
+    from grid.gateway.app import create_app
+    from grid.gateway.auth import KeyStore, digest
+    from grid.gateway.config import GatewayConfig
+
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    sms = FakeProvider("ACcon", "con-token")
+    await sms.start()
+    g = Grid.start(data_dir=str(tmp_path_factory.mktemp("console")), shards=2, namespace="cg-test-console")
+    for cid, body in _contexts():
+        g.replace(cid, body)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    contacts = ContactsConfig(smtp=SmtpConfig(port=smtp_port),
+                              sms=ProviderConfig(base_url=sms.base_url, account_sid="ACcon", auth_token="con-token",
+                                                 from_number="+14155559999"),
+                              public_url=base, poll_s=0.05)
+    keys = KeyStore([{"id": "desk", "role": "agent", "sha256": digest(AGENT_KEY)},
+                     {"id": "rachel", "role": "customer", "sha256": digest(CUSTOMER_KEY), "customers": ["Q0000002"]}])
+    runner = web.AppRunner(create_app(g, GatewayConfig(contacts=contacts), keys))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {AGENT_KEY}"}) as http:
+        yield base, http, sms, sink
+    await runner.cleanup()
+    await sms.stop()
+    controller.stop()
+    g.shutdown()
+
+
+async def test_console_end_to_end(console, browser):
+    base, http, sms, sink = console
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Content Security" in m.text else None)
+
+    # a customer key is not a staff key
+    await page.goto(f"{base}/console")
+    await page.fill("#key", CUSTOMER_KEY)
+    await page.click("#sign-in-form button[type=submit]")
+    await page.wait_for_selector("#sign-in-error:not([hidden])")
+    assert "not a staff key" in await page.text_content("#sign-in-error")
+    await page.fill("#key", AGENT_KEY)
+    await page.click("#sign-in-form button[type=submit]")
+    await page.wait_for_selector("#customers-view:not([hidden])")
+
+    # search by phone, as the caller reads it out
+    await page.fill("#q", "(415) 555-0001")
+    await page.click("#search-form button[type=submit]")
+    await page.wait_for_selector(".result")
+    assert "Mercy Hospital" in await page.text_content("#results")
+    assert "phone" in await page.text_content("#results")
+    # and by meter
+    await page.fill("#q", "QM000002")
+    await page.click("#search-form button[type=submit]")
+    await expect(page.locator("#results")).to_contain_text("Rachel Green")
+    await page.click(".result")
+    await page.wait_for_selector("#customer:not([hidden])")
+    await expect(page.locator("#c-name")).to_have_text("Rachel Green")
+    assert "QS000002" in await page.text_content("#c-accounts")
+
+    # a bad address is refused with the field named, and nothing changes
+    form = page.locator('form.contact[data-contact-id="QK2"]')
+    await form.locator(".ch-address").first.fill("rachel at home")
+    await form.locator(".save-contact").click()
+    await page.wait_for_selector('form.contact[data-contact-id="QK2"] .status.error')
+    msg = await form.locator(".status").text_content()
+    assert "contacts.upsert[0].channels[0].address" in msg
+    rec = await (await http.get("/v1/customers/Q0000002")).json()
+    assert rec["contacts"][0]["channels"][0]["address"] == "rachel@example.com"
+    # a good one is saved
+    await form.locator(".ch-address").first.fill("Rachel.Green@Example.com")
+    await form.locator(".save-contact").click()
+    await page.wait_for_selector('form.contact[data-contact-id="QK2"] .status.ok')
+    rec = await (await http.get("/v1/customers/Q0000002")).json()
+    assert rec["contacts"][0]["channels"][0]["address"] == "Rachel.Green@example.com"
+
+    # load priority: normal -> priority, written through the API
+    await page.select_option('select.priority[data-sp="QS000002"]', "priority")
+    await page.wait_for_selector("#priority-status.ok")
+    rec = await (await http.get("/v1/customers/Q0000002")).json()
+    assert rec["accounts"][0]["service_points"][0]["load_priority"] == "priority"
+    await page.screenshot(path=str(ARTIFACTS / "console-customer-desktop.png"), full_page=True)
+
+    # declare an outage on the feeder and watch the alerts go out
+    await page.click('.tab[data-view="outages"]')
+    await page.fill("#o-attr", "feeder")
+    await page.fill("#o-value", "F3")
+    await page.fill("#o-cause", "storm")
+    await page.click("#outage-form button[type=submit]")
+    await page.wait_for_selector("#outage-status:not([hidden])")
+    assert "2 customers" in await page.text_content("#o-summary")
+    assert "1 critical" in await page.text_content("#o-summary")
+    await expect(page.locator("#o-counts [data-state=delivered] strong")).to_have_text("2", timeout=30_000)
+    rows = await page.locator("#o-recipients tbody tr").all_text_contents()
+    assert any("Q0000001" in r and "critical" in r and "sms" in r for r in rows)
+    assert "Rachel.Green@example.com" in sink.to
+    assert "+14155550001" in {m["to"] for m in sms.accepted.values()}
+    await page.screenshot(path=str(ARTIFACTS / "console-outage-desktop.png"), full_page=True)
+
+    # phone width: everything reachable, nothing wider than the screen
+    phone = await browser.new_page(viewport={"width": 390, "height": 844})
+    phone.on("pageerror", lambda e: errors.append(str(e)))
+    await phone.goto(f"{base}/console")
+    await phone.fill("#key", AGENT_KEY)
+    await phone.click("#sign-in-form button[type=submit]")
+    await phone.fill("#q", "Mercy")
+    await phone.click("#search-form button[type=submit]")
+    await phone.click(".result")
+    await expect(phone.locator("#c-name")).to_have_text("Mercy Hospital")
+    await phone.wait_for_selector("#c-messages table")
+    assert "outage" in await phone.text_content("#c-messages")
+    width = await phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"page is {width}px wide on a 390px phone"
+    await phone.screenshot(path=str(ARTIFACTS / "console-customer-phone.png"), full_page=True)
+    assert "null" not in await phone.text_content("#c-badges")
+    assert not errors, errors
