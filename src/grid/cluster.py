@@ -260,6 +260,9 @@ class Grid:
     async def acurrent_bill(self, customer_id: str, as_of, catalogue) -> dict:
         return await self._routed(customer_id, "current_bill", customer_id, as_of, catalogue)
 
+    async def aplan_choices(self, customer_id: str, catalogue) -> dict:
+        return await self._routed(customer_id, "plan_choices", customer_id, catalogue)
+
     async def ascenarios(self, customer_id: str, request: dict, catalogue, as_of) -> dict:
         return await self._routed(customer_id, "scenarios", customer_id, request, catalogue, as_of)
 
