@@ -38,13 +38,17 @@ def fuzz_gateway(ray_session, keystore, tmp_path_factory):
     from grid.cluster import Grid
     from grid.gateway.app import create_app
     from grid.gateway.config import GatewayConfig
+    from grid.gateway.limits import LimitsConfig
 
     tmp = tmp_path_factory.mktemp("fuzz")
     rules = tmp / "rules"
     shutil.copytree(ROOT / "rules", rules)
     g = Grid.start(data_dir=str(tmp / "grid"), shards=1, namespace="cg-test-fuzz")
     populate(g, 6)
-    config = GatewayConfig(max_body_bytes=64 * 1024, tariff_dir=str(rules / "tariffs"), rules_dir=str(rules))
+    # no rate limit here: the fuzzer is one client sending thousands of requests a minute (tests/test_gateway_limits.py
+    # holds the limits themselves)
+    config = GatewayConfig(max_body_bytes=64 * 1024, tariff_dir=str(rules / "tariffs"), rules_dir=str(rules),
+                           limits=LimitsConfig(rates={}))
     try:
         with LiveGateway(lambda: create_app(g, config, keystore)) as gw:
             yield gw

@@ -57,3 +57,27 @@ def test_u_from_random_pairs_says_unrelated_customers_rarely_agree():
         levels = dict(zip(next(c.levels for c in RULES.comparators if c.field == field), u[field]))
         assert levels["else"] > 0.9 and levels["exact"] < 0.01
     assert sum(u["name"]) == pytest.approx(1.0)
+
+
+def test_trained_rules_write_a_file_the_loader_accepts(tmp_path):
+    import shutil
+
+    import yaml
+
+    from test_identity_resolver import BASE
+
+    from grid.identity.evidence import Evidence
+    from grid.identity.rules import load_identity_rules
+    from grid.identity.training import train
+
+    records = [Evidence(source="t", name="Maria Garcia", address="7 Elm Dr, San Jose, CA 95112"),
+               Evidence(source="t", name="John Smith", phone="559-555-0102")]
+    trained = train(RULES, [dict(r) for r in BASE], records, u_pairs=200)
+    (tmp_path / "schema").mkdir()
+    shutil.copy(DEFAULT_RULES_DIR / "schema" / "identity.schema.json", tmp_path / "schema")
+    (tmp_path / "identity.yaml").write_text(yaml.safe_dump(trained.to_yaml_doc()))
+    again = load_identity_rules(tmp_path)
+    assert [c.field for c in again.comparators] == [c.field for c in trained.comparators]
+    for a, b in zip(again.comparators, trained.comparators):
+        assert a.m == pytest.approx(b.m, rel=1e-5) and a.u == pytest.approx(b.u, rel=1e-5)
+    assert again.prior == pytest.approx(trained.prior) and 0 < trained.prior < 0.5

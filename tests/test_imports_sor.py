@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import auth
+from conftest import OWN_CUSTOMER, auth
 from test_imports_grid import wait_for as until
 from postgres_server import new_database, postgres  # noqa: F401  (fixture)
 
@@ -147,6 +147,7 @@ async def test_green_button_push_lands_in_the_service_point_usage(sor, keystore)
     _source(sor, "greenbutton")
     spec = yaml.safe_load((sor.root / "sources" / "greenbutton.yaml").read_text())
     spec["kind"] = "push"
+    assert spec["customer_entry"] is True
     (sor.root / "sources" / "greenbutton.yaml").write_text(yaml.safe_dump(spec))
     api = await _app(sor, keystore)
     try:
@@ -171,5 +172,26 @@ async def test_green_button_push_lands_in_the_service_point_usage(sor, keystore)
         r = await api.post("/v1/imports/greenbutton", data=b"<!DOCTYPE x [<!ENTITY a 'b'>]><feed/>",
                            headers={**auth("operator"), "Content-Type": "application/xml"})
         assert r.status == 422 and (await r.json())["field"] == "body"
+
+        # "Upload My Data": a customer key may push its own Green Button file, never someone else's
+        own = {**body, "customer_id": OWN_CUSTOMER, "accounts": [{**body["accounts"][0], "account_id": "A09100002",
+                                                                  "service_points": [{
+                                                                      **body["accounts"][0]["service_points"][0],
+                                                                      "service_point_id": "S09100002"}]}]}
+        r = await api.put(f"/v1/customers/{OWN_CUSTOMER}", json=own, headers=auth("operator"))
+        assert r.status in (200, 201), await r.text()
+        mine = encode_usage({"customer_id": "portal", "month": "2026-11", "items": [
+            {**i, "import_wh": i["import_wh"] + 1000} for i in items]})
+        r = await api.post("/v1/imports/greenbutton?service_point_id=S09100002", data=mine,
+                           headers={**auth("customer"), "Content-Type": "application/atom+xml"})
+        assert r.status == 200 and (await r.json())["applied"] == 24
+        r = await api.post("/v1/imports/greenbutton?service_point_id=S09100001", data=mine,
+                           headers={**auth("customer"), "Content-Type": "application/atom+xml"})
+        assert r.status == 200
+        receipt = await r.json()
+        assert receipt["applied"] == 0 and receipt["rejected"] == 24
+        r = await api.get(f"/v1/customers/{cid}/usage", params={"month": "2026-11"}, headers=auth("operator"))
+        assert {i["start"]: (i["import_wh"], i["export_wh"]) for i in (await r.json())["items"]
+                if i["import_wh"]} == {i["start"]: (i["import_wh"], i["export_wh"]) for i in items}  # untouched
     finally:
         await api.close()

@@ -6,10 +6,12 @@ API afterwards), add a project; screenshots at desktop and phone width go to ``a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM
+from playwright.async_api import expect  # waits on locators: the page's CSP forbids evaluated strings
 from portal_seed import SOLAR, seed
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -69,7 +71,7 @@ async def test_portal_end_to_end(portal, browser):
     await page.fill("#key", CUSTOMER_KEY)
     await page.click("#sign-in-button")
     await page.wait_for_selector("#app:not([hidden])")
-    await page.wait_for_function("document.querySelector('#who-name').textContent.includes('C0000902')")
+    await expect(page.locator("#who-name")).to_contain_text("C0000902")
 
     # the bill shown is the API's bill
     bill = await (await http.get(f"/v1/customers/{SOLAR}/bill/current?as_of={AS_OF}")).json()
@@ -91,11 +93,11 @@ async def test_portal_end_to_end(portal, browser):
     await page.wait_for_selector("#scenario-table tbody tr")
     checked = await page.eval_on_selector_all("#plan-choices input:checked", "els => els.map(e => e.value)")
     assert checked
-    expect = await (await http.post(f"/v1/customers/{SOLAR}/scenarios?as_of={AS_OF}",
+    wanted = await (await http.post(f"/v1/customers/{SOLAR}/scenarios?as_of={AS_OF}",
                                     json={"plans": checked, "changes": {"solar": {"kw": 3}}})).json()
     rows = page.locator("#scenario-table tbody tr")
-    assert await rows.count() == len(expect["items"])
-    for i, item in enumerate(expect["items"]):
+    assert await rows.count() == len(wanted["items"])
+    for i, item in enumerate(wanted["items"]):
         assert (await rows.nth(i).locator("td.total").text_content()).strip() == money(item["total_cents"])
     await page.wait_for_selector("#scenario-chart svg path")
 
@@ -105,19 +107,33 @@ async def test_portal_end_to_end(portal, browser):
     await form.locator(".ch-preference").first.fill("3")
     await form.locator(".ch-quiet-start").first.fill("21:30")
     await form.locator(".ch-quiet-end").first.fill("07:00")
+    await form.locator('.c-message[value="bill_ready"]').uncheck()  # which messages: not the bill notice
+    await form.locator(".c-language").select_option("es")
     await form.locator(".save-contact").click()
-    await page.wait_for_function("document.querySelector('#contacts-status').textContent === 'Saved.'")
+    await expect(page.locator("#contacts-status")).to_have_text("Saved.")
     ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
     contact = next(c for c in ctx["contacts"] if c["contact_id"] == contact_id)
     assert contact["channels"][0]["preference"] == 3
     assert contact["channels"][0]["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+    assert "bill_ready" not in contact["messages"] and "outage" in contact["messages"]
+    assert contact["language"] == "es"
+    # a bad address is refused with the field named; nothing changes
+    form = page.locator(f'form.contact[data-contact-id="{contact_id}"]')
+    await form.locator(".ch-address").first.fill("rachel at home")
+    await form.locator(".ch-type").first.select_option("email")
+    await form.locator(".save-contact").click()
+    await expect(page.locator("#contacts-status")).to_have_class(re.compile("error"))
+    assert "channels[0].address" in await page.text_content("#contacts-status")
+    again = await (await http.get(f"/v1/customers/{SOLAR}")).json()
+    assert next(c for c in again["contacts"] if c["contact_id"] == contact_id) == contact
+    await expect(page.locator("#messages")).not_to_have_class(re.compile("loading"))
 
     # supplemental information: an efficiency project, stored in the context
     await page.fill("#project-name", "Heat pump water heater")
     await page.fill("#project-date", "2026-12-01")
     await page.fill("#project-savings", "45")
     await page.click("#project-button")
-    await page.wait_for_function("document.querySelector('#projects').textContent.includes('Heat pump water heater')")
+    await expect(page.locator("#projects")).to_contain_text("Heat pump water heater")
     ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
     [project] = [p for p in ctx["supplemental"]["projects"] if p["name"] == "Heat pump water heater"]
     assert project["start_date"] == "2026-12-01" and project["expected_kwh_per_month"] == 45

@@ -12,6 +12,7 @@
     │   └── PreconditionFailed                -> 412
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403
+    ├── TooManyRequests     (retry_after)     -> 429
     └── ShardUnavailable    (retry_after)     -> 503
         ├── WrongShard                        (a partition moved; the caller re-routes)
         └── DataCorrupt     (file)            (a durable file is damaged: the shard stays stopped)
@@ -125,6 +126,17 @@ class Forbidden(ContextGridError):
 
     status = 403
     title = "Forbidden"
+
+
+class TooManyRequests(ContextGridError):
+    """The key is over its rate or concurrency limit; retry after ``retry_after`` seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str = "", retry_after: int = 1, **extra):
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
 
 
 class ShardUnavailable(ContextGridError):

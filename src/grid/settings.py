@@ -15,6 +15,7 @@ from grid.timegrid import DEFAULT_TIMEZONE
 
 if TYPE_CHECKING:
     from grid.contacts.config import ContactsConfig
+    from grid.gateway.limits import LimitsConfig
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"  # shipped rule sets (read, reloaded; never written)
 
@@ -47,6 +48,7 @@ class Settings:
     invalidate_interval_s: float = 0.1  # how often shards' change logs are polled
     near_cache_capacity: int = 100_000
     classify_on_start: bool = False  # `contextgrid serve` turns it on: classify the base once serving
+    limits: LimitsConfig | None = None  # per-key rates and concurrency (grid.gateway.limits); None = defaults
     contacts: ContactsConfig | None = None  # message delivery (grid.contacts.config); None sends nothing
 
     def tariffs_path(self, data_dir: str | Path | None = None) -> Path:

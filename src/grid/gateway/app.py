@@ -22,7 +22,8 @@ from grid.gateway.auth import KeyStore
 from grid.gateway.config import GatewayConfig
 from grid.gateway.formats import choose, served_media_types
 from grid.gateway.headers import setup_security_headers
-from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, METRICS, PARAMS, PRINCIPAL, READS
+from grid.gateway.limits import HEAVY, Limiter, LimitsConfig
+from grid.gateway.keys import BODY, CONFIG, CONTRACT, FORMAT, GRID, JOBS, KEYS, LIMITS, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.metrics import Metrics
 from grid.gateway.problems import problems
 from grid.gateway.reads import Reads
@@ -45,13 +46,18 @@ async def contract(request: web.Request, handler):
     op = c.operation(request.method, resource.canonical)
     if op is None:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
+    limiter = request.app[LIMITS]
     if not op.public:
-        request[PRINCIPAL] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+        principal = request[PRINCIPAL] = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+        limiter.admit(principal.key_id, principal.role)
     params = request[PARAMS] = c.check_parameters(op, request.query, request.headers, request.match_info)
     offered = served_media_types() if op.negotiable else op.media_types
     request[FORMAT] = choose(params.get("format"), request.headers.get("Accept"), offered)
     raw = await request.read() if op.body is not None else b""
     request[BODY] = c.check_body(op, raw, request.headers.get("Content-Type", ""))
+    if op.operation_id in HEAVY and not op.public:
+        with limiter.heavy(request[PRINCIPAL].key_id):
+            return await handler(request)
     return await handler(request)
 
 
@@ -98,7 +104,9 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     app[KEYS] = keys if keys is not None else (KeyStore.load(config.keys_file) if config.keys_file else KeyStore())
     app[CONTRACT] = Contract()
     app[METRICS] = metrics
-    app[JOBS] = Jobs()
+    limits = getattr(config, "limits", None) or LimitsConfig()
+    app[LIMITS] = Limiter(limits)
+    app[JOBS] = Jobs(keep_s=limits.jobs_keep_s)
     app[READS] = Reads(grid, ttl_s=config.near_cache_ttl_s, capacity=config.near_cache_capacity, metrics=metrics,
                        invalidate_interval_s=config.invalidate_interval_s)
     app.cleanup_ctx.append(_watch_shards)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from grid import billrun
 from grid.errors import Conflict, InvalidInput, NotFound
-from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, TARIFFS
+from grid.gateway.keys import BODY, CONFIG, GRID, JOBS, LIMITS, PARAMS, PRINCIPAL, TARIFFS
 from grid.gateway.responses import respond
 from grid.tariffs import compile_checked
 from grid.timegrid import month_bounds
@@ -70,7 +70,7 @@ async def post_bill_run(request: web.Request) -> web.Response:
     async def work(job):
         return await grid.abill_run(period, tariff_dir, tolerance, progress=job.progress)
 
-    job = request.app[JOBS].start("bill-run", work, params={"period": period, "tolerance_cents": tolerance})
+    job = request.app[JOBS].start("bill-run", work, limit=request.app[LIMITS].config.bill_runs, params={"period": period, "tolerance_cents": tolerance})
     return respond(request, _run_view(job), "bill_run", status=202,
                    headers={"Location": f"/v1/bill-runs/{job.job_id}"})
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from grid.errors import ContextGridError, NotFound
+from grid.errors import Conflict, ContextGridError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,24 @@ class Job:
 
 
 class Jobs:
-    def __init__(self):
+    def __init__(self, keep_s: float = 3600.0):
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.keep_s = keep_s  # h3: a finished job is readable this long, then forgotten (memory stays bounded)
+
+    def _evict(self) -> None:
+        cutoff = time.time() - self.keep_s
+        for jid in [j.job_id for j in self._jobs.values() if j.finished_at is not None and j.finished_at < cutoff]:
+            del self._jobs[jid]
 
     def start(self, kind: str, work: Callable[[Job], Awaitable[Any]], job_id: str | None = None,
-              params: dict | None = None) -> Job:
+              params: dict | None = None, limit: int | None = None) -> Job:
+        """Run ``work`` as a job; with ``limit``, 409 while that many jobs of ``kind`` are running (h3)."""
+        self._evict()
+        running = sum(j.state == "running" for j in self._jobs.values() if j.kind == kind)
+        if limit is not None and running >= limit:
+            raise Conflict(f"{running} {kind} job(s) already running (at most {limit}); retry when it is done",
+                           field="body")
         job = Job(job_id or uuid.uuid4().hex[:16], kind, params=dict(params or {}))
         self._jobs[job.job_id] = job
 
@@ -68,6 +80,7 @@ class Jobs:
         return [j for j in self._jobs.values() if kind is None or j.kind == kind]
 
     def get(self, job_id: str, kind: str | None = None) -> Job:
+        self._evict()
         job = self._jobs.get(job_id)
         if job is None or (kind is not None and job.kind != kind):
             raise NotFound(f"no job {job_id!r}", field="id")

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from grid.gateway.auth import KeyStore
     from grid.gateway.config import GatewayConfig
     from grid.gateway.jobs import Jobs
+    from grid.gateway.limits import Limiter
     from grid.rules import ActiveRules
     from grid.gateway.metrics import Metrics
     from grid.gateway.reads import Reads
@@ -23,6 +24,7 @@ CONFIG: web.AppKey["GatewayConfig"] = web.AppKey("config")
 READS: web.AppKey["Reads"] = web.AppKey("reads")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 JOBS: web.AppKey["Jobs"] = web.AppKey("jobs")
+LIMITS: web.AppKey["Limiter"] = web.AppKey("limits")
 RULES: web.AppKey["ActiveRules"] = web.AppKey("rules")
 CLASSIFIED: web.AppKey[dict] = web.AppKey("classified")
 TARIFFS: web.AppKey["TariffCatalogue"] = web.AppKey("tariffs")  # the grid's catalogue (grid.tariffs)

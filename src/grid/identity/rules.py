@@ -78,11 +78,16 @@ class IdentityRules:
             "ignore_tax_ids": sorted(self.ignore_tax_ids),
             "blocking": {"keys": list(self.blocking), "max_block": self.max_block}, "prior": self.prior,
             "thresholds": {"link": self.link, "review": self.review},
-            "comparisons": [{"field": c.field, "levels": [{"level": lv, "m": round(m, 6), "u": round(u, 6)}
-                                                          for lv, m, u in zip(c.levels, c.m, c.u)]}
-                            for c in self.comparators],
+            "comparisons": [{"field": c.field,
+                             "levels": [{"level": lv, "m": _sig(m), "u": _sig(u)} for lv, m, u in
+                                        zip(c.levels, c.m, c.u)]} for c in self.comparators],
             "sources": {"priority": list(self.source_priority), "default_priority": self.default_priority},
         }
+
+
+def _sig(p: float) -> float:
+    """Six significant digits: a veto's m of 1e-9 must not round to 0 (the schema wants m > 0)."""
+    return float(f"{p:.6g}")
 
 
 def _meaning(doc: dict, file: str) -> tuple[Comparator, ...]:

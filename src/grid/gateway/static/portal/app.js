@@ -81,7 +81,7 @@
 
   async function loadAll() {
     await loadContext();
-    await Promise.all([loadBill(), loadGreen(), loadForecast(), loadPlanChoices()]);
+    await Promise.all([loadBill(), loadGreen(), loadForecast(), loadPlanChoices(), loadMessages()]);
     const through = state.bill && state.bill.items.map((i) => i.data_through).filter(Boolean).sort().pop();
     const day = state.asOf || new Date().toISOString().slice(0, 10);
     let month = day.slice(0, 7);
@@ -285,11 +285,21 @@
         "aria-label": "Quiet hours end" })),
       h("button", { type: "button", class: "link", onclick: (e) => e.target.closest(".channel").remove() }, "remove"));
   }
+  // which messages a contact wants: absent in the context means every message of its roles
+  const MESSAGES = [["outage", "Outage alerts"], ["outage_restored", "Power restored"], ["bill_ready", "Bill ready"],
+    ["high_bill", "High-bill alerts"], ["payment_due", "Payment reminders"]];
+  const LANGUAGES = [["en", "English"], ["es", "Español"]];
   function contactForm(c) {
+    const wants = c.messages && c.messages.length ? c.messages : MESSAGES.map(([m]) => m);
     const form = h("form", { class: "contact", "data-contact-id": c.contact_id },
       h("label", {}, "Name ", h("input", { class: "c-name", value: c.name || "", maxlength: 200 })),
       h("p", { class: "muted small" }, c.roles && c.roles.length ? `Gets: ${c.roles.join(", ")}` : "No roles yet"),
       h("div", { class: "channels" }, (c.channels || []).map(channelRow)),
+      h("fieldset", { class: "prefs" }, h("legend", {}, "Send me"),
+        MESSAGES.map(([m, label]) => h("label", { class: "inline" },
+          h("input", { type: "checkbox", class: "c-message", value: m, checked: wants.includes(m) }), ` ${label}`))),
+      h("label", { class: "inline" }, "Language ", h("select", { class: "c-language", "aria-label": "Language" },
+        LANGUAGES.map(([code, name]) => h("option", { value: code, selected: (c.language || "en") === code }, name)))),
       h("div", { class: "row" },
         h("button", { type: "button", class: "secondary", onclick: (e) =>
           e.target.closest("form").querySelector(".channels").append(channelRow({ type: "email", preference: 1 })) }, "Add channel"),
@@ -311,7 +321,9 @@
         quiet_hours: start && end ? { start, end } : null };
     });
     const contact = { contact_id: original.contact_id, name: form.querySelector(".c-name").value.trim(),
-      roles: original.roles && original.roles.length ? original.roles : ["portal"], channels };
+      roles: original.roles && original.roles.length ? original.roles : ["portal"], channels,
+      messages: [...form.querySelectorAll(".c-message:checked")].map((i) => i.value),
+      language: form.querySelector(".c-language").value };
     status.className = "status";
     status.textContent = "Saving…";
     try {
@@ -326,6 +338,25 @@
   function addContact() {
     const c = { contact_id: `P${Date.now().toString(36)}`, name: "", roles: ["portal"], channels: [{ type: "email", preference: 1 }] };
     $("#contacts").append(contactForm(c));
+  }
+
+  // -- messages the utility sent (outage alerts, bill notices) ----------------------------------------------
+  const MESSAGE_NAMES = Object.fromEntries([...MESSAGES, ["escalation", "Escalation"]]);
+  async function loadMessages() {
+    const box = $("#messages");
+    try {
+      const data = await api(customer("/messages"));
+      box.className = "";
+      if (!data.items.length) { box.replaceChildren(h("p", { class: "muted" }, "No messages yet.")); return; }
+      box.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "messages" },
+        h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "What"), h("th", {}, "How"), h("th", {}, "Status"))),
+        h("tbody", {}, data.items.slice(0, 20).map((m) => h("tr", {},
+          h("td", {}, m.created_at.slice(0, 10)), h("td", {}, MESSAGE_NAMES[m.type] || m.type),
+          h("td", {}, (m.delivered_via || {}).channel || m.channel || "–"), h("td", {}, m.state)))))));
+    } catch (err) {
+      box.className = "error";
+      box.textContent = err.message;
+    }
   }
 
   // -- supplemental information (held as notes in the context) ----------------------------------------------
