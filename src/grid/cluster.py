@@ -355,8 +355,11 @@ class Grid:
         for pid in portfolios:
             members.setdefault(pid, [])
         step(4)
+        from grid.identity.portfolios import explain_portfolios  # identity: why each account is in
+
         return {"rules_version": rules.version, "portfolio_of": portfolio_of, "portfolios": portfolios,
-                "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking}
+                "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking,
+                "explain": explain_portfolios([(a, b) for a, b, _ in rounds], portfolio_of)}
 
     async def asnapshot(self) -> list[dict]:
         """Snapshot every shard now (each then truncates its log behind its oldest kept snapshot)."""
