@@ -16,7 +16,7 @@ churn scoring through the grid beside scikit-learn on one pandas frame, and the 
    rule (printed by test 3).
 
 Run: ``.venv/bin/python -m pytest bench/bench_decisions.py -s``. Sizes: BENCH_DECISIONS_REQUESTS (default 800
-requests over 8 clients), BENCH_DECISIONS_ROWS (default 2000 rows), BENCH_CHURN_CUSTOMERS (default 3000).
+requests over 8 clients), BENCH_DECISIONS_FSYNC (batch; off shows what the fsyncs cost), BENCH_DECISIONS_ROWS (default 2000 rows), BENCH_CHURN_CUSTOMERS (default 3000).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ REQUESTS = int(os.environ.get("BENCH_DECISIONS_REQUESTS", "800"))
 ROWS = int(os.environ.get("BENCH_DECISIONS_ROWS", "2000"))
 CHURN_CUSTOMERS = int(os.environ.get("BENCH_CHURN_CUSTOMERS", "3000"))
 CLIENTS = 8
+FSYNC = os.environ.get("BENCH_DECISIONS_FSYNC", "batch")  # WAL policy of the shards: batch (default) or off
 KEY = "bench-decisions-key-0123456789"
 
 CLIENT = r"""
@@ -73,7 +74,7 @@ def test_event_to_decision_gateway(ray_session, tmp_path, benchmark):
     from grid.cluster import Grid
     from grid.gateway.app import create_app
 
-    grid = Grid.start(data_dir=str(tmp_path / "grid"), shards=2, namespace="cg-bench-decisions")
+    grid = Grid.start(data_dir=str(tmp_path / "grid"), shards=2, namespace="cg-bench-decisions", fsync=FSYNC)
     ids = populate(grid, 400)
     per_client = REQUESTS // CLIENTS
     results = {}
@@ -86,6 +87,19 @@ def test_event_to_decision_gateway(ray_session, tmp_path, benchmark):
         port = site._server.sockets[0].getsockname()[1]
         try:
             loop = asyncio.get_running_loop()
+            for _ in range(20):  # a no-op call to a customer's shard: the round-trip floor
+                await grid.aping(ids[0])
+            t = []
+            for _ in range(200):
+                t0 = time.perf_counter()
+                await grid.aping(ids[0])
+                t.append((time.perf_counter() - t0) * 1e3)
+            results["floor"] = np.array(t)
+            args = [sys.executable, "-c", CLIENT, "127.0.0.1", str(port), KEY, ",".join(ids), str(per_client * 2)]
+            one = await loop.run_in_executor(None, lambda: subprocess.run(args, capture_output=True, text=True,
+                                                                          timeout=900))
+            assert one.returncode == 0, one.stderr[-2000:]
+            results["sequential"] = np.array(json.loads(one.stdout)["lat_ms"])
             t0 = time.perf_counter()
             procs = []
             for c in range(CLIENTS):
@@ -110,10 +124,14 @@ def test_event_to_decision_gateway(ray_session, tmp_path, benchmark):
     a = results["lat"]
     rate = len(a) / results["seconds"]
     p99 = float(np.percentile(a, 99))
-    print(f"\nevent -> decision through the gateway: {CLIENTS} client processes, {len(a)} requests, 2 shards, "
-          f"400 contexts (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"  p50 {np.percentile(a, 50):6.2f} ms  p99 {p99:6.2f} ms  mean {a.mean():6.2f} ms  "
-          f"{rate:,.0f} decisions/s   goal p99 < 10 ms: {'met' if p99 < 10 else 'NOT met'}")
+    print(f"\nevent -> decision through the gateway: 2 shards, 400 contexts, WAL fsync {FSYNC} "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    f, q = results["floor"], results["sequential"]
+    print(f"  shard round trip (grid.aping, no-op)   p50 {np.percentile(f, 50):6.2f} ms  p99 {np.percentile(f, 99):6.2f} ms")
+    print(f"  1 client, sequential ({len(q)} requests)   p50 {np.percentile(q, 50):6.2f} ms  "
+          f"p99 {np.percentile(q, 99):6.2f} ms")
+    print(f"  {CLIENTS} clients at once ({len(a)} requests)  p50 {np.percentile(a, 50):6.2f} ms  p99 {p99:6.2f} ms  "
+          f"mean {a.mean():6.2f} ms  {rate:,.0f} decisions/s   goal p99 < 10 ms: {'met' if p99 < 10 else 'NOT met'}")
 
 
 # -- the decision step beside zen-engine ---------------------------------------------------------------------------

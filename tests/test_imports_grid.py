@@ -366,3 +366,26 @@ async def test_push_spreadsheet_and_ods(iapi, igrid, tmp_path):
     assert r.status == 200, await r.text()
     c9 = await (await iapi.get("/v1/customers/C0000009", headers=auth("operator"))).json()
     assert c9["payments"][-1]["amount_cents"] == 725
+
+
+async def test_changed_file_writes_only_what_changed_and_late_rows_correct(iapi, igrid, tmp_path):
+    from grid.imports.importer import Importer
+
+    imp = Importer(igrid, igrid.data_dir)
+    path = tmp_path / "day.csv"
+    v1 = ["S00000010,2026-01-13T00:00:00Z,10", "S00000010,2026-01-13T01:00:00Z,11",
+          "S00000010,2026-01-13T02:00:00Z,12", "S00000010,2026-01-13T03:00:00Z,13", "S00000010,oops"]
+    path.write_text("sp,ts,wh\n" + "\n".join(v1) + "\n")
+    first = await imp.import_file("interval-wh", path)
+    assert (first.applied, first.quarantined) == (4, 1)
+    q = [e for e in await imp.quarantined("interval-wh") if e["stream"].startswith("day.csv")]
+    assert [(e["reason"], e["row"]) for e in q] == [("malformed", {"text": "S00000010,oops"})]
+    # the file is rewritten in place: hour 2 changed, and a late reading corrects hour 1 at the end
+    v2 = v1[:2] + ["S00000010,2026-01-13T02:00:00Z,999"] + v1[3:4] + ["S00000010,2026-01-13T01:00:00Z,111"]
+    path.write_text("sp,ts,wh\n" + "\n".join(v2) + "\n")
+    second = await imp.import_file("interval-wh", path)
+    assert (second.applied, second.unchanged) == (2, 3), second.view()
+    got = await usage_of(iapi, "C0000010", "S00000010")
+    assert [got[f"2026-01-13T0{h}:00:00Z"] for h in range(4)] == [10, 111, 999, 13]
+    again = await imp.import_file("interval-wh", path)  # dropped once more: nothing to do
+    assert (again.applied, again.unchanged, again.quarantined) == (0, 0, 0)

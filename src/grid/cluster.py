@@ -260,6 +260,9 @@ class Grid:
     async def acurrent_bill(self, customer_id: str, as_of, catalogue) -> dict:
         return await self._routed(customer_id, "current_bill", customer_id, as_of, catalogue)
 
+    async def aplan_choices(self, customer_id: str, catalogue) -> dict:
+        return await self._routed(customer_id, "plan_choices", customer_id, catalogue)
+
     async def ascenarios(self, customer_id: str, request: dict, catalogue, as_of) -> dict:
         return await self._routed(customer_id, "scenarios", customer_id, request, catalogue, as_of)
 
@@ -352,8 +355,11 @@ class Grid:
         for pid in portfolios:
             members.setdefault(pid, [])
         step(4)
+        from grid.identity.portfolios import explain_portfolios  # identity: why each account is in
+
         return {"rules_version": rules.version, "portfolio_of": portfolio_of, "portfolios": portfolios,
-                "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking}
+                "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking,
+                "explain": explain_portfolios([(a, b) for a, b, _ in rounds], portfolio_of)}
 
     async def asnapshot(self) -> list[dict]:
         """Snapshot every shard now (each then truncates its log behind its oldest kept snapshot)."""

@@ -121,6 +121,8 @@ class Shard:
 
     def finish_load(self) -> None:
         self._entities = None
+        for store in self.usage.values():  # memory: drop the spare capacity the bulk load's doubling left
+            store.trim()
 
     def _store(self, interval_minutes: int) -> UsageStore:
         s = self.usage.get(interval_minutes)

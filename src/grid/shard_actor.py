@@ -197,6 +197,12 @@ class ShardServer:
     async def current_bill(self, customer_id: str, as_of, catalogue) -> dict:
         return whatif.current_bill(self.shard, customer_id, as_of, catalogue)
 
+    async def plan_choices(self, customer_id: str, catalogue) -> dict:
+        """Catalogue plans this customer may take (grid.whatif.eligibility)."""
+        from grid.whatif.eligibility import plan_choices
+
+        return plan_choices(self.shard, customer_id, catalogue)
+
     async def scenarios(self, customer_id: str, request: dict, catalogue, as_of) -> dict:
         return whatif.scenarios(self.shard, customer_id, request, catalogue, as_of)
 

@@ -51,7 +51,8 @@ def _portfolio_view(c: dict, pid: str) -> dict:
     p = c["portfolios"].get(pid)
     if p is None:
         raise NotFound(f"no portfolio {pid!r}", field="id")
-    return {**p, "accounts": c["members"].get(pid, [])}
+    # identity: root entity, member customers and why each account is in (grid.identity.portfolios)
+    return {**p, "accounts": c["members"].get(pid, []), **c.get("explain", {}).get(pid, {})}
 
 
 async def get_portfolio(request: web.Request) -> web.Response:

@@ -94,6 +94,15 @@ class Receipt:
         return dict(self.__dict__)
 
 
+def _raw_rows(rows, idx: list[int]) -> list[dict]:
+    """Rows ``idx`` of a batch as dicts, in one take (a badly mapped batch can quarantine all of it)."""
+    if not idx:
+        return []
+    if hasattr(rows, "take") and hasattr(rows, "to_pylist"):
+        return rows.take(idx).to_pylist()
+    return [_raw_row(rows, i) for i in idx]
+
+
 def _raw_row(rows, i: int) -> dict:
     if hasattr(rows, "slice") and hasattr(rows, "to_pylist"):
         return rows.slice(i, 1).to_pylist()[0]
@@ -269,8 +278,8 @@ class Importer:
                          "row": {"text": rej.get("text")}, "field": "row", "reason": "malformed",
                          "detail": rej.get("detail", "")})
         outcome: dict[int, dict] = {}
-        for b in mapped.bad:
-            held.append({"stream": stream, "offset": int(offsets[b["i"]]), "row": _raw_row(batch.rows, b["i"]),
+        for b, raw in zip(mapped.bad, _raw_rows(batch.rows, [b["i"] for b in mapped.bad])):
+            held.append({"stream": stream, "offset": int(offsets[b["i"]]), "row": raw,
                          "field": b["field"], "column": b["column"], "reason": "invalid", "detail": b["reason"]})
             outcome[b["i"]] = {"outcome": "quarantined", "field": b["field"], "reason": b["reason"]}
         frame = mapped.frame.with_columns(pl.Series("_off", offsets[mapped.frame.get_column("_i").to_numpy()]))
@@ -295,10 +304,10 @@ class Importer:
             linked = linked & mine
         else:
             mine = pl.Series([True] * frame.height, dtype=pl.Boolean)
-        for row in frame.filter(~linked & mine).select("_i", "_off", "_outcome", "_evidence").iter_rows():
-            i, off, out, ev = row
+        unlinked = list(frame.filter(~linked & mine).select("_i", "_off", "_outcome", "_evidence").iter_rows())
+        for (i, off, out, ev), raw in zip(unlinked, _raw_rows(batch.rows, [u[0] for u in unlinked])):
             reason = "review" if out == "review" else "unresolved"
-            held.append({"stream": stream, "offset": int(off), "row": _raw_row(batch.rows, i), "field": "identity",
+            held.append({"stream": stream, "offset": int(off), "row": raw, "field": "identity",
                          "reason": reason, "detail": ev})
             outcome[i] = {"outcome": "quarantined", "reason": reason}
         self.quarantine.add(src.name, held)  # durable before any shard moves past these rows
