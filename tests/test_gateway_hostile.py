@@ -267,3 +267,19 @@ def test_portal_page_has_no_inline_script():
         html = page.read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), page  # every script is a file
         assert not re.search(r"\son[a-z]+\s*=", html), page  # no inline event handlers
+
+
+# -- 3. what a caller can grow is bounded ----------------------------------------------------------------------
+async def test_repeated_patches_cannot_grow_notes_or_attributes_without_end(api):
+    cid = "C0000034"
+    note = {"notes": {"add": [{"text": "n"}] * 20}}
+    statuses = [(await api.patch(f"/v1/customers/{cid}", json=note, headers=H)).status for _ in range(50)]
+    assert statuses == [200] * 50  # 1000 notes: the most a context holds
+    r = await api.patch(f"/v1/customers/{cid}", json=note, headers=H)
+    assert (await problem(r, 422))["field"] == "notes"
+    assert len((await ctx(api, cid))["notes"]) == 1000
+    for i in range(3):
+        r = await api.patch(f"/v1/customers/{cid}", json={"attributes": {f"k{i}_{j}": j for j in range(90)}}, headers=H)
+        assert r.status == (200 if i < 2 else 422), await r.text()
+    assert (await problem(r, 422))["field"] == "attributes"
+    assert len((await ctx(api, cid))["attributes"]) <= 200

@@ -101,8 +101,30 @@ def apply_patch(rec: dict, body: dict, write_id: str, at: str | None = None) -> 
                                  "visibility": "internal" if note.visibility is UNSET else note.visibility})
     if patch.supplemental is not UNSET:
         _patch_supplemental(new, patch.supplemental, write_id, at)
+    _check_growth(new)
     new["version"] = rec["version"] + 1
     return new
+
+
+# h3 (issue 10): what patches grow stays within the stored context's bounds (grid.model's Meta(max_length)):
+# each patch is small, but repeated patches grew notes and attributes without end.
+_MOST = {"notes": 1000, "contacts": 50, "attributes": 200}
+_MOST_PROJECTS, _MOST_PROGRAMS = 200, 50
+
+
+def _check_growth(new: dict) -> None:
+    for key, most in _MOST.items():
+        if len(new.get(key) or ()) > most:
+            raise InvalidInput(f"{key} would hold {len(new[key])} entries; at most {most} (remove some first)",
+                               field=key, reason="maxItems")
+    projects = (new.get("supplemental") or {}).get("projects") or ()
+    if len(projects) > _MOST_PROJECTS:
+        raise InvalidInput(f"supplemental.projects would hold {len(projects)} entries; at most {_MOST_PROJECTS}",
+                           field="supplemental.projects", reason="maxItems")
+    for i, account in enumerate(new.get("accounts") or ()):
+        if len(account.get("programs") or ()) > _MOST_PROGRAMS:
+            raise InvalidInput(f"accounts[{i}].programs would hold more than {_MOST_PROGRAMS} programs",
+                               field="programs.add", reason="maxItems")
 
 
 def _patch_supplemental(new: dict, body: model.SupplementalPatch, write_id: str, at: str) -> None:
