@@ -264,3 +264,14 @@ def test_green_button_files_hold_the_base_usage_of_their_registered_service_poin
             assert [r["export_wh"] or 0 for r in rows] == usage[sp]["export_wh"]
             exported += any(usage[sp]["export_wh"])
     assert exported > 0
+
+
+def test_cli_generate_with_sources_writes_the_feeds(tmp_path, capsys):
+    from grid.cli import main
+
+    out = tmp_path / "base"
+    assert main(["generate", "--customers", "20", "--seed", "4", "--out", str(out), "--first-month", "2026-11",
+                 "--months", "1", "--sources", "--meter-days", "1"]) == 0
+    manifest = json.loads((out / "feeds" / "manifest.json").read_text())
+    assert set(manifest["sources"]) == set(SOURCES) and manifest["seed"] == 4
+    assert "messy sources" in capsys.readouterr().out

@@ -27,7 +27,7 @@ import numpy as np
 from grid import context as ctx
 from grid.audit import AuditLog
 from grid.base import read_chunk, read_entities, read_manifest
-from grid.billrun import BillOutcomes, BillingIndex
+from grid.billrun import BillOutcomes, BillingIndexes
 from grid.bills import BillStore
 from grid.contacts import outbox as outbox_ops  # contacts: the durable outbox's state and ops
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
@@ -76,7 +76,7 @@ class Shard:
         self.change_seq = 0
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         # caches derived from the state above (never logged or snapshotted)
-        self.billing_index: BillingIndex | None = None  # grid.billrun, rebuilt when change_seq moves
+        self.billing_index: BillingIndexes | None = None  # grid.billrun, rebuilt when change_seq moves
         self._prepared: tuple[str, Any] | None = None  # what prepare() computed for the op apply() comes next
         self._entities: dict | None = None  # bulk load only
         self._sorted_ids: list[str] = []
@@ -123,6 +123,8 @@ class Shard:
 
     def finish_load(self) -> None:
         self._entities = None
+        for store in self.usage.values():  # memory: drop the spare capacity the bulk load's doubling left
+            store.trim()
 
     def _store(self, interval_minutes: int) -> UsageStore:
         s = self.usage.get(interval_minutes)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from grid.errors import NotFound, ShardUnavailable
+from grid.errors import NotFound, NotReady
 from grid.gateway.keys import CLASSIFIED, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, RULES
 from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
@@ -27,7 +27,7 @@ def start_classification(app: web.Application):
 def _classified(request) -> dict:
     c = request.app[CLASSIFIED]
     if not c and request.app[GRID].classifying:
-        raise ShardUnavailable("the base is being classified; retry shortly", retry_after=5)
+        raise NotReady("the base is being classified; retry shortly", retry_after=5)
     if not c:
         raise NotFound("no classification yet; POST /v1/admin/classify runs one", field="portfolios")
     return c
@@ -51,7 +51,8 @@ def _portfolio_view(c: dict, pid: str) -> dict:
     p = c["portfolios"].get(pid)
     if p is None:
         raise NotFound(f"no portfolio {pid!r}", field="id")
-    return {**p, "accounts": c["members"].get(pid, [])}
+    # identity: root entity, member customers and why each account is in (grid.identity.portfolios)
+    return {**p, "accounts": c["members"].get(pid, []), **c.get("explain", {}).get(pid, {})}
 
 
 async def get_portfolio(request: web.Request) -> web.Response:
