@@ -34,6 +34,12 @@ BASE_CUSTOMERS = 50_000_000  # a retail bank's size, for the projection
 NODE_RAM = 64 * 2**30  # usable per node for shard state (a 128 GiB machine, half kept for headroom)
 
 
+def rss() -> int:
+    """Resident set size of this process (bytes), from /proc."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def traced(build):
     """(result, bytes of Python heap it holds) for ``build()``."""
     gc.collect()
@@ -50,10 +56,14 @@ def traced(build):
 def shard(tmp_path_factory):
     base = tmp_path_factory.mktemp("membase")
     manifest = generate_base(base, CUSTOMERS, seed=11, months=MONTHS, chunk_customers=5000)
+    gc.collect()
+    before = rss()
     s = Shard(0, list(range(PARTITIONS)))
     for chunk in range(int(manifest["chunks"])):
         s.load_chunk(str(base), chunk)
     s.finish_load()
+    gc.collect()
+    s.rss_growth = rss() - before  # what the process grew by holding the shard (heap, arenas, Arrow pools)
     return s
 
 
@@ -105,7 +115,8 @@ def test_bytes_per_customer_and_per_service_point_year(shard, benchmark):
            "record_bytes_per_customer": {"dict": dict_bytes / n, "struct": struct_bytes / n,
                                          "msgpack": packed_bytes / n},
            "record_bytes_per_customer_by_field": {f: b / n for f, b in by_field.items()},
-           "sp_index_bytes_per_customer": sp_bytes / n, "bills_bytes_per_customer": bills / n,
+           "sp_index_bytes_per_customer": sp_bytes / n,
+           "rss_outside_usage_bytes_per_customer": (shard.rss_growth - usage - usage_index) / n, "bills_bytes_per_customer": bills / n,
            "outside_usage_bytes_per_customer": outside,
            "usage_bytes_per_sp_year": (usage + usage_index * 12 / max(MONTHS, 1)) / sp_years,
            "read_one_us": {k: v[0] * 1e6 for k, v in timing.items()},
@@ -124,6 +135,8 @@ def test_bytes_per_customer_and_per_service_point_year(shard, benchmark):
                                       for k in ("dict", "struct", "msgpack")))
     print("dict record B/customer by field: " + ", ".join(
         f"{f} {b:.0f}" for f, b in sorted(out["record_bytes_per_customer_by_field"].items(), key=lambda x: -x[1])))
+    print(f"RSS growth of the loaded shard outside usage: {out['rss_outside_usage_bytes_per_customer']:.0f} "
+          "B/customer (dict records; includes allocator slack and Arrow pools)")
     print(f"sp index B/customer {out['sp_index_bytes_per_customer']:.0f}, bills B/customer "
           f"{out['bills_bytes_per_customer']:.0f}, usage B/sp-year {out['usage_bytes_per_sp_year']:.0f}")
     for name, v in out["base_50m"].items():

@@ -275,3 +275,37 @@ async def test_mqtt_meter_alarm_reaches_the_context(grid, keystore, event_custom
         assert len(alarms) == 1
         assert alarms[0]["payload"]["alarm"] == "tamper" and alarms[0]["payload"]["service_point_id"] == sp
         assert view["features"]["events.meter_alarm.1d"] == 1
+
+
+class _Server:
+    """What grid.decisions.service needs of a shard actor: the shard and its write (here without a log)."""
+
+    def __init__(self, shard):
+        self.shard = shard
+
+    async def write(self, op):
+        return self.shard.write(op)
+
+
+async def test_event_is_written_when_the_churn_model_file_is_gone(tmp_path):
+    from grid.decisions import service
+
+    sh = shard_with()
+    sh.decisions.model = {"version": "v0", "path": str(tmp_path / "models" / "churn-v0.pkl")}
+    ops = event_ops({"customer_id": "C0000001", "type": "complaint", "time": at(int(time.time()))}, "gone")
+    out = await service.append_events(_Server(sh), ops, None)
+    assert out["items"][0]["event_ids"] and sh.decisions.events["C0000001"]["total"] == {"complaint": 1}
+    assert "C0000001" not in sh.decisions.churn  # not re-scored, not failed
+
+
+async def test_decide_with_a_catalogue_changed_on_disk_writes_nothing(tmp_path):
+    from grid.decisions import service
+    from grid.decisions.catalogue import DEFAULT_PATH, ActionsRef
+    from grid.errors import RuleError
+
+    sh = shard_with()
+    ops = event_ops({"customer_id": "C0000001", "type": "call", "time": at(int(time.time()))}, "stale")
+    with pytest.raises(RuleError):
+        await service.append_events(_Server(sh), ops, {"actions": ActionsRef(str(DEFAULT_PATH), "not-this"),
+                                                       "channel": "web"})
+    assert sh.decisions.events == {}

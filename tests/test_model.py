@@ -188,3 +188,21 @@ def test_every_generated_context_is_a_valid_model_context(base_dir):
         msgspec.convert(rec, model.CustomerContext)
         body = {k: v for k, v in rec.items() if k not in ("version", "customer_id")}
         assert context.validate_replacement(rec["customer_id"], body, AT)["accounts"] == rec["accounts"]
+
+
+def test_bulk_load_keeps_no_spare_usage_rows(base_dir):
+    """Regression (bench_memory): growing blocks by doubling during a load left up to 2x the usage a shard
+    needs; after the load every month block holds exactly its service points' rows."""
+    from grid.base import read_manifest
+    from grid.partitions import PARTITIONS
+    from grid.shard import Shard
+
+    shard = Shard(0, list(range(PARTITIONS)))
+    for chunk in range(int(read_manifest(base_dir)["chunks"])):
+        shard.load_chunk(str(base_dir), chunk)
+    before = {(iv, m): shard.usage[iv].series(0, m)[0].copy() for iv in shard.usage for m in shard.usage[iv].months}
+    shard.finish_load()
+    for iv, store in shard.usage.items():
+        for month, block in store.months.items():
+            assert block.imp.shape[0] == store.n_rows and block.exp.shape[0] == max(store.n_export, 1)
+            assert (store.series(0, month)[0] == before[(iv, month)]).all()

@@ -3,7 +3,8 @@
 Contexts and patches come from api/openapi.yaml's schemas (tests/strategies_context.py) with ids drawn from
 small pools, so they collide: another customer's service point, a repeated account, a plan the catalogue does
 not hold. PUT/PATCH/usage writes interleave with tariff uploads and deletes, bill runs for months with and
-without legacy bills, classification, what-ifs, forecasts and listings with every filter.
+without legacy bills, classification, what-ifs, forecasts, listings with every filter, a shard restart (killed
+as by a crash) and a scale step (3 shards and back).
 
 Invariants: no 5xx ever; every acknowledged write reads back; a contract-valid body is refused only for a
 reason the grid's state gives (a reference, a repeated id); every bill run and classification completes, the
@@ -23,7 +24,8 @@ import requests
 from conftest import KEYS
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 from strategies_context import apply_picks, contexts, patches
 
 pytestmark = pytest.mark.slow
@@ -137,6 +139,7 @@ class GatewayMachine(RuleBasedStateMachine):
     # -- state --------------------------------------------------------------------------------------------
     @initialize()
     def load_state(self):
+        self.restarts = self.scales = 0
         self.plans = {t["id"] for t in self.call("GET", "/v1/tariffs").json()["items"]}
         self.model: dict[str, dict] = {}
         after = None
@@ -307,6 +310,38 @@ class GatewayMachine(RuleBasedStateMachine):
         items = self.call("GET", "/v1/customers", params={**params, "limit": 1000}).json()["items"]
         assert sorted(i["customer_id"] for i in items) == sorted(
             c for c, rec in self.model.items() if _matches(rec, filters)), filters
+
+    # -- a restart and a scale step (one each per run: they cost seconds) ----------------------------------
+    def all_read_back(self):
+        for cid, rec in self.model.items():
+            got = self.call("GET", f"/v1/customers/{cid}").json()
+            assert _plain(got) == _plain(rec) and got["version"] >= rec["version"], cid
+
+    @precondition(lambda self: self.restarts < 1)
+    @rule(i=st.integers(0, 1))
+    def restart_shard(self, i):
+        import ray
+
+        self.restarts += 1
+        ray.kill(self.grid.shards[i % len(self.grid.shards)], no_restart=False)  # as a crash: Ray restarts it
+        deadline = time.monotonic() + 120
+        while True:
+            health = self.http.get(self.url + "/v1/health", timeout=30)
+            if health.status_code == 200 and health.json()["status"] == "ok":
+                break
+            assert time.monotonic() < deadline, health.text
+            time.sleep(0.2)
+        self.all_read_back()
+
+    @precondition(lambda self: self.scales < 1)
+    @rule()
+    def scale(self):
+        self.scales += 1
+        for count in (3, 2):
+            job = self.follow(self.call("POST", "/v1/admin/shards", json={"count": count}),
+                              lambda v: f"/v1/admin/jobs/{v['job_id']}")
+            assert job["state"] == "done", job
+        self.all_read_back()
 
     @invariant()
     def tariffs_listed(self):

@@ -201,6 +201,12 @@ class ShardServer:
     async def current_bill(self, customer_id: str, as_of, catalogue) -> dict:
         return whatif.current_bill(self.shard, customer_id, as_of, catalogue)
 
+    async def plan_choices(self, customer_id: str, catalogue) -> dict:
+        """Catalogue plans this customer may take (grid.whatif.eligibility)."""
+        from grid.whatif.eligibility import plan_choices
+
+        return plan_choices(self.shard, customer_id, catalogue)
+
     async def scenarios(self, customer_id: str, request: dict, catalogue, as_of) -> dict:
         return whatif.scenarios(self.shard, customer_id, request, catalogue, as_of)
 
@@ -212,9 +218,11 @@ class ShardServer:
 
     # -- whole-shard computations ------------------------------------------------------------------------------
     async def bill_run(self, period: str, tariff_dir: str, tolerance_cents: int,
-                       partitions: list[int] | None) -> dict:
-        """Bill and reconcile ``partitions`` of this shard for ``period``; the outcomes are one logged write."""
-        report, outcomes = billrun.compute_period(self.shard, period, tariff_dir, tolerance_cents, partitions)
+                       chunk: tuple[int, int] | None = None) -> dict:
+        """Bill and reconcile this shard's accounts (chunk ``(i, k)`` of them) for ``period``; the outcomes are
+        one logged write."""
+        report, outcomes = billrun.compute_period(self.shard, period, tariff_dir, tolerance_cents,
+                                                  tuple(chunk) if chunk is not None else None)
         await self._commit({"kind": "bill_outcomes", "customer_id": None, "write_id": uuid.uuid4().hex,
                             "body": outcomes})
         return report
@@ -386,6 +394,9 @@ class ShardServer:
     async def propensities(self) -> dict[str, list[float]]:
         """Responses counted per "action|segment" on this shard (on top of the catalogue's prior)."""
         return dict(self.shard.decisions.propensity)
+
+    async def customer_audit(self, customer_id: str, limit: int) -> list[dict]:
+        return self.shard.audit.of(customer_id, limit)
 
     async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
         from grid.decisions import service

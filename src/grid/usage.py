@@ -85,6 +85,19 @@ class UsageStore:
         b.exp = _grow(b.exp, self.n_export)
         return b
 
+    def trim(self) -> int:
+        """Give back the spare rows that growing by doubling left (after a bulk load: up to half of every month
+        block); later writes grow the blocks again as needed. Returns the bytes freed."""
+        freed = 0
+        for b in self.months.values():
+            for name, rows in (("imp", max(self.n_rows, 1)), ("exp", max(self.n_export, 1))):
+                a = getattr(b, name)
+                if a.shape[0] > rows:
+                    freed += a.nbytes
+                    setattr(b, name, a[:rows].copy())
+                    freed -= getattr(b, name).nbytes
+        return freed
+
     def put_month(self, month: str, rows: np.ndarray, imp: np.ndarray, exp: np.ndarray | None,
                   exp_mask: np.ndarray | None = None) -> None:
         """Bulk load a month for ``rows`` (imp shaped (len(rows), n_intervals))."""

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 
 from grid.decisions import events as ev
 from grid.decisions.catalogue import resolve
 from grid.decisions.decide import decide as decide_batch
-from grid.errors import InvalidInput
+from grid.errors import ContextGridError, InvalidInput
+
+log = logging.getLogger(__name__)
 
 
 def decision_id(write_id: str) -> str:
@@ -73,6 +76,8 @@ async def _started(coro) -> asyncio.Task:
 async def append_events(server, ops: list[dict], decide: dict | None) -> dict:
     """Write event ops; re-score churn if a model is in force; with ``decide``, decide and record."""
     shard = server.shard
+    if decide and "catalogue" not in decide:  # a catalogue changed on disk is refused before any write
+        decide = dict(decide, catalogue=resolve(decide["actions"]))
     writes = [await _started(server.write(op)) for op in ops]
     later = []
     if shard.decisions.model is not None:  # re-score churn on the new evidence, before any decision
@@ -87,7 +92,8 @@ async def append_events(server, ops: list[dict], decide: dict | None) -> dict:
     results = [dict(r) for r in await asyncio.gather(*writes)]
     versions: dict[str, int] = {}
     for r in await asyncio.gather(*later):
-        versions[r["customer_id"]] = max(versions.get(r["customer_id"], 0), r["version"])
+        if r is not None:
+            versions[r["customer_id"]] = max(versions.get(r["customer_id"], 0), r["version"])
     for r, op in zip(results, ops):
         r["version"] = max(r["version"], versions.get(op["customer_id"], 0))
     out = {"items": results}
@@ -157,13 +163,19 @@ async def score_base(server, model, path: str, write_id: str) -> dict:
     return await server.write(op)
 
 
-async def rescore(server, customer_id: str, write_id: str) -> dict:
-    """Re-score one customer under the shard's model after an event; returns the write's result."""
+async def rescore(server, customer_id: str, write_id: str) -> dict | None:
+    """Re-score one customer under the shard's model after an event; returns the write's result (None, and
+    the old score kept, when the model file cannot be read: the event itself is written either way)."""
     from grid.decisions.churn import customer_features, load
 
     shard = server.shard
     info = shard.decisions.model
-    model = load(info["path"])
+    try:
+        model = load(info["path"])
+    except ContextGridError as exc:
+        log.warning("shard %s: churn model %s unavailable, %s not re-scored: %s", shard.shard_id,
+                    info.get("version"), customer_id, exc)
+        return None
     p, tops = model.score(customer_features(shard, customer_id)[None, :])
     op = {"kind": "churn", "customer_id": customer_id, "write_id": f"{write_id}:churn", "if_match": None,
           "body": {"churn_risk": float(p[0]), "top_features": tops[0], "model_version": model.version}}
