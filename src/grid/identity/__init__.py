@@ -5,7 +5,10 @@
 - :mod:`.rules`: ``rules/identity.yaml``; :mod:`.training`: m/u estimated from the data (EM);
 - :mod:`.resolver`: the decision shared by the incremental and the batch path (:mod:`.batch`);
 - :mod:`.index`, :mod:`.ops`, :mod:`.reads`: the per-shard index, its write kinds and reads;
-- :mod:`.client`: the grid client's identity operations; :mod:`.golden`: the golden record.
+- :mod:`.merge`: merge and unmerge across shards; :mod:`.golden`: the golden record;
+- :mod:`.client`: the grid client's identity operations (resolve, reviews, merges, the importers' entry);
+- :mod:`.portfolios`: why each account is in its portfolio; :mod:`.feeds`: the generator's messy sources as
+  evidence with their truth (tests and ``bench/bench_identity.py``).
 """
 from grid.identity.evidence import Candidate, Comparison, Evidence, Resolution, decode_records
 

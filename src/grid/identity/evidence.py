@@ -142,5 +142,5 @@ def record_key(ev: Evidence) -> str:
 
 
 def to_builtins(obj) -> Any:
-    """Plain dicts/lists for the WAL, Ray and JSON responses (defaults omitted, infinities kept as floats)."""
+    """Plain dicts/lists for the WAL, Ray and JSON responses (defaults omitted)."""
     return msgspec.to_builtins(obj)

@@ -20,6 +20,7 @@ starts it; a plain shard builds on its first lookup); once built, every write ke
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import msgspec
@@ -27,6 +28,8 @@ import msgspec
 from grid.identity.members import Member, keys_of, member_of_context
 
 __all__ = ["IdentityIndex"]
+
+log = logging.getLogger(__name__)
 
 
 class _Durable(msgspec.Struct):
@@ -39,7 +42,7 @@ class _Durable(msgspec.Struct):
 
 
 def _identifying(rec: dict) -> tuple:
-    return (rec["name"], rec.get("kind"), rec.get("ownership"), rec.get("accounts"), rec.get("contacts"),
+    return (rec.get("name"), rec.get("kind"), rec.get("ownership"), rec.get("accounts"), rec.get("contacts"),
             rec.get("attributes"))
 
 
@@ -136,6 +139,13 @@ class IdentityIndex:
         """
         if not self.built and self._pending is None:
             return  # nothing built yet: the build will read the record as it is then
+        try:
+            self._changed(customer_id, rec)
+        except Exception:  # noqa: BLE001 - derived state must never fail the write it follows: rebuild it
+            log.exception("identity index: %s could not be indexed; the index will be rebuilt", customer_id)
+            self.invalidate()
+
+    def _changed(self, customer_id: str, rec: dict | None) -> None:
         if rec is None:
             self._seen.pop(customer_id, None)
             self._set_members(customer_id, [])

@@ -138,7 +138,8 @@ def member_of_context(rec: dict, region: str = "US", ignore_tax_ids: frozenset[s
     """
     m = Member(customer_id=rec["customer_id"], label="context", source="context", at=rec.get("created_at"),
                kind=rec.get("kind"))
-    _add(m.names, normalize_name(rec["name"]))
+    if rec.get("name"):
+        _add(m.names, normalize_name(rec["name"]))
     for e in rec.get("ownership") or []:
         if e.get("legal_name"):
             _add(m.names, normalize_name(e["legal_name"]))
