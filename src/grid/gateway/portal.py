@@ -46,6 +46,12 @@ async def get_current_bill(request: web.Request) -> web.Response:
     return respond(request, data, "current_bill")
 
 
+async def get_plans(request: web.Request) -> web.Response:
+    """The catalogue's plans, each with whether this customer may take it (grid.whatif.eligibility)."""
+    cid = _customer_id(request)
+    return respond(request, await request.app[GRID].aplan_choices(cid, request.app[TARIFFS]), "plans")
+
+
 async def post_scenarios(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     data = await request.app[GRID].ascenarios(cid, request[BODY], request.app[TARIFFS], request[PARAMS].get("as_of"))
@@ -97,6 +103,7 @@ def setup_portal(app: web.Application) -> None:
     r = app.router
     r.add_get("/v1/customers/{id}/bill/current", get_current_bill, name="get_current_bill")
     r.add_post("/v1/customers/{id}/scenarios", post_scenarios, name="post_scenarios")
+    r.add_get("/v1/customers/{id}/plans", get_plans, name="get_plans")
     r.add_get("/v1/customers/{id}/forecast", get_forecast, name="get_forecast")
     r.add_get("/v1/customers/{id}/green", get_green, name="get_green")
     r.add_get("/portal", get_portal, name="portal")

@@ -161,18 +161,16 @@
 
   // -- rate plans -------------------------------------------------------------------------------------------
   async function loadPlanChoices() {
+    // only the plans this customer may take (sector, demand and voltage limits, net metering with solar)
     const current = new Set(state.ctx.accounts.map((a) => a.rate_plan_id));
     let plans = [];
     try {
-      plans = (await api("/v1/tariffs")).items.map((t) => ({ id: t.id, name: t.name || t.id }));
+      plans = (await api(customer("/plans"))).items.filter((p) => p.eligible).map((p) => ({ id: p.plan_id, name: p.name }));
     } catch (err) {
       plans = [...current].map((id) => ({ id, name: id }));
     }
-    const kind = state.ctx.kind;
-    const prefix = { residential: "res-", commercial: "com-", industrial: "ind-", public: "public-" }[kind];
     $("#plan-choices").replaceChildren(...plans.map((p) => h("label", { class: "choice" },
-      h("input", { type: "checkbox", name: "plan", value: p.id,
-        checked: !current.has(p.id) && (!prefix || p.id.startsWith(prefix)) }),
+      h("input", { type: "checkbox", name: "plan", value: p.id, checked: !current.has(p.id) }),
       ` ${p.name}`, current.has(p.id) ? h("span", { class: "badge" }, "your plan") : null)));
   }
   async function runScenario(ev) {
