@@ -1,7 +1,8 @@
 """Damaged durable state stops the shard with an error naming the file; it never starts from partial state.
 
 Through real shard actors on real files, and over HTTP: the stopped shard's customers answer 503 with
-``Retry-After`` and the problem names the file, the other shard goes on serving, and nothing is deleted.
+``Retry-After``, the operator's view (health with detail, the shard's stats) names the file, the other shard
+goes on serving, and nothing is deleted.
 """
 from __future__ import annotations
 
@@ -42,9 +43,9 @@ async def _answers(g: Grid, keystore, cid: str):
 
     async with TestClient(TestServer(create_app(g, keys=keystore))) as api:
         r = await api.get(f"/v1/customers/{cid}", headers=H)
-        body = await r.json(content_type=None)
-        health = await (await api.get("/v1/health")).json()
-        return r.status, r.headers.get("Retry-After"), body, health
+        health = await (await api.get("/v1/health?detail=true", headers=H)).json()
+        stopped = [s for s in health["shards"] if s.get("status") == "stopped"]
+        return r.status, r.headers.get("Retry-After"), stopped, health
 
 
 async def test_corrupt_closed_wal_segment_stops_its_shard_only(grids, tmp_path, keystore):
@@ -64,9 +65,10 @@ async def test_corrupt_closed_wal_segment_stops_its_shard_only(grids, tmp_path, 
     g2 = grids("second")
     stopped = g2.stats()[victim_shard]
     assert stopped["status"] == "stopped" and stopped["file"] == str(segs[1])
-    status, retry, body, health = await _answers(g2, keystore, ids[0])
-    assert status == 503 and int(retry) > 0 and str(segs[1]) in body["detail"]
-    assert health["status"] == "degraded"
+    status, retry, stopped, health = await _answers(g2, keystore, ids[0])
+    assert status == 503 and int(retry) > 0
+    assert health["status"] == "degraded" and [s["file"] for s in stopped] == [str(segs[1])]
+    assert str(segs[1]) in stopped[0]["error"]
     other = next(c for c in ids if g2.shard_index(c) != victim_shard)
     assert g2.get(other)["customer_id"] == other  # the healthy shard serves
     assert {p.name: p.stat().st_size for p in _segments(tmp_path, victim_shard)} == sizes  # nothing cut
@@ -82,8 +84,9 @@ async def test_no_verifiable_snapshot_stops_the_shard(grids, tmp_path, keystore)
             manifest.write_text("{")  # every snapshot of both shards fails to verify
     g2 = grids("second")
     assert [s["status"] for s in g2.stats()] == ["stopped", "stopped"]
-    status, retry, body, _ = await _answers(g2, keystore, ids[0])
-    assert status == 503 and "snapshot" in body["detail"] and body["file"].endswith("snapshots")
+    status, retry, stopped, _ = await _answers(g2, keystore, ids[0])
+    assert status == 503 and int(retry) > 0 and len(stopped) == 2
+    assert all("snapshot" in s["error"] and s["file"].endswith("snapshots") for s in stopped)
 
 
 async def test_wal_that_does_not_reach_back_to_the_snapshot_stops_the_shard(grids, tmp_path, keystore):
@@ -98,5 +101,6 @@ async def test_wal_that_does_not_reach_back_to_the_snapshot_stops_the_shard(grid
     assert min(int(p.stem) for p in (shard_dir / "wal").glob("*.wal")) > 1
     shutil.rmtree(shard_dir / "snapshots")  # lost: the log alone does not start at the beginning
     g2 = grids("second")
-    status, _, body, _ = await _answers(g2, keystore, ids[0])
-    assert status == 503 and "starts at seq" in body["detail"] and body["file"].endswith("wal")
+    status, _, stopped, _ = await _answers(g2, keystore, ids[0])
+    assert status == 503 and len(stopped) == 1
+    assert "starts at seq" in stopped[0]["error"] and stopped[0]["file"].endswith("wal")

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from grid.errors import NotFound
-from grid.partitions import partition_of
 from grid.tariffs import SHIPPED, TariffCatalogue
 from grid.timegrid import calendar, month_bounds
 from kernels.billing import BillBatch, bill_intervals
@@ -48,29 +47,39 @@ class Group:
     customers: list[str]
     accounts: list[str]
     sp_lists: list[list[str]]
+    rows: np.ndarray | None = None  # usage rows of the flattened service points (set on first use)
+    parent: "Group | None" = None  # a chunk's group: the full index's group it is a slice of
+    span: tuple[int, int] = (0, 0)  # the slice of ``parent``'s accounts
+    sp_starts: np.ndarray | None = None  # offsets of each account's service points in ``rows`` (full only)
 
 
 @dataclass
 class BillingIndex:
     """What a bill run needs from the context records, built once per state of the shard."""
 
-    key: tuple
     groups: list[Group]
     accounts: pa.Array  # every grouped account id, in bill order (groups concatenated)
-    position: dict[str, int]  # account id -> bill index
+
+    @property
+    def n(self) -> int:
+        return len(self.accounts)
 
 
-def billing_index(shard, partitions: set[int] | None) -> BillingIndex:
-    """Cached while the shard's records and partitions do not change (the bill run's only Python loop)."""
-    key = (shard.change_seq, len(shard.records), shard.owned.tobytes(),
-           None if partitions is None else tuple(sorted(partitions)))
-    cached = shard.billing_index
-    if cached is not None and cached.key == key:
-        return cached
+@dataclass
+class BillingIndexes:
+    """The shard's billing index, its chunks and the legacy lines per period, valid while ``key`` holds."""
+
+    key: tuple
+    full: BillingIndex
+    chunks: dict[tuple[int, int], tuple[BillingIndex, int]]
+    legacy: dict[tuple, "LegacyLines"]
+
+
+def _full_index(shard) -> BillingIndex:
+    """The one Python pass over the records a bill run needs: accounts grouped by (plan, interval), in record
+    (= usage row) order, so that a group's rows are one ascending run after a load."""
     by: dict[tuple[str, int], Group] = {}
     for cid, rec in shard.records.items():
-        if partitions is not None and partition_of(cid) not in partitions:
-            continue
         for a in rec["accounts"]:
             sps = a["service_points"]
             if a.get("status", "active") != "active" or not sps:
@@ -83,10 +92,44 @@ def billing_index(shard, partitions: set[int] | None) -> BillingIndex:
             g.accounts.append(a["account_id"])
             g.sp_lists.append([sp["service_point_id"] for sp in sps])
     groups = [by[k] for k in sorted(by)]
-    accounts = [a for g in groups for a in g.accounts]
-    index = BillingIndex(key, groups, pa.array(accounts, pa.string()), {a: i for i, a in enumerate(accounts)})
-    shard.billing_index = index
-    return index
+    return BillingIndex(groups, pa.array([a for g in groups for a in g.accounts], pa.string()))
+
+
+def _chunk_index(full: BillingIndex, i: int, k: int) -> tuple[BillingIndex, int]:
+    """Chunk ``i`` of ``k`` (contiguous account positions ``[lo, hi)``) and its ``lo``: slices, so each group's
+    usage stays one contiguous view of the month matrix."""
+    lo, hi = full.n * i // k, full.n * (i + 1) // k
+    groups, off = [], 0
+    for g in full.groups:
+        a, b = max(lo - off, 0), min(hi - off, len(g.accounts))
+        if a < b:
+            groups.append(Group(g.plan, g.interval_minutes, g.customers[a:b], g.accounts[a:b], g.sp_lists[a:b],
+                                parent=g, span=(a, b)))
+        off += len(g.accounts)
+    return BillingIndex(groups, full.accounts.slice(lo, hi - lo)), lo
+
+
+def indexes(shard) -> BillingIndexes:
+    """The shard's cached indexes, rebuilt when its records or partitions changed."""
+    key = (shard.change_seq, len(shard.records), shard.owned.tobytes())
+    cached = shard.billing_index
+    if cached is None or cached.key != key:
+        cached = shard.billing_index = BillingIndexes(key, _full_index(shard), {}, {})
+    return cached
+
+
+def billing_index(shard, chunk: tuple[int, int] | None = None) -> tuple[BillingIndex, int]:
+    """(index, position of its first account in the full index): the whole shard, or chunk ``(i, k)`` of it.
+
+    One pass over the records serves every chunk of a run (a run calls once per chunk) and every later run.
+    """
+    cached = indexes(shard)
+    if chunk is None:
+        return cached.full, 0
+    out = cached.chunks.get(chunk)
+    if out is None:
+        out = cached.chunks[chunk] = _chunk_index(cached.full, *chunk)
+    return out
 
 
 def _rows(store, sp_lists: list[list[str]]) -> np.ndarray:
@@ -94,7 +137,19 @@ def _rows(store, sp_lists: list[list[str]]) -> np.ndarray:
     return np.array([store.row_of.get(sp, -1) for sps in sp_lists for sp in sps], dtype=np.int64)
 
 
-def has_usage(store, month: str, sp_lists: list[list[str]]) -> np.ndarray:
+def group_rows(store, g: Group) -> np.ndarray:
+    """:func:`_rows` of a group, computed once per index (rows change only with the records' change_seq)."""
+    if g.parent is not None:
+        rows = group_rows(store, g.parent)
+        starts = g.parent.sp_starts
+        return rows[starts[g.span[0]]:starts[g.span[1]]]
+    if g.rows is None:
+        g.rows = _rows(store, g.sp_lists)
+        g.sp_starts = np.concatenate([[0], np.cumsum([len(s) for s in g.sp_lists])]).astype(np.int64)
+    return g.rows
+
+
+def has_usage(store, month: str, sp_lists: list[list[str]], rows: np.ndarray | None = None) -> np.ndarray:
     """Per account: whether the store holds ``month`` for every one of its service points.
 
     A service point holds a month when its row exists in the month matrix and its data reaches into the month
@@ -105,7 +160,7 @@ def has_usage(store, month: str, sp_lists: list[list[str]]) -> np.ndarray:
     block = store.months.get(month) if store is not None else None
     if block is None or not sp_lists:
         return out
-    rows = _rows(store, sp_lists)
+    rows = _rows(store, sp_lists) if rows is None else rows
     first = int(calendar(*month_bounds(month), store.interval_minutes, store.timezone).utc_start[0])
     ok = (rows >= 0) & (rows < block.imp.shape[0])
     ok[ok] = store.filled_through[rows[ok]] > first
@@ -115,14 +170,15 @@ def has_usage(store, month: str, sp_lists: list[list[str]]) -> np.ndarray:
     return np.logical_and.reduceat(ok, starts)
 
 
-def usage_matrix(store, month: str, sp_lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray | None]:
+def usage_matrix(store, month: str, sp_lists: list[list[str]],
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Import/export matrices, one row per account (service points summed interval by interval).
 
     When the rows are one ascending run (the usual case after a load) the import matrix is a view of the
     shard's month matrix, not a copy: the kernel streams the shard's memory directly. Returns (None, None)
     when some service point has no row for the month (see :func:`has_usage`).
     """
-    rows = _rows(store, sp_lists)
+    rows = _rows(store, sp_lists) if rows is None else rows
     block = store.months.get(month)
     if block is None or (rows < 0).any() or (len(rows) and rows.max() >= block.imp.shape[0]):
         return None, None
@@ -147,18 +203,19 @@ def _tariff(cat, plan: str, timezone: str):
     return tariff if tariff.timezone == timezone else None
 
 
-def bill_accounts(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR,
-                  partitions: set[int] | None = None) -> tuple[BillingIndex, np.ndarray, np.ndarray, list[BillBatch]]:
+def bill_accounts(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, chunk: tuple[int, int] | None = None
+                  ) -> tuple[BillingIndex, int, np.ndarray, np.ndarray, list[BillBatch]]:
     """Compute this shard's bills for ``period``.
 
-    Returns ``(index, outcome, billed, batches)``: ``outcome`` (int8, one per account of ``index``) is
+    Returns ``(index, lo, outcome, billed, batches)``: ``index`` is the shard's (or chunk ``(i, k)`` of it,
+    starting at position ``lo`` of the whole); ``outcome`` (int8, one per account of ``index``) is
     ``NO_TARIFF`` or ``NO_USAGE`` for accounts that could not be billed and 0 otherwise; ``billed`` are the
     positions (into ``index``) of the billed accounts, in the order of the bills of ``batches``.
     """
     start, end = month_bounds(period)
     cat = catalogue(tariff_dir)
-    index = billing_index(shard, partitions)
-    outcome = np.zeros(len(index.position), dtype=np.int8)
+    index, lo = billing_index(shard, chunk)
+    outcome = np.zeros(index.n, dtype=np.int8)
     billed: list[np.ndarray] = []
     batches: list[BillBatch] = []
     offset = 0
@@ -170,15 +227,18 @@ def bill_accounts(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR,
         if tariff is None:
             outcome[pos] = NO_TARIFF
             continue
-        has = has_usage(store, period, g.sp_lists)
+        rows = group_rows(store, g) if store is not None else None
+        has = has_usage(store, period, g.sp_lists, rows)
         outcome[pos[~has]] = NO_USAGE
         if not has.any():
             continue
-        sp_lists = g.sp_lists if has.all() else [s for s, h in zip(g.sp_lists, has) if h]
-        imp, exp = usage_matrix(store, period, sp_lists)
+        if has.all():
+            imp, exp = usage_matrix(store, period, g.sp_lists, rows)
+        else:
+            imp, exp = usage_matrix(store, period, [s for s, h in zip(g.sp_lists, has) if h])
         batches.append(bill_intervals(tariff, start, end, g.interval_minutes, imp, exp))
         billed.append(pos[has])
-    return index, outcome, (np.concatenate(billed) if billed else np.zeros(0, np.int64)), batches
+    return index, lo, outcome, (np.concatenate(billed) if billed else np.zeros(0, np.int64)), batches
 
 
 def _computed_lines(batches, codes: dict[str, int]):
@@ -197,29 +257,56 @@ def _computed_lines(batches, codes: dict[str, int]):
     return cat(bill_idx, np.int64), cat(code_idx, np.int32), cat(amounts, np.int64), cat(quantities, np.int64)
 
 
-def _legacy_lines(shard, start: dt.date, index: BillingIndex, codes: dict[str, int]):
-    """Legacy bill lines of ``start``'s period for the accounts of ``index`` (bill = position in ``index``)."""
+@dataclass
+class LegacyLines:
+    """A period's legacy bills against the shard's full billing index (bill = account position)."""
+
+    table: pa.Table | None  # the period's legacy bills (None: the legacy system has not billed it)
+    bill_of_row: np.ndarray  # int64 per row of ``table``: account position, -1 if not in the index
+    bill: np.ndarray  # int64 per line: account position
+    code_names: list[str]
+    code: np.ndarray  # int32 per line, into ``code_names``
+    amount: np.ndarray  # int64 per line, cents
+
+
+def _legacy_full(shard, start: dt.date, full: BillingIndex) -> LegacyLines:
     t = shard.bills.table
     t = t.filter(pc.equal(t.column("period_start"), pa.scalar(start, pa.date32())))
-    present = np.zeros(len(index.position), dtype=bool)
     z = np.zeros(0, np.int64)
     if t.num_rows == 0:  # a month not billed yet by the legacy system: every bill is `missing_bill`
-        return z, np.zeros(0, np.int32), z, present, None, z
-    pos = pc.index_in(t.column("account_id"), value_set=index.accounts)
+        return LegacyLines(None, z, z, [], np.zeros(0, np.int32), z)
+    pos = pc.index_in(t.column("account_id"), value_set=full.accounts)
     bill_of_row = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     lines = t.column("lines").combine_chunks()
     parent = pc.list_parent_indices(lines).to_numpy()
     flat = pc.list_flatten(lines)
     enc = pc.dictionary_encode(flat.field("code")).combine_chunks() if isinstance(flat.field("code"), pa.ChunkedArray) \
         else pc.dictionary_encode(flat.field("code"))
-    remap = np.array([codes.setdefault(c, len(codes)) for c in enc.dictionary.to_pylist()], dtype=np.int32)
-    code_ids = remap[enc.indices.to_numpy(zero_copy_only=False)] if len(remap) else np.zeros(0, np.int32)
-    amount = flat.field("amount_cents").to_numpy(zero_copy_only=False).astype(np.int64)
     bill = bill_of_row[parent]
-    keep = bill >= 0  # legacy bills of accounts this run does not bill (closed, other partitions) are not ours
-    ok_rows = bill_of_row >= 0
-    present[bill_of_row[ok_rows]] = True
-    return bill[keep], code_ids[keep], amount[keep], present, t, bill_of_row
+    keep = bill >= 0  # legacy bills of accounts this run does not bill (closed, moved away) are not ours
+    return LegacyLines(t, bill_of_row, bill[keep], enc.dictionary.to_pylist(),
+                       enc.indices.to_numpy(zero_copy_only=False).astype(np.int32)[keep],
+                       flat.field("amount_cents").to_numpy(zero_copy_only=False).astype(np.int64)[keep])
+
+
+def _legacy_lines(shard, start: dt.date, index: BillingIndex, lo: int, codes: dict[str, int]):
+    """Legacy bill lines of ``start``'s period for the accounts of ``index`` (bill = position in ``index``,
+    which starts at position ``lo`` of the full index); the period's lines are cached per bills table."""
+    cached = indexes(shard)
+    key = (start, id(shard.bills.table), shard.bills.table.num_rows)
+    full = cached.legacy.get(key)
+    if full is None:
+        cached.legacy = {k: v for k, v in cached.legacy.items() if k[1:] == key[1:]}
+        full = cached.legacy[key] = _legacy_full(shard, start, cached.full)
+    hi = lo + index.n
+    sel = (full.bill >= lo) & (full.bill < hi)
+    remap = np.array([codes.setdefault(c, len(codes)) for c in full.code_names], dtype=np.int32)
+    code_ids = remap[full.code[sel]] if len(remap) else np.zeros(0, np.int32)
+    rows = (full.bill_of_row >= lo) & (full.bill_of_row < hi)
+    bill_of_row = np.where(rows, full.bill_of_row - lo, -1)
+    present = np.zeros(index.n, dtype=bool)
+    present[bill_of_row[rows]] = True
+    return full.bill[sel] - lo, code_ids, full.amount[sel], present, full.table, bill_of_row
 
 
 def _legacy_of(t, bill_of_row, positions) -> tuple[dict, dict]:
@@ -234,7 +321,7 @@ def _legacy_of(t, bill_of_row, positions) -> tuple[dict, dict]:
 
 
 def compute_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tolerance_cents: int = 0,
-                   partitions: list[int] | None = None) -> tuple[dict, dict]:
+                   chunk: tuple[int, int] | None = None) -> tuple[dict, dict]:
     """Bill and reconcile this shard's accounts for ``period``, changing nothing.
 
     Every active account with a service point gets one outcome of :data:`RUN_OUTCOMES`: the reconciliation's
@@ -249,12 +336,11 @@ def compute_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tol
         write that records every account's outcome on the shard (see :class:`BillOutcomes`).
     """
     start, _ = month_bounds(period)
-    index, outcome, billed, batches = bill_accounts(shard, period, tariff_dir,
-                                                    set(partitions) if partitions is not None else None)
-    n, nb = len(index.position), len(billed)
+    index, lo, outcome, billed, batches = bill_accounts(shard, period, tariff_dir, chunk)
+    n, nb = index.n, len(billed)
     codes: dict[str, int] = {}
     cb, cc, ca, _ = _computed_lines(batches, codes)
-    lb, lc, la, present, legacy_table, bill_of_row = _legacy_lines(shard, start, index, codes)
+    lb, lc, la, present, legacy_table, bill_of_row = _legacy_lines(shard, start, index, lo, codes)
     if nb != n:  # legacy lines are by account position; the kernel wants billed-bill indexes
         to_billed = np.full(n, -1, dtype=np.int64)
         to_billed[billed] = np.arange(nb)
@@ -296,8 +382,7 @@ def compute_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tol
               "diff_cents": int(diff.sum()), "billed_cents": int(totals.sum()), "held": int(len(bad)),
               "released": int(n - len(bad)), "mismatches": mismatches}
     table = pa.table({"account_id": index.accounts, "outcome": pa.array(outcome), "diff_cents": pa.array(diff)})
-    key = sorted(int(p) for p in partitions) if partitions is not None else None
-    return report, {"period": period, "partitions": key, "table": _ipc(table)}
+    return report, {"period": period, "chunk": list(chunk) if chunk is not None else None, "table": _ipc(table)}
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -314,7 +399,7 @@ def _from_ipc(data: bytes) -> pa.Table:
 class BillOutcomes:
     """The shard's bill outcomes: per period, the latest outcome of every account a run billed.
 
-    One entry per (period, partition batch of the run): a re-run of the same batch replaces its entry. Each
+    One entry per (period, chunk of the run): a re-run of the same chunk replaces its entry. Each
     entry is a table (account_id, outcome int8 into :data:`RUN_OUTCOMES`, diff_cents). Changed only by
     ``bill_outcomes`` writes (logged, snapshotted through :meth:`to_blob`).
     """
@@ -324,7 +409,7 @@ class BillOutcomes:
         self._positions: dict[int, dict[str, int]] = {}  # id(table) -> account -> row (built on first read)
 
     def apply(self, body: dict) -> dict:
-        key = "all" if body["partitions"] is None else ",".join(map(str, body["partitions"]))
+        key = "all" if body.get("chunk") is None else "{}/{}".format(*body["chunk"])
         table = _from_ipc(body["table"])
         per = self.runs.setdefault(body["period"], {})
         old = per.pop(key, None)

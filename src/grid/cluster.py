@@ -27,7 +27,7 @@ from grid.shard_actor import ShardActor, actor_options
 
 log = logging.getLogger(__name__)
 
-BILL_RUN_BATCH = 34  # partitions per bill-run call: progress steps, and a shard's loop is free between them
+BILL_RUN_CHUNKS = 4  # bill-run calls per shard: progress steps, and a shard's loop is free between them
 
 try:  # ray >= 2.10 raises this while an actor restarts
     from ray.exceptions import ActorUnavailableError
@@ -284,15 +284,15 @@ class Grid:
                         progress: Callable[[int, int], None] | None = None) -> dict:
         """Bill every active account for ``period`` and reconcile against the legacy bills; the merged report.
 
-        Each shard runs its partitions in batches of :data:`BILL_RUN_BATCH` (in order; shards in parallel) and
-        records every account's outcome as a logged write. Waits for a scale in progress to finish.
+        Each shard bills its accounts in :data:`BILL_RUN_CHUNKS` contiguous chunks (in order; shards in parallel:
+        a chunk's usage is one view of the month matrix, so the kernel streams it) and records every account's
+        outcome as a logged write. Waits for a scale in progress to finish.
         """
         from grid.timegrid import month_bounds
 
         month_bounds(period)  # InvalidInput (field period) before anything runs
         async with self._scale_lock:
-            calls = {i: [parts[k:k + BILL_RUN_BATCH] for k in range(0, len(parts), BILL_RUN_BATCH)]
-                     for i in range(len(self.shards)) for parts in [self.table.partitions_of_shard(i)]}
+            calls = {i: [(c, BILL_RUN_CHUNKS) for c in range(BILL_RUN_CHUNKS)] for i in range(len(self.shards))}
             total = sum(len(v) for v in calls.values())
             done = 0
             if progress:
@@ -302,9 +302,9 @@ class Grid:
             async def shard_calls(i: int) -> list[dict]:
                 nonlocal done
                 out = []
-                for parts in calls[i]:
+                for chunk in calls[i]:
                     out.append(await self._aget(self.shards[i].bill_run.remote(period, tariff_dir, tolerance_cents,
-                                                                              parts), long))
+                                                                              chunk), long))
                     done += 1
                     if progress:
                         progress(done, total)
@@ -409,6 +409,9 @@ class Grid:
                 tot[0] += acc
                 tot[1] += rej
         return out
+
+    async def acustomer_audit(self, customer_id: str, limit: int = 100) -> list[dict]:
+        return await self._routed(customer_id, "customer_audit", customer_id, limit)
 
     async def acustomer_decisions(self, customer_id: str, limit: int = 50) -> list[dict]:
         return await self._routed(customer_id, "customer_decisions", customer_id, limit)

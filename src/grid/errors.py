@@ -13,6 +13,7 @@
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403
     ├── TooManyRequests     (retry_after)     -> 429
+    ├── NotReady            (retry_after)     -> 503 (what the answer depends on is being computed)
     └── ShardUnavailable    (retry_after)     -> 503
         ├── WrongShard                        (a partition moved; the caller re-routes)
         └── DataCorrupt     (file)            (a durable file is damaged: the shard stays stopped)
@@ -135,6 +136,17 @@ class TooManyRequests(ContextGridError):
     title = "Too many requests"
 
     def __init__(self, detail: str = "", retry_after: int = 1, **extra):
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
+class NotReady(ContextGridError):
+    """The answer depends on a computation still running (the first classification); retry after ``retry_after``."""
+
+    status = 503
+    title = "Not ready"
+
+    def __init__(self, detail: str = "", retry_after: int = 5, **extra):
         super().__init__(detail, retry_after=retry_after, **extra)
         self.retry_after = retry_after
 

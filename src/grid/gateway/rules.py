@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from grid.errors import NotFound, ShardUnavailable
+from grid.errors import NotFound, NotReady
 from grid.gateway.keys import CLASSIFIED, CONFIG, GRID, JOBS, PARAMS, PRINCIPAL, RULES
 from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
@@ -27,7 +27,7 @@ def start_classification(app: web.Application):
 def _classified(request) -> dict:
     c = request.app[CLASSIFIED]
     if not c and request.app[GRID].classifying:
-        raise ShardUnavailable("the base is being classified; retry shortly", retry_after=5)
+        raise NotReady("the base is being classified; retry shortly", retry_after=5)
     if not c:
         raise NotFound("no classification yet; POST /v1/admin/classify runs one", field="portfolios")
     return c
