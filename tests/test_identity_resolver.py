@@ -213,3 +213,30 @@ def test_a_mistyped_key_that_everything_else_contradicts_goes_to_review(resolver
     # the same key with agreeing (or no) other evidence still links at once
     assert one(resolver, account_id="A5", name="Maria Garcia").outcome == "link"
     assert one(resolver, account_id="A5").outcome == "link"
+
+
+def test_an_index_built_in_slices_with_writes_between_equals_one_built_at_once():
+    from grid.identity.index import IdentityIndex
+
+    records = {r["customer_id"]: dict(r) for r in BASE}
+    whole = IdentityIndex()
+    whole.ensure_built(records)
+    sliced = IdentityIndex()
+    assert not sliced.build_step(records, 1)
+    # a write to an indexed customer, one to a pending one, a new customer and a removal, mid-build
+    done = next(c for c in records if c in sliced._seen)
+    records[done] = dict(records[done], name="Renamed Person", accounts=list(records[done]["accounts"]))
+    sliced.on_changed(done, records[done])
+    new = _ctx("C9", "Newcomer Nine", address="9 Nine St, Napa, CA 94558", account="A9", sp="S9", meter="M9")
+    records["C9"] = new
+    sliced.on_changed("C9", new)
+    gone = next(c for c in records if c not in sliced._seen)
+    del records[gone]
+    sliced.on_changed(gone, None)
+    while not sliced.build_step(records, 1):
+        pass
+    fresh = IdentityIndex()
+    fresh.ensure_built(records)
+    assert {k: dict(v) for k, v in sliced.keys.items()} == {k: dict(v) for k, v in fresh.keys.items()}
+    assert set(sliced.members) == set(records)
+    assert whole.built and sliced.built

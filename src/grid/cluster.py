@@ -410,6 +410,9 @@ class Grid:
                 tot[1] += rej
         return out
 
+    async def acustomer_audit(self, customer_id: str, limit: int = 100) -> list[dict]:
+        return await self._routed(customer_id, "customer_audit", customer_id, limit)
+
     async def acustomer_decisions(self, customer_id: str, limit: int = 50) -> list[dict]:
         return await self._routed(customer_id, "customer_decisions", customer_id, limit)
 

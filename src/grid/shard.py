@@ -25,6 +25,7 @@ import msgpack
 import numpy as np
 
 from grid import context as ctx
+from grid.audit import AuditLog
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.billrun import BillOutcomes, BillingIndexes
 from grid.bills import BillStore
@@ -43,7 +44,7 @@ from grid.usage import UsageStore, drop_rows, extract_rows, insert_rows
 APPLIED_WRITE_IDS = 200_000  # idempotency memory: far more than any retry window
 CHANGE_LOG = 100_000  # recent changed customer ids kept for gateway near-cache invalidation
 # Attributes of Shard holding a capability's state (to_blob/from_blob/digest): snapshots and checksum hold them.
-CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions", "outbox")
+CAPABILITIES = ("bill_outcomes", "classification", "imports", "identity", "decisions", "outbox", "audit")
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Shard:
         self.identity = IdentityIndex()  # grid.identity: keys of these customers, links, reviews, merges
         self.decisions = decision_ops.DecisionState()  # grid.decisions: events, contact history, audit, propensity
         self.outbox = outbox_ops.Outbox()  # grid.contacts: notifications accepted and where their delivery stands
+        self.audit = AuditLog()  # grid.audit: who changed each customer, when, how (from the ops' audit block)
         # the write path
         self.applied: OrderedDict[str, dict] = OrderedDict()  # write id -> result (idempotent retries)
         self.change_seq = 0
@@ -290,7 +292,7 @@ class Shard:
                 "bills": t.filter(mask),
                 "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
                 "identity": self.identity.export(cset),
-                "decisions": self.decisions.export(cset)}
+                "decisions": self.decisions.export(cset), "audit": self.audit.export(cset)}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -309,6 +311,7 @@ class Shard:
             self.applied[k] = v
         self.identity.take(payload.get("identity"))
         self.decisions.absorb(payload.get("decisions"))
+        self.audit.absorb(payload.get("audit"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
@@ -326,6 +329,7 @@ class Shard:
         if cids:
             self.bills.drop_customers(cids)
         self.decisions.drop(cids)
+        self.audit.drop(cids)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)
@@ -384,6 +388,7 @@ class Shard:
         cid = op.get("customer_id")
         if kind.customer and cid in self.records:
             result["version"] = self.records[cid]["version"]
+        self.audit.record(op, result.get("version"))  # audit: rides in the op, so the WAL holds it
         if op.get("request") is not None:
             result["request"] = op["request"]  # what the client's Idempotency-Key is bound to
         # a retry gets the result again, less the rows refused (a quarantine list can be long; it was reported)

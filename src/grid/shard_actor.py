@@ -54,6 +54,7 @@ class ShardServer:
         self.wal: WriteAheadLog | None = None
         self.stopped: DataCorrupt | None = None
         self.started = time.time()
+        self._identity_build: asyncio.Future | None = None  # identity: the index being built in slices
         try:
             self.shard: Shard = self._recover(shard_id, partitions, timezone, fsync, wal_segment_bytes)
         except DataCorrupt as exc:
@@ -114,6 +115,8 @@ class ShardServer:
 
     # -- status -------------------------------------------------------------------------------------------
     async def ready(self) -> dict:
+        if self.stopped is None:
+            self._build_identity()
         return self.stats()
 
     def stats(self) -> dict:
@@ -144,6 +147,7 @@ class ShardServer:
         """End a bulk load: bulk loads bypass the log, so the loaded state is made durable as a snapshot."""
         self.shard.finish_load()
         await self.snapshot()
+        self._build_identity()
         return self.stats()
 
     # -- reads --------------------------------------------------------------------------------------------
@@ -239,7 +243,20 @@ class ShardServer:
         return out["customers"]
 
     # -- identity (grid.identity: lookups and reads; its writes go through write()) ------------------------
+    def _build_identity(self) -> asyncio.Future:
+        """Index the customers in slices (after a recovery or a load), serving requests in between."""
+        idx = self.shard.identity
+        if self._identity_build is None or (self._identity_build.done() and not idx.built):
+            async def build():
+                while not idx.build_step(self.shard.records, 500):
+                    await asyncio.sleep(0)
+
+            self._identity_build = asyncio.ensure_future(build())
+        return self._identity_build
+
     async def identity_lookup(self, queries: list[tuple[str, list]], deterministic: tuple, max_block: int) -> list:
+        if not self.shard.identity.built:
+            await asyncio.shield(self._build_identity())
         return identity_reads.lookup(self.shard, queries, deterministic, max_block)
 
     async def identity_view(self, customer_id: str) -> dict:
@@ -377,6 +394,9 @@ class ShardServer:
     async def propensities(self) -> dict[str, list[float]]:
         """Responses counted per "action|segment" on this shard (on top of the catalogue's prior)."""
         return dict(self.shard.decisions.propensity)
+
+    async def customer_audit(self, customer_id: str, limit: int) -> list[dict]:
+        return self.shard.audit.of(customer_id, limit)
 
     async def customer_decisions(self, customer_id: str, limit: int) -> list[dict]:
         from grid.decisions import service

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from grid.gateway import customers
 from grid.gateway.admin import setup_admin
+from grid.gateway.audit import setup_audit
 from grid.gateway.billing import setup_billing
 from grid.gateway.greenbutton import setup_greenbutton
 from grid.gateway.identity import setup_identity
@@ -125,6 +126,7 @@ def create_app(grid, config: GatewayConfig | None = None, keys: KeyStore | None 
     r.add_post("/v1/customers/{id}/usage", customers.post_usage, name="post_usage")
     setup_tariffs(app)
     setup_admin(app)
+    setup_audit(app)
     setup_billing(app)
     setup_rules(app)
     setup_portal(app)

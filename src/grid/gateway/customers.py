@@ -6,6 +6,7 @@ from aiohttp import web
 from grid.cluster import make_op
 from grid.context import check_owners, check_references
 from grid.errors import Forbidden, NotFound
+from grid.gateway.audit import audit_of
 from grid.gateway.keys import BODY, GRID, PARAMS, PRINCIPAL, READS, TARIFFS
 from grid.gateway.paging import decode_cursor, encode_cursor
 from grid.gateway.responses import respond
@@ -80,6 +81,7 @@ async def get_usage(request: web.Request) -> web.Response:
 async def _write(request: web.Request, kind: str, cid: str, body: dict) -> dict:
     write_id = _write_id(request, cid)
     op = make_op(kind, cid, body, write_id, request[PARAMS].get("If-Match"))
+    op["audit"] = audit_of(request, kind, body)  # recorded by the shard with the write (grid.audit)
     if write_id is not None:  # a client's Idempotency-Key: the shard refuses it for another request
         op["request"] = _request_digest(request, body)
     try:

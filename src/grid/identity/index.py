@@ -15,8 +15,8 @@ Two kinds of state:
   customer with the evidence of each link, reviewers' decisions, open and decided review items, merge
   tombstones (``merged_into``) and the merge steps in progress.
 
-The derived part is built lazily, on the first identity call after a bulk load, so that loading a base that
-is never resolved against costs nothing; once built, every write keeps it current.
+The derived part is built after a load or a recovery, in slices between the shard's requests (the shard actor
+starts it; a plain shard builds on its first lookup); once built, every write keeps it current.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class IdentityIndex:
         self.region = region
         self.durable = _Durable()
         self.built = False
+        self._pending: list[str] | None = None  # customers still to index while a build is under way
         self.members: dict[str, list[Member]] = {}  # customer -> [context member, linked members...]
         self.keys: dict[tuple[str, str], Counter] = {}  # key -> Counter(customer -> how many members have it)
         self._seen: dict[str, tuple] = {}  # customer -> the identifying parts its members were built from
@@ -59,20 +60,38 @@ class IdentityIndex:
     def invalidate(self) -> None:
         """Forget the derived part (after a bulk load): the next lookup rebuilds it."""
         self.built = False
+        self._pending = None
         self.members = {}
         self.keys = {}
         self._seen = {}
 
     def ensure_built(self, records: dict[str, dict]) -> None:
+        """Build (or finish building) the derived part now."""
+        while not self.build_step(records, 1 << 62):
+            pass
+
+    def build_step(self, records: dict[str, dict], budget: int) -> bool:
+        """Build up to ``budget`` customers of the derived part; True once it is complete.
+
+        A shard builds in slices between requests (a 100k-customer index takes about a minute), so it keeps
+        serving meanwhile. Writes during the build update what is built and add what is new (:meth:`on_changed`);
+        the slices skip whoever a write already indexed, so the order of the two does not matter.
+        """
         if self.built:
-            return
-        self.members = {}
-        self.keys = {}
-        self._seen = {}
-        for cid, rec in records.items():
-            self._seen[cid] = _identifying(rec)
-            self._set_members(cid, self._members_of(rec))
-        self.built = True
+            return True
+        if self._pending is None:
+            self.members, self.keys, self._seen = {}, {}, {}
+            self._pending = list(records)
+        for _ in range(min(budget, len(self._pending))):
+            cid = self._pending.pop()
+            rec = records.get(cid)
+            if rec is not None and cid not in self._seen:
+                self._seen[cid] = _identifying(rec)
+                self._set_members(cid, self._members_of(rec))
+        if not self._pending:
+            self._pending = None
+            self.built = True
+        return self.built
 
     def _members_of(self, rec: dict) -> list[Member]:
         cid = rec["customer_id"]
@@ -103,7 +122,7 @@ class IdentityIndex:
 
     def on_record(self, rec: dict) -> None:
         """The customer's links changed: rebuild its members and keys."""
-        if self.built:
+        if self.built or self._pending is not None:
             self._seen[rec["customer_id"]] = _identifying(rec)
             self._set_members(rec["customer_id"], self._members_of(rec))
 
@@ -115,8 +134,8 @@ class IdentityIndex:
         (rebuild this customer's members) without normalizing anything; the references are held, so an id is
         never reused by another object while compared.
         """
-        if not self.built:
-            return
+        if not self.built and self._pending is None:
+            return  # nothing built yet: the build will read the record as it is then
         if rec is None:
             self._seen.pop(customer_id, None)
             self._set_members(customer_id, [])
@@ -129,7 +148,9 @@ class IdentityIndex:
         self._set_members(customer_id, self._members_of(rec))
 
     def on_removed(self, customer_id: str) -> None:
-        self.on_changed(customer_id, None)
+        if self.built or self._pending is not None:
+            self._seen.pop(customer_id, None)
+            self._set_members(customer_id, [])
 
     # -- lookups ------------------------------------------------------------------------------------------
     def lookup(self, records: dict[str, dict], record_key: str, keys: list[tuple[str, str]],
