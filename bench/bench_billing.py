@@ -15,9 +15,9 @@ half-up to the cent), and every output is checked equal to the kernel's after ti
   bills/s counts 12 bills per call, in SAM's favour); its July energy charge is checked against the kernel's to
   half a cent per line (SAM keeps floats).
 
-Also printed: GB/s of usage the kernel scans beside numpy's ``sum`` bandwidth on the same matrix measured in
-the same run, and the ratios against the goals (>= 50 % of the bandwidth bound per core, >= 5x the best of
-numpy / polars / duckdb, >= 1000x PySAM).
+Also printed: GB/s of usage the kernel scans beside a true streaming read of the same matrix (numpy's sum over
+an int64 view of it) measured in the same run, and the ratios against the goals (>= 50 % of that bound per
+core, >= 5x the best of numpy / polars / duckdb, >= 1000x PySAM).
 
 Run: ``.venv/bin/python -m pytest bench/bench_billing.py -s`` (pytest-benchmark table, then the summary), or
 ``.venv/bin/python bench/bench_billing.py [--quick]``. Sizes: BENCH_BILLING_SP (service points, 100000;
@@ -237,14 +237,21 @@ def pysam_bills(usage, model):
     return np.array(out)
 
 
-def numpy_sum_bandwidth(usage, rounds=7):
-    """Best GB/s of ``usage.sum()`` (int32 summed in int64): numpy's reduction speed on the same bytes."""
+def streaming_bandwidth(usage, rounds=7):
+    """Best GB/s of a true streaming read of the same bytes: numpy's sum over an int64 view of the matrix.
+
+    The value is meaningless (pairs of Wh added as one integer); the speed is what reading the matrix once
+    costs. An int32 ``sum(dtype=int64)`` widens every element and runs at about a third of this, so it
+    understated the bound the kernel is held to.
+    """
+    flat = np.ascontiguousarray(usage).reshape(-1)
+    view = flat[: flat.size - flat.size % 2].view(np.int64)
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
-        usage.sum(dtype=np.int64)
+        view.sum()
         best = min(best, time.perf_counter() - t0)
-    return usage.nbytes / best / 1e9
+    return view.nbytes / best / 1e9
 
 
 # ---- pytest-benchmark ----------------------------------------------------------------------------------------
@@ -272,7 +279,7 @@ def summary(data):
     yield
     usage = data[0]
     if _rates:
-        print(report(usage, _rates, numpy_sum_bandwidth(usage)))
+        print(report(usage, _rates, streaming_bandwidth(usage)))
 
 
 def report(usage, rates: dict[str, float], bandwidth: float) -> str:
@@ -284,9 +291,10 @@ def report(usage, rates: dict[str, float], bandwidth: float) -> str:
         ratio = f"{base / r:10.1f}x slower than cython" if base and peer != "cython" else ""
         out.append(f"  {peer:8s} {r:14,.0f} bills/s  {r * bytes_per_bill / 1e9:7.2f} GB/s  {ratio}")
     bound = bandwidth * 1e9 / bytes_per_bill
-    out.append(f"  numpy sum bandwidth {bandwidth:.2f} GB/s -> bound {bound:,.0f} bills/s per core")
+    out.append(f"  streaming read (numpy sum over an int64 view) {bandwidth:.2f} GB/s -> bound {bound:,.0f} "
+               f"bills/s per core")
     if base:
-        out.append(f"  cython at {base / bound:.0%} of the bandwidth bound (goal >= 50%)")
+        out.append(f"  cython's share of the streaming bound: {base / bound:.0%} (goal >= 50%)")
         peers = [rates[p] for p in ("numpy", "polars", "duckdb") if p in rates]
         if peers:
             out.append(f"  cython / best of numpy, polars, duckdb: {base / max(peers):.1f}x (goal >= 5x)")
@@ -376,7 +384,7 @@ def main() -> None:
     got = pysam_bills(usage[:SAM_SAMPLE], model)
     rates["pysam"] = 12 * SAM_SAMPLE / (time.perf_counter() - t0)
     np.testing.assert_allclose(got, expected[:SAM_SAMPLE].sum(axis=1) / 100, atol=0.005 * P * T + 1e-9)
-    print(report(usage, rates, numpy_sum_bandwidth(usage)))
+    print(report(usage, rates, streaming_bandwidth(usage)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 
 from factories import populate
+from http_load import run_client, serve
 from grid.cluster import Grid
 from grid.gateway.app import create_app
 from grid.gateway.auth import KeyStore, digest
@@ -22,15 +23,6 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 CUSTOMERS = 500
 KEY = "bench-key-0123456789"
-
-
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 CLIENT = r"""
@@ -62,22 +54,16 @@ asyncio.run(main())
 
 
 async def _load(base: str, ids: list[str]) -> dict:
-    """Drive ``base`` from a separate client process (so client and server do not share one GIL)."""
     import json
-    import subprocess
-    import sys
 
-    args = [sys.executable, "-c", CLIENT, base, KEY, json.dumps(ids), str(REQUESTS), str(SECONDS), str(CONCURRENCY)]
-    out = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: subprocess.run(args, capture_output=True, text=True, timeout=SECONDS + 60))
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)
+    return await run_client(CLIENT, [base, KEY, json.dumps(ids), str(REQUESTS), str(SECONDS), str(CONCURRENCY)],
+                            SECONDS + 60)
 
 
 def test_gateway_read_vs_bare_handler(ray_session, tmp_path, benchmark):
     grid = Grid.start(data_dir=str(tmp_path), shards=2, namespace="cg-bench-gw")
     ids = populate(grid, CUSTOMERS)
-    keys = KeyStore([{"id": "bench", "role": "agent", "sha256": digest(KEY)}])
+    keys = KeyStore([{"id": "bench", "role": "operator", "sha256": digest(KEY)}])  # operators are not rate-limited
     sample = grid.get(ids[0])
     import json
     body = json.dumps(sample, separators=(",", ":")).encode()
@@ -93,7 +79,7 @@ def test_gateway_read_vs_bare_handler(ray_session, tmp_path, benchmark):
         for name, app in [("bare aiohttp", bare_app),
                           ("gateway (near cache)", create_app(grid, GatewayConfig(), keys)),
                           ("gateway (no cache, coalesced)", create_app(grid, GatewayConfig(near_cache_ttl_s=0), keys))]:
-            runner, base = await _serve(app)
+            runner, base = await serve(app)
             try:
                 results[name] = await _load(base, ids)
             finally:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 
 from aiohttp import web
 
 from factories import populate
+from http_load import run_client, serve
 from grid.cluster import Grid
 from grid.gateway.app import create_app
 from grid.gateway.auth import KeyStore, digest
@@ -60,20 +59,9 @@ asyncio.run(main())
 """
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-
-
 async def _load(base: str, ids: list[str]) -> dict:
-    args = [sys.executable, "-c", CLIENT, base, KEY, json.dumps(ids), str(REQUESTS), str(SECONDS), str(CLIENTS)]
-    out = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: subprocess.run(args, capture_output=True, text=True, timeout=SECONDS + 60))
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)
+    return await run_client(CLIENT, [base, KEY, json.dumps(ids), str(REQUESTS), str(SECONDS), str(CLIENTS)],
+                            SECONDS + 60)
 
 
 def _floor_app(path: str) -> web.Application:
@@ -103,7 +91,7 @@ def test_patch_through_the_gateway_vs_append_and_fsync(ray_session, tmp_path, be
     async def run():
         for name, app in [("floor: aiohttp append+fsync", _floor_app(str(tmp_path / "floor.log"))),
                           ("gateway PATCH (WAL batch)", create_app(grid, GatewayConfig(), keys))]:
-            runner, base = await _serve(app)
+            runner, base = await serve(app)
             try:
                 results[name] = await _load(base, ids)
             finally:

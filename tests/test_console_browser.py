@@ -13,6 +13,7 @@ from playwright.async_api import expect  # waits on locators: the console's CSP 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 AGENT_KEY = "console-agent-key-0123456789"
+OPERATOR_KEY = "console-operator-key-0123456789"
 CUSTOMER_KEY = "console-customer-key-0123456789"
 
 pytestmark = [
@@ -79,6 +80,7 @@ async def console(ray_session, tmp_path_factory):
                                                  from_number="+14155559999"),
                               public_url=base, poll_s=0.05)
     keys = KeyStore([{"id": "desk", "role": "agent", "sha256": digest(AGENT_KEY)},
+                     {"id": "ops", "role": "operator", "sha256": digest(OPERATOR_KEY)},
                      {"id": "rachel", "role": "customer", "sha256": digest(CUSTOMER_KEY), "customers": ["Q0000002"]}])
     runner = web.AppRunner(create_app(g, GatewayConfig(contacts=contacts), keys))
     await runner.setup()
@@ -145,6 +147,7 @@ async def test_console_end_to_end(console, browser):
     await page.wait_for_selector("#priority-status.ok")
     rec = await (await http.get("/v1/customers/Q0000002")).json()
     assert rec["accounts"][0]["service_points"][0]["load_priority"] == "priority"
+    assert "operator key" in await page.text_content("#c-audit")  # an agent key does not read the audit log
     await page.screenshot(path=str(ARTIFACTS / "console-customer-desktop.png"), full_page=True)
 
     # declare an outage on the feeder and watch the alerts go out
@@ -167,14 +170,18 @@ async def test_console_end_to_end(console, browser):
     phone = await browser.new_page(viewport={"width": 390, "height": 844})
     phone.on("pageerror", lambda e: errors.append(str(e)))
     await phone.goto(f"{base}/console")
-    await phone.fill("#key", AGENT_KEY)
+    await phone.fill("#key", OPERATOR_KEY)
     await phone.click("#sign-in-form button[type=submit]")
-    await phone.fill("#q", "Mercy")
+    await phone.fill("#q", "Rachel")
     await phone.click("#search-form button[type=submit]")
     await phone.click(".result")
-    await expect(phone.locator("#c-name")).to_have_text("Mercy Hospital")
+    await expect(phone.locator("#c-name")).to_have_text("Rachel Green")
     await phone.wait_for_selector("#c-messages table")
     assert "outage" in await phone.text_content("#c-messages")
+    # the operator sees the audit trail of the edits made above: who, when, what
+    await phone.wait_for_selector("#c-audit table")
+    audit = await phone.text_content("#c-audit")
+    assert "desk (agent)" in audit and "PATCH" in audit and "PUT" in audit
     width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 392, f"page is {width}px wide on a 390px phone"
     await phone.screenshot(path=str(ARTIFACTS / "console-customer-phone.png"), full_page=True)

@@ -389,3 +389,24 @@ async def test_changed_file_writes_only_what_changed_and_late_rows_correct(iapi,
     assert [got[f"2026-01-13T0{h}:00:00Z"] for h in range(4)] == [10, 111, 999, 13]
     again = await imp.import_file("interval-wh", path)  # dropped once more: nothing to do
     assert (again.applied, again.unchanged, again.quarantined) == (0, 0, 0)
+
+
+async def test_push_after_a_clock_step_back_is_not_skipped(iapi, igrid, monkeypatch):
+    """Unkeyed pushes are numbered by the clock: a restarted importer whose clock went back still numbers its
+    next push past what the shards hold, so the rows are applied, not skipped as already seen."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from grid.imports import importer as importer_module
+    from grid.imports.importer import Importer
+
+    rows = [{"service_point_id": "S00000011", "start": "2026-01-21T00:00:00Z", "import_wh": 5}]
+    first = await Importer(igrid, igrid.data_dir).push("customer-submeters", rows)
+    assert first.applied == 1
+    behind = SimpleNamespace(time_ns=lambda: 1, perf_counter=_time.perf_counter, monotonic=_time.monotonic,
+                             time=_time.time)
+    monkeypatch.setattr(importer_module, "time", behind)  # the new process's clock is far behind
+    rows[0]["import_wh"] = 6
+    again = await Importer(igrid, igrid.data_dir).push("customer-submeters", rows)
+    assert (again.applied, again.skipped) == (1, 0)
+    assert (await usage_of(iapi, "C0000011", "S00000011"))["2026-01-21T00:00:00Z"] == 6

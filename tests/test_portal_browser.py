@@ -83,6 +83,17 @@ async def test_portal_end_to_end(portal, browser):
 
     # charts and green tiles rendered
     await page.wait_for_selector("#usage-chart svg rect")
+    # usage downloads: CSV of the chosen view, Green Button (ESPI) of the intervals; both what the API serves
+    month = await page.input_value("#usage-month")
+    async with page.expect_download() as dl:
+        await page.click("#usage-csv")
+    csv_bytes = Path(await (await dl.value).path()).read_bytes()
+    api_csv = await (await http.get(f"/v1/customers/{SOLAR}/usage?month={month}&resolution=daily&format=csv")).read()
+    assert csv_bytes == api_csv and b"import_wh" in csv_bytes
+    async with page.expect_download() as dl:
+        await page.click("#usage-espi")
+    espi = Path(await (await dl.value).path()).read_text()
+    assert "IntervalReading" in espi and (await dl.value).suggested_filename.endswith(".xml")
     await page.wait_for_selector("#forecast-chart svg path.band")
     green = await (await http.get(f"/v1/customers/{SOLAR}/green?as_of={AS_OF}")).json()
     assert f"{green['solar_share'] * 100:.1f} %" in await page.locator("#green-solar-share").text_content()

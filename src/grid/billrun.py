@@ -5,193 +5,34 @@ Runs inside each shard (``ShardServer.bill_run``) on its live columnar usage, on
 whole shard. An account with several service points is billed on their interval-by-interval sum (totalized
 metering). Accounts that cannot be billed (rate plan not in the catalogue, usage not held) get their own
 outcome instead of failing the run. Mismatching bills are held, the others released: the outcomes are a
-``bill_outcomes`` write on the shard (logged, snapshotted: :class:`BillOutcomes`) so later reads show them, and
+``bill_outcomes`` write on the shard (logged, snapshotted: ``grid.bill_outcomes``) so later reads show them, and
 the mismatches come back with their lines for the run's report. Callers merge per-shard partials with
 :func:`merge_reports`.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-import msgpack
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from grid.bill_outcomes import NO_TARIFF, NO_USAGE, RUN_OUTCOMES, to_ipc
+from grid.billing_index import BillingIndex, billing_index, group_rows, has_usage, indexes, usage_matrix
 from grid.errors import NotFound
 from grid.tariffs import SHIPPED, TariffCatalogue
-from grid.timegrid import calendar, month_bounds
+from grid.timegrid import month_bounds
 from kernels.billing import BillBatch, bill_intervals
 from kernels.reconcile import LINE_STATUSES, OUTCOMES, reconcile_lines
 
-# Outcomes of a run, by code: the reconciliation kernel's, then the accounts a run could not bill.
-RUN_OUTCOMES = OUTCOMES + ("no_tariff", "no_usage")
-NO_TARIFF, NO_USAGE = len(OUTCOMES), len(OUTCOMES) + 1
 DEFAULT_TARIFF_DIR = str(SHIPPED)  # read-only; the gateway passes its data dir's catalogue (tariffs: grid.tariffs)
 
 
 @lru_cache(maxsize=8)
 def catalogue(directory: str) -> TariffCatalogue:
     return TariffCatalogue(directory)
-
-
-@dataclass
-class Group:
-    """Active accounts of one (rate plan, interval length) on a shard, in usage-row order."""
-
-    plan: str
-    interval_minutes: int
-    customers: list[str]
-    accounts: list[str]
-    sp_lists: list[list[str]]
-    rows: np.ndarray | None = None  # usage rows of the flattened service points (set on first use)
-    parent: "Group | None" = None  # a chunk's group: the full index's group it is a slice of
-    span: tuple[int, int] = (0, 0)  # the slice of ``parent``'s accounts
-    sp_starts: np.ndarray | None = None  # offsets of each account's service points in ``rows`` (full only)
-
-
-@dataclass
-class BillingIndex:
-    """What a bill run needs from the context records, built once per state of the shard."""
-
-    groups: list[Group]
-    accounts: pa.Array  # every grouped account id, in bill order (groups concatenated)
-
-    @property
-    def n(self) -> int:
-        return len(self.accounts)
-
-
-@dataclass
-class BillingIndexes:
-    """The shard's billing index, its chunks and the legacy lines per period, valid while ``key`` holds."""
-
-    key: tuple
-    full: BillingIndex
-    chunks: dict[tuple[int, int], tuple[BillingIndex, int]]
-    legacy: dict[tuple, "LegacyLines"]
-
-
-def _full_index(shard) -> BillingIndex:
-    """The one Python pass over the records a bill run needs: accounts grouped by (plan, interval), in record
-    (= usage row) order, so that a group's rows are one ascending run after a load."""
-    by: dict[tuple[str, int], Group] = {}
-    for cid, rec in shard.records.items():
-        for a in rec["accounts"]:
-            sps = a["service_points"]
-            if a.get("status", "active") != "active" or not sps:
-                continue
-            k = (a["rate_plan_id"], int(sps[0].get("interval_minutes", 60)))
-            g = by.get(k)
-            if g is None:
-                g = by[k] = Group(k[0], k[1], [], [], [])
-            g.customers.append(cid)
-            g.accounts.append(a["account_id"])
-            g.sp_lists.append([sp["service_point_id"] for sp in sps])
-    groups = [by[k] for k in sorted(by)]
-    return BillingIndex(groups, pa.array([a for g in groups for a in g.accounts], pa.string()))
-
-
-def _chunk_index(full: BillingIndex, i: int, k: int) -> tuple[BillingIndex, int]:
-    """Chunk ``i`` of ``k`` (contiguous account positions ``[lo, hi)``) and its ``lo``: slices, so each group's
-    usage stays one contiguous view of the month matrix."""
-    lo, hi = full.n * i // k, full.n * (i + 1) // k
-    groups, off = [], 0
-    for g in full.groups:
-        a, b = max(lo - off, 0), min(hi - off, len(g.accounts))
-        if a < b:
-            groups.append(Group(g.plan, g.interval_minutes, g.customers[a:b], g.accounts[a:b], g.sp_lists[a:b],
-                                parent=g, span=(a, b)))
-        off += len(g.accounts)
-    return BillingIndex(groups, full.accounts.slice(lo, hi - lo)), lo
-
-
-def indexes(shard) -> BillingIndexes:
-    """The shard's cached indexes, rebuilt when its records or partitions changed."""
-    key = (shard.change_seq, len(shard.records), shard.owned.tobytes())
-    cached = shard.billing_index
-    if cached is None or cached.key != key:
-        cached = shard.billing_index = BillingIndexes(key, _full_index(shard), {}, {})
-    return cached
-
-
-def billing_index(shard, chunk: tuple[int, int] | None = None) -> tuple[BillingIndex, int]:
-    """(index, position of its first account in the full index): the whole shard, or chunk ``(i, k)`` of it.
-
-    One pass over the records serves every chunk of a run (a run calls once per chunk) and every later run.
-    """
-    cached = indexes(shard)
-    if chunk is None:
-        return cached.full, 0
-    out = cached.chunks.get(chunk)
-    if out is None:
-        out = cached.chunks[chunk] = _chunk_index(cached.full, *chunk)
-    return out
-
-
-def _rows(store, sp_lists: list[list[str]]) -> np.ndarray:
-    """Usage rows of the service points, flattened (-1 where the store holds no row)."""
-    return np.array([store.row_of.get(sp, -1) for sps in sp_lists for sp in sps], dtype=np.int64)
-
-
-def group_rows(store, g: Group) -> np.ndarray:
-    """:func:`_rows` of a group, computed once per index (rows change only with the records' change_seq)."""
-    if g.parent is not None:
-        rows = group_rows(store, g.parent)
-        starts = g.parent.sp_starts
-        return rows[starts[g.span[0]]:starts[g.span[1]]]
-    if g.rows is None:
-        g.rows = _rows(store, g.sp_lists)
-        g.sp_starts = np.concatenate([[0], np.cumsum([len(s) for s in g.sp_lists])]).astype(np.int64)
-    return g.rows
-
-
-def has_usage(store, month: str, sp_lists: list[list[str]], rows: np.ndarray | None = None) -> np.ndarray:
-    """Per account: whether the store holds ``month`` for every one of its service points.
-
-    A service point holds a month when its row exists in the month matrix and its data reaches into the month
-    (``filled_through`` past the month's first interval): a meter added after the month was loaded, or data
-    that stops before the month, is *no usage*, not a zero bill.
-    """
-    out = np.zeros(len(sp_lists), dtype=bool)
-    block = store.months.get(month) if store is not None else None
-    if block is None or not sp_lists:
-        return out
-    rows = _rows(store, sp_lists) if rows is None else rows
-    first = int(calendar(*month_bounds(month), store.interval_minutes, store.timezone).utc_start[0])
-    ok = (rows >= 0) & (rows < block.imp.shape[0])
-    ok[ok] = store.filled_through[rows[ok]] > first
-    if len(rows) == len(sp_lists):
-        return ok
-    starts = np.cumsum([0] + [len(s) for s in sp_lists[:-1]])
-    return np.logical_and.reduceat(ok, starts)
-
-
-def usage_matrix(store, month: str, sp_lists: list[list[str]],
-                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Import/export matrices, one row per account (service points summed interval by interval).
-
-    When the rows are one ascending run (the usual case after a load) the import matrix is a view of the
-    shard's month matrix, not a copy: the kernel streams the shard's memory directly. Returns (None, None)
-    when some service point has no row for the month (see :func:`has_usage`).
-    """
-    rows = _rows(store, sp_lists) if rows is None else rows
-    block = store.months.get(month)
-    if block is None or (rows < 0).any() or (len(rows) and rows.max() >= block.imp.shape[0]):
-        return None, None
-    n = len(rows)
-    if n and rows[-1] - rows[0] == n - 1 and (np.diff(rows) == 1).all() and (store.export_row[rows] < 0).all():
-        imp, exp = block.imp[rows[0]:rows[0] + n], None
-    else:
-        imp, exp = store.matrix(month, rows)
-    if n != len(sp_lists):  # totalize accounts with several service points
-        starts = np.cumsum([0] + [len(s) for s in sp_lists[:-1]])
-        imp = np.add.reduceat(imp.astype(np.int64), starts, axis=0)
-        exp = None if exp is None else np.add.reduceat(exp.astype(np.int64), starts, axis=0)
-    return imp, exp
 
 
 def _tariff(cat, plan: str, timezone: str):
@@ -333,7 +174,7 @@ def compute_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tol
     -------
     (report, outcomes)
         The shard's partial report (merge with :func:`merge_reports`), and the body of the ``bill_outcomes``
-        write that records every account's outcome on the shard (see :class:`BillOutcomes`).
+        write that records every account's outcome on the shard (see ``grid.bill_outcomes``).
     """
     start, _ = month_bounds(period)
     index, lo, outcome, billed, batches = bill_accounts(shard, period, tariff_dir, chunk)
@@ -382,74 +223,8 @@ def compute_period(shard, period: str, tariff_dir: str = DEFAULT_TARIFF_DIR, tol
               "diff_cents": int(diff.sum()), "billed_cents": int(totals.sum()), "held": int(len(bad)),
               "released": int(n - len(bad)), "mismatches": mismatches}
     table = pa.table({"account_id": index.accounts, "outcome": pa.array(outcome), "diff_cents": pa.array(diff)})
-    return report, {"period": period, "chunk": list(chunk) if chunk is not None else None, "table": _ipc(table)}
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-
-
-class BillOutcomes:
-    """The shard's bill outcomes: per period, the latest outcome of every account a run billed.
-
-    One entry per (period, chunk of the run): a re-run of the same chunk replaces its entry. Each
-    entry is a table (account_id, outcome int8 into :data:`RUN_OUTCOMES`, diff_cents). Changed only by
-    ``bill_outcomes`` writes (logged, snapshotted through :meth:`to_blob`).
-    """
-
-    def __init__(self):
-        self.runs: dict[str, dict[str, pa.Table]] = {}
-        self._positions: dict[int, dict[str, int]] = {}  # id(table) -> account -> row (built on first read)
-
-    def apply(self, body: dict) -> dict:
-        key = "all" if body.get("chunk") is None else "{}/{}".format(*body["chunk"])
-        table = _from_ipc(body["table"])
-        per = self.runs.setdefault(body["period"], {})
-        old = per.pop(key, None)
-        if old is not None:
-            self._positions.pop(id(old), None)
-        per[key] = table
-        return {"period": body["period"], "accounts": table.num_rows}
-
-    def status(self, period: str, account_id: str) -> str | None:
-        """The latest run's outcome for an account's bill; None if no run billed it."""
-        for table in reversed(list(self.runs.get(period, {}).values())):
-            pos = self._positions.get(id(table))
-            if pos is None:
-                pos = self._positions[id(table)] = {a: i for i, a in enumerate(table.column(0).to_pylist())}
-            i = pos.get(account_id)
-            if i is not None:
-                return RUN_OUTCOMES[table.column("outcome")[i].as_py()]
-        return None
-
-    def to_blob(self) -> bytes:
-        return msgpack.packb({p: [[k, _ipc(t)] for k, t in per.items()] for p, per in self.runs.items()},
-                             use_bin_type=True)
-
-    @classmethod
-    def from_blob(cls, blob: bytes) -> "BillOutcomes":
-        out = cls()
-        for period, per in msgpack.unpackb(blob, raw=False).items():
-            out.runs[period] = {k: _from_ipc(t) for k, t in per}
-        return out
-
-    def digest(self) -> bytes:
-        """A stable digest of every outcome held (for the shard's restart checksum)."""
-        h = hashlib.sha256()
-        for period in sorted(self.runs):
-            for key in sorted(self.runs[period]):
-                t = self.runs[period][key]
-                h.update(f"{period}/{key}".encode())
-                for col in t.columns:
-                    h.update(repr(col.to_pylist()).encode())
-        return h.digest()
+    return report, {"period": period, "chunk": list(chunk) if chunk is not None else None,
+                    "table": to_ipc(table)}
 
 
 def merge_reports(parts: list[dict]) -> dict:

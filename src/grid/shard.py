@@ -27,7 +27,8 @@ import numpy as np
 from grid import context as ctx
 from grid.audit import AuditLog
 from grid.base import read_chunk, read_entities, read_manifest
-from grid.billrun import BillOutcomes, BillingIndexes
+from grid.bill_outcomes import BillOutcomes
+from grid.billing_index import BillingIndexes
 from grid.bills import BillStore
 from grid.contacts import outbox as outbox_ops  # contacts: the durable outbox's state and ops
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
@@ -64,7 +65,7 @@ class Shard:
         self.sp_owner: dict[str, tuple[str, int]] = {}  # service point -> (customer, interval minutes)
         self.bills = BillStore()
         # capabilities (see CAPABILITIES)
-        self.bill_outcomes = BillOutcomes()  # grid.billrun: outcome of every account per period
+        self.bill_outcomes = BillOutcomes()  # grid.bill_outcomes: outcome of every account per period
         self.classification = Classification()  # grid.classification: rules and portfolios in force
         self.imports = ImportState()  # grid.imports: source positions, refused rows, key index
         self.identity = IdentityIndex()  # grid.identity: keys of these customers, links, reviews, merges
@@ -76,7 +77,7 @@ class Shard:
         self.change_seq = 0
         self.changes: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
         # caches derived from the state above (never logged or snapshotted)
-        self.billing_index: BillingIndexes | None = None  # grid.billrun, rebuilt when change_seq moves
+        self.billing_index: BillingIndexes | None = None  # grid.billing_index, rebuilt when change_seq moves
         self._prepared: tuple[str, Any] | None = None  # what prepare() computed for the op apply() comes next
         self._entities: dict | None = None  # bulk load only
         self._sorted_ids: list[str] = []

@@ -10,5 +10,13 @@ Modules, in the order a row travels:
 * ``apply``     the ``import_rows`` op on a shard: rows + position in one WAL record, skipped once applied.
 * ``state``     a shard's import state (positions per source and stream), snapshotted with the shard.
 * ``quarantine`` durable refused rows per source, readable and replayable.
-* ``watch``     watched folders (``watchfiles``), one task per folder source.
+* ``watch``     watched folders (``watchfiles``), one task per folder source (and per database source).
+
+Sources with their own reading (issue 11 part B):
+
+* ``readers.postgres`` + ``follow``  a PostgreSQL table: snapshot, then logical decoding (or polling), the slot
+  advanced only once the grid holds the batch; ``pg_instance`` runs a local cluster for tests and the demo.
+* ``espi`` + ``espi_export``  Green Button (NAESB ESPI) files in, "Download My Data" out.
+* ``taxroll``   the county tax roll matched to premises: ownership evidence for portfolio resolution.
+* ``demo``      the messy sources ``serve --demo`` feeds in.
 """

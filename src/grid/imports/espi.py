@@ -14,7 +14,7 @@ its UsagePoint and its IntervalBlocks by href prefix (how every ESPI server lays
 ReadingType by its ``related`` link; a file with one ReadingType needs no link.
 
 Conversions (DOMAIN section 7): ``uom`` 72 is Wh; a value times ``10^powerOfTenMultiplier`` is Wh, exact for
-multipliers >= 0 and rounded half-up to the Wh below (a milli-Wh file keeps its sum to the Wh). Other units
+multipliers >= 0, else rounded half-up per reading (each reading of a milli-Wh file within 0.5 Wh). Other units
 (therms, W, ...) are not interval energy: their channel is skipped with the reason. ``flowDirection`` 1 is
 delivered energy (``import_wh``), 19 received (``export_wh``). Cumulative register channels
 (``accumulationBehaviour`` 1) are skipped. Reading quality 12 (*projected*, a forecast, not a measurement) is
@@ -174,7 +174,7 @@ class Feed:
         else ``usage_points[usage_point]`` (a source's mapping), else None (left to identity resolution).
         Columns: ``usage_point``, ``service_point_id``, ``start`` (RFC 3339 UTC), ``local_start`` (with the
         file's LocalTimeParameters offset), ``duration_s``, ``import_wh``, ``export_wh`` (None where the file
-        has no such channel), ``quality`` (the worst code of the interval's readings, None if none given).
+        has no such channel), ``quality`` (the highest ReadingQuality code among the interval's readings, None if none given).
         """
         merged: dict[tuple[str, int], dict] = {}
         for ch in self.channels:

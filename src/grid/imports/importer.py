@@ -133,7 +133,7 @@ class Importer:
         self.files = FileLedger(self.data_dir / "imports" / "files.json")
         self.progress: dict[str, Progress] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._push_seq = 0
+        self._push_seq: dict[str, int] = {}  # source -> last unkeyed push offset
 
     def _progress(self, name: str) -> Progress:
         return self.progress.setdefault(name, Progress())
@@ -218,10 +218,17 @@ class Importer:
             if key:
                 stream, first = f"push:{principal.key_id if principal else '-'}:{key}", 1
             else:
-                # push batches are numbered by time (ns), after the last one: increasing across restarts
-                first = max(time.time_ns(), self._push_seq + 1)
+                # push batches are numbered by time (ns), after the last one; after a restart, past the highest
+                # offset any shard holds: a clock stepped back must not make a push look applied (and skipped)
+                if src.name not in self._push_seq:
+                    views = await self.grid.aimport_view(src.name)
+                    held = max((int(v["streams"]["push"]["offset"]) for v in views if "push" in v["streams"]),
+                               default=0)
+                    self._push_seq[src.name] = held
+                first = max(time.time_ns(), self._push_seq[src.name] + 1)
                 stream = "push"
-            self._push_seq = first + len(rows) - 1
+            if not key:
+                self._push_seq[src.name] = first + len(rows) - 1
             pos = {"stream": stream, "offset": first + len(rows) - 1, "batch": first}
             batch = Batch(pos, rows, offsets=list(range(first, first + len(rows))))
             return await self.write_batch(src, batch, principal=principal if customer else None, per_row=True)

@@ -72,6 +72,24 @@
     renderBills(bills.items);
     renderMessages(messages.items);
     renderUsage(bills.items);
+    await renderAudit();
+  }
+  async function renderAudit() {
+    // who changed what and when (h3's audit log, recorded by the shard with each write; operator keys only)
+    const node = $("#c-audit");
+    try {
+      const audit = await api(`/v1/audit?customer=${encodeURIComponent(state.cid)}&limit=20`);
+      node.replaceChildren(table(["When", "Who", "Change", "What changed"], audit.items.map((e) =>
+        [String(e.at || "").slice(0, 19).replace("T", " "), `${e.key_id || "–"} (${e.role || "system"})`,
+          `${e.method || ""} ${e.route || e.kind}`.trim(), summarize(e.changes)])));
+    } catch (e) {
+      node.replaceChildren(h("p", { class: "muted", text: e.status === 403 ? "The audit trail needs an operator key." : e.message }));
+    }
+  }
+  function summarize(changes) {
+    if (changes == null) return "";
+    const text = typeof changes === "string" ? changes : JSON.stringify(changes);
+    return text.length > 160 ? `${text.slice(0, 157)}…` : text;
   }
   function renderHead() {
     const c = state.ctx;
@@ -113,6 +131,7 @@
       status.className = "status ok";
       status.textContent = `Saved: ${spId} is now ${value}.`;
       renderHead();
+      renderAudit();
     } catch (e) { status.className = "status error"; showError(status, e); }
   }
   function renderBills(bills) {

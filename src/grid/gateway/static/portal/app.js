@@ -141,7 +141,9 @@
         cur.exp += it.export_wh;
         byStart.set(it.start, cur);
       }
-      const keys = [...byStart.keys()].sort();
+      // as_of: nothing after the day the page looks from (a demo base's later days exist, a real month's do not)
+      const end = state.asOf ? new Date(Date.parse(`${state.asOf}T00:00:00Z`) + 36 * 3600e3).toISOString() : null;
+      const keys = [...byStart.keys()].sort().filter((k) => !end || resolution === "monthly" || k < end);
       const labels = keys.map((k) => (resolution === "monthly" ? monthLabel(month)
         : resolution === "daily" ? String(new Date(Date.parse(k) + 12 * 3600e3).getUTCDate())
           : new Date(Date.parse(k)).toLocaleString("en-US", { day: "numeric", hour: "numeric" })));
@@ -157,6 +159,18 @@
     } catch (err) {
       chart.textContent = err.message;
     }
+  }
+
+  async function downloadUsage(format) {
+    const month = $("#usage-month").value;
+    const err = $("#usage-download-error");
+    err.hidden = true;
+    // Green Button carries interval readings only; CSV follows the chosen view
+    const resolution = format === "espi" ? "interval" : $("#usage-resolution").value;
+    try {
+      await window.contextgrid.download(() => state.key, customer(`/usage?month=${month}&resolution=${resolution}&format=${format}`),
+        `usage-${state.cid}-${month}.${format === "espi" ? "xml" : "csv"}`);
+    } catch (e) { showError(err, e); }
   }
 
   // -- rate plans -------------------------------------------------------------------------------------------
@@ -406,6 +420,8 @@
     $("#sign-out").addEventListener("click", signOut);
     $("#usage-month").addEventListener("change", loadUsage);
     $("#usage-resolution").addEventListener("change", loadUsage);
+    $("#usage-csv").addEventListener("click", () => downloadUsage("csv"));
+    $("#usage-espi").addEventListener("click", () => downloadUsage("espi"));
     $("#scenario-form").addEventListener("submit", runScenario);
     $("#add-contact").addEventListener("click", addContact);
     $("#project-form").addEventListener("submit", (ev) => {

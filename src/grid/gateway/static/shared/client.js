@@ -22,6 +22,24 @@
       return data;
     };
   }
+  /* Fetch `path` with the key and hand it to the browser as a file named `filename` (a plain link cannot carry
+   * the Authorization header). */
+  async function download(getKey, path, filename) {
+    const r = await fetch(path, { headers: { Authorization: `Bearer ${getKey()}` } });
+    if (!r.ok) {
+      let problem = {};
+      try { problem = await r.json(); } catch (e) { problem = { detail: `HTTP ${r.status}` }; }
+      throw new ApiError(r.status, problem);
+    }
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = filename;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
   function money(cents) {
     const abs = Math.abs(Math.trunc(cents));
     return `${cents < 0 ? "−" : ""}$${Math.floor(abs / 100).toLocaleString("en-US")}.${String(abs % 100).padStart(2, "0")}`;
@@ -29,4 +47,5 @@
   ns.ApiError = ApiError;
   ns.client = client;
   ns.money = money;
+  ns.download = download;
 })((window.contextgrid = window.contextgrid || {}));
