@@ -111,9 +111,14 @@ def cmd_import(args) -> int:
         bar.set_postfix(rows=rows, refresh=False)
         bar.update((byte or bar.n + 1) - bar.n if byte else 0)
 
-    with bar:
-        rcpt = asyncio.run(importer.import_file(src, path, progress=tick))
-        bar.update(size - bar.n)
+    try:
+        with bar:
+            rcpt = asyncio.run(importer.import_file(src, path, progress=tick))
+            bar.update(size - bar.n)
+    finally:
+        # the shards are this process's actors: stop them and wait until their names are free, so a grid
+        # started next in the same process (a script's import then a read) never attaches to dying actors
+        grid.shutdown()
     print(f"{path.name} -> {src.name}: {rcpt.applied} applied, {rcpt.unchanged} unchanged, "
           f"{rcpt.skipped} already there, {rcpt.quarantined} quarantined; position {rcpt.position}")
     return 0

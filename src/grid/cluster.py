@@ -23,7 +23,7 @@ from grid.errors import ContextGridError, InvalidInput, NotFound, ShardUnavailab
 from grid.partitions import PartitionTable, partition_of
 from grid.rules import classify_portfolios, merge_keyed, rank_profitability, resolve_portfolios
 from grid.settings import Settings
-from grid.shard_actor import ShardActor, actor_options
+from grid.shard_actor import ShardActor, actor_name, actor_options
 
 log = logging.getLogger(__name__)
 
@@ -626,12 +626,30 @@ class Grid:
 
         return await client.resume_merges(self)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_s: float = 10.0) -> None:
+        """Kill the shard actors and wait (bounded) until their names are free.
+
+        ``ray.kill`` returns before the actor is dead; a ``Grid.start`` right after, in the same process (the
+        CLI's import then a read, a test's restart), could otherwise look the names up, get the dying actors
+        and fail with "the actor is dead" (regression: test_importer_killed_mid_file_resumes_exactly).
+        """
+        import time
+
         for s in self.shards:
             try:
                 ray.kill(s, no_restart=True)
             except Exception:  # noqa: BLE001 - best effort at exit
                 pass
+        deadline = time.monotonic() + wait_s
+        for i in range(len(self.shards)):
+            while time.monotonic() < deadline:
+                try:
+                    ray.get_actor(actor_name(i), namespace=self.config.namespace)
+                except ValueError:  # the name is free: that actor is gone
+                    break
+                except Exception:  # noqa: BLE001 - Ray itself going away at exit
+                    break
+                time.sleep(0.05)
 
 
 def make_op(kind: str, customer_id: str, body: dict, write_id: str | None = None,
