@@ -10,6 +10,7 @@ survives.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -55,6 +56,11 @@ class ShardServer:
         self.stopped: DataCorrupt | None = None
         self.started = time.time()
         self._identity_build: asyncio.Future | None = None  # identity: the index being built in slices
+        # What-ifs run in these threads, not on the event loop: a heavy scenario must not delay every other
+        # customer of the shard (writes, reads, alerts). They only read (records are replaced, never mutated;
+        # usage cells are written in place, so a what-if sees each cell old or new); the bill kernel releases
+        # the GIL. Two threads: the gateway already caps heavy calls per key.
+        self._whatif_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="whatif")
         try:
             self.shard: Shard = self._recover(shard_id, partitions, timezone, fsync, wal_segment_bytes)
         except DataCorrupt as exc:
@@ -197,24 +203,27 @@ class ShardServer:
     async def ping(self) -> None:
         """A no-op: the cost of one call to a shard (benchmarks)."""
 
-    # -- what-ifs on one customer's live data (grid.whatif) --------------------------------------------------
+    # -- what-ifs on one customer's live data (grid.whatif), off the event loop --------------------------------
+    async def _off_loop(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._whatif_pool, fn, self.shard, *args)
+
     async def current_bill(self, customer_id: str, as_of, catalogue) -> dict:
-        return whatif.current_bill(self.shard, customer_id, as_of, catalogue)
+        return await self._off_loop(whatif.current_bill, customer_id, as_of, catalogue)
 
     async def plan_choices(self, customer_id: str, catalogue) -> dict:
         """Catalogue plans this customer may take (grid.whatif.eligibility)."""
         from grid.whatif.eligibility import plan_choices
 
-        return plan_choices(self.shard, customer_id, catalogue)
+        return await self._off_loop(plan_choices, customer_id, catalogue)
 
     async def scenarios(self, customer_id: str, request: dict, catalogue, as_of) -> dict:
-        return whatif.scenarios(self.shard, customer_id, request, catalogue, as_of)
+        return await self._off_loop(whatif.scenarios, customer_id, request, catalogue, as_of)
 
     async def forecast(self, customer_id: str, months: int, catalogue, as_of) -> dict:
-        return whatif.forecast(self.shard, customer_id, months, catalogue, as_of)
+        return await self._off_loop(whatif.forecast, customer_id, months, catalogue, as_of)
 
     async def green(self, customer_id: str, factors: dict, as_of, months: int) -> dict:
-        return whatif.green(self.shard, customer_id, factors, as_of, months)
+        return await self._off_loop(whatif.green, customer_id, factors, as_of, months)
 
     # -- whole-shard computations ------------------------------------------------------------------------------
     async def bill_run(self, period: str, tariff_dir: str, tolerance_cents: int,

@@ -30,7 +30,7 @@ def peak_kw(shard, rec: dict) -> float:
             row = store.row_of.get(sp["service_point_id"]) if store is not None else None
             if row is None:
                 continue
-            for block in store.months.values():
+            for block in list(store.months.values()):  # a write may add a month meanwhile (threads)
                 if row < block.imp.shape[0] and block.imp.shape[1]:
                     best = max(best, float(np.max(block.imp[row])) * 60.0 / iv / 1000.0)
     return best

@@ -20,6 +20,7 @@ a repeated comparison costs no kernel call until the customer's usage changes.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import weakref
 from collections import OrderedDict
 
@@ -42,6 +43,7 @@ MEASURED_CACHE = 20_000  # bills of measured (unchanged) loads kept per process
 # again (every portal visit, and the baseline of every what-if with load changes). Keyed weakly by shard, so a
 # shard dropped (tests, recovery) takes its entries with it.
 _measured: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
+_measured_lock = threading.Lock()
 
 
 def _bill_row(batch, i: int) -> dict:
@@ -61,17 +63,20 @@ def _kernel(tariff, cal, imp, exp):
 
 
 def _measured_bill(shard, key: tuple, tariff, load) -> dict:
-    cache = _measured.get(shard)
-    if cache is None:
-        cache = _measured[shard] = OrderedDict()
     full = key + (tariff,)
-    hit = cache.get(full)
-    if hit is None:
-        hit = cache[full] = _bill_row(_kernel(tariff, load.calendar, load.import_wh, load.export_wh), 0)
+    with _measured_lock:  # what-ifs run in a shard's worker threads (grid.shard_actor)
+        cache = _measured.get(shard)
+        if cache is None:
+            cache = _measured[shard] = OrderedDict()
+        hit = cache.get(full)
+        if hit is not None:
+            cache.move_to_end(full)
+            return hit
+    hit = _bill_row(_kernel(tariff, load.calendar, load.import_wh, load.export_wh), 0)  # outside the lock
+    with _measured_lock:
+        cache[full] = hit
         while len(cache) > MEASURED_CACHE:
             cache.popitem(last=False)
-    else:
-        cache.move_to_end(full)
     return hit
 
 
