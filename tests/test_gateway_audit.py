@@ -87,3 +87,20 @@ async def test_audit_entries_survive_a_shard_crash(api, grid):
         await asyncio.sleep(0.1)
     after = (await (await api.get(f"/v1/audit?customer={CID}", headers=OP)).json())["items"]
     assert after == before and after[0]["changes"] == {"name": "Audited Before Crash"}
+
+
+async def test_events_are_audited_with_the_key_that_sent_them(api):
+    """Events are customer writes too: each customer's part of a batch is audited with the write."""
+    import time
+
+    from grid.decisions.events import iso
+
+    now = iso(int(time.time()))
+    r = await api.post("/v1/events", json={"events": [
+        {"customer_id": CID, "type": "call", "time": now, "payload": {"reason": "bill"}},
+        {"customer_id": CID, "type": "web_visit", "time": now}]}, headers={**auth("agent"), "X-Request-Id": "ev-1"})
+    assert r.status == 200, await r.text()
+    got = await (await api.get(f"/v1/audit?customer={CID}", headers=OP)).json()
+    entry = got["items"][0]
+    assert (entry["kind"], entry["key_id"], entry["role"], entry["route"]) == ("event", "desk", "agent", "/v1/events")
+    assert entry["request_id"] == "ev-1" and entry["changes"] == {"events": ["call", "web_visit"]}

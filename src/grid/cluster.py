@@ -382,8 +382,12 @@ class Grid:
     async def anext_best_action(self, customer_id: str, decide: dict) -> dict:
         return await self._routed(customer_id, "next_best_action", customer_id, decide)
 
-    async def arespond(self, customer_id: str, body: dict, write_id: str | None = None) -> dict:
-        return await self.awrite(make_op("response", customer_id, body, write_id))
+    async def arespond(self, customer_id: str, body: dict, write_id: str | None = None,
+                       audit: dict | None = None) -> dict:
+        op = make_op("response", customer_id, body, write_id)
+        if audit is not None:
+            op["audit"] = audit
+        return await self.awrite(op)
 
     async def ascore_churn(self, path: str) -> list[dict]:
         """Score the whole base with the churn model in ``path`` (a file or a data dir): the model is put in the

@@ -10,6 +10,7 @@ from aiohttp import web
 from grid.decisions.catalogue import ActiveActions
 from grid.decisions.mqtt import AlarmCounts, MqttSettings, subscribe
 from grid.decisions.service import event_ops
+from grid.gateway.audit import audit_of
 from grid.gateway.keys import BODY, CONFIG, GRID, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
 from grid.gateway.portal import TARIFFS
@@ -40,6 +41,8 @@ async def post_events(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator", "agent")
     p = request[PARAMS]
     ops = event_ops(request[BODY], _write_id(request, "events"))
+    for op in ops:  # each customer's events, audited with the write (grid.audit)
+        op["audit"] = audit_of(request, "events", {"events": [e.get("type") for e in op["body"]["events"]]})
     decide = decide_args(request, p.get("channel")) if p.get("decide") else None
     results = await request.app[GRID].apost_events(ops, decide)
     out: dict = {"items": [i for r in results for i in r["items"]]}
@@ -64,7 +67,8 @@ async def get_next_best_action(request: web.Request) -> web.Response:
 
 async def post_response(request: web.Request) -> web.Response:
     cid = _customer_id(request)
-    out = await request.app[GRID].arespond(cid, request[BODY], _write_id(request, f"response:{cid}"))
+    out = await request.app[GRID].arespond(cid, request[BODY], _write_id(request, f"response:{cid}"),
+                                           audit=audit_of(request, "response", request[BODY]))
     request.app[READS].cache.written(cid, out["version"])
     return respond(request, out, "response")
 
