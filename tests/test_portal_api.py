@@ -31,6 +31,10 @@ async def test_current_bill(api, seeded):
     assert data["to_date_cents"] == acct["to_date"]["total_cents"]
     # usage after as_of is ignored, so the projection's estimated energy is the 11 days not yet billed
     assert acct["projected"]["estimated_import_wh"] > 0
+    # each line is named from res-tou's schedule: October is winter, energy is off-peak or peak
+    labels = {line["code"]: line["label"] for line in acct["projected"]["lines"]}
+    assert labels["ENERGY_P3_T0"] == "Winter peak energy, tier 1"
+    assert all(label != code for code, label in labels.items()), labels
 
 
 async def test_current_bill_as_csv(api, seeded):
