@@ -117,6 +117,7 @@ async def test_a_crash_between_merge_steps_is_finished_by_a_retry(mgrid, step, v
     from grid.identity.merge import merge_id
 
     s, m = _pair(mgrid)
+    mgrid.append_usage(m, [{"service_point_id": f"S-{m}", "start": "2026-01-05T10:00:00Z", "import_wh": 640}])
     mid = merge_id(s, m, (await mgrid.aget(m))["version"])
     await client.merge_steps(mgrid, s, m, mid, stop_after=step)
     who = s if victim == "survivor" else m
@@ -131,14 +132,18 @@ async def test_a_crash_between_merge_steps_is_finished_by_a_retry(mgrid, step, v
     assert len(rec["payments"]) == 2
     assert (await mgrid.aidentity(m))["merged_into"] == s
     assert not await mgrid.aresume_merges()
+    # the merged customer's usage history moved with its service point, once
+    assert await _monthly_wh(mgrid, s, f"S-{m}") == 640
 
 
 async def test_a_crash_between_unmerge_steps_is_finished_by_a_retry(mgrid):
     from grid.cluster import make_op
 
     s, m = _pair(mgrid)
+    mgrid.append_usage(m, [{"service_point_id": f"S-{m}", "start": "2026-01-05T10:00:00Z", "import_wh": 910}])
     before_m = await mgrid.aget(m)
     out = await mgrid.amerge(s, m)
+    assert await _monthly_wh(mgrid, s, f"S-{m}") == 910
     await mgrid.awrite(make_op("identity_unmerge_out", s, {"merge_id": out["merge_id"]},
                                f"{out['merge_id']}:unmerge-out"))
     await _crash(mgrid, mgrid.shards[mgrid.shard_index(s)])
@@ -146,3 +151,10 @@ async def test_a_crash_between_unmerge_steps_is_finished_by_a_retry(mgrid):
     assert (await mgrid.aunmerge(m))["state"] == "undone"
     assert _strip(await mgrid.aget(m)) == _strip(before_m)
     assert [a["account_id"] for a in (await mgrid.aget(s))["accounts"]] == [f"A-{s}"]
+    # the usage came back with the restored customer (kept by the survivor's shard across its crash)
+    assert await _monthly_wh(mgrid, m, f"S-{m}") == 910
+
+
+async def _monthly_wh(grid, cid: str, sp: str) -> int:
+    usage = await grid.acustomer_usage(cid, "2026-01", sp, "monthly")
+    return sum(i["import_wh"] for i in usage["items"])

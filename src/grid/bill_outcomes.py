@@ -9,6 +9,7 @@ import hashlib
 
 import msgpack
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kernels.reconcile import OUTCOMES
 
@@ -60,6 +61,47 @@ class BillOutcomes:
             if i is not None:
                 return RUN_OUTCOMES[table.column("outcome")[i].as_py()]
         return None
+
+    # -- moving partitions: the outcomes of the moved customers' accounts go with them ----------------------
+    def export(self, account_ids: set[str]) -> dict:
+        """Per period, per run entry, the rows of ``account_ids`` (IPC bytes: the payload crosses Ray)."""
+        keep = pa.array(sorted(account_ids), pa.string())
+        out: dict[str, list] = {}
+        for period, per in self.runs.items():
+            for key, t in per.items():
+                part = t.filter(pc.is_in(t.column(0), value_set=keep))
+                if part.num_rows:
+                    out.setdefault(period, []).append([key, to_ipc(part)])
+        return out
+
+    def absorb(self, part: dict | None) -> None:
+        """Take exported rows. They go under ``moved/<key>`` entries placed after this shard's own, so a
+        moved account reads its source's outcome, and a later run here (which re-inserts its entry last)
+        overrides it."""
+        for period, entries in (part or {}).items():
+            per = self.runs.setdefault(period, {})
+            for key, data in entries:
+                table = from_ipc(data)
+                old = per.pop(f"moved/{key}", None)
+                if old is not None:
+                    self._positions.pop(id(old), None)
+                    table = pa.concat_tables([old, table]).combine_chunks()
+                per[f"moved/{key}"] = table
+
+    def drop(self, account_ids: set[str]) -> None:
+        """Forget the outcomes of ``account_ids`` (their customers moved to another shard)."""
+        gone = pa.array(sorted(account_ids), pa.string())
+        for period in list(self.runs):
+            per = self.runs[period]
+            for key, t in list(per.items()):
+                self._positions.pop(id(t), None)
+                kept = t.filter(pc.invert(pc.is_in(t.column(0), value_set=gone)))
+                if kept.num_rows:
+                    per[key] = kept
+                else:
+                    del per[key]
+            if not per:
+                del self.runs[period]
 
     def to_blob(self) -> bytes:
         return msgpack.packb({p: [[k, to_ipc(t)] for k, t in per.items()] for p, per in self.runs.items()},

@@ -62,10 +62,17 @@ class BillStore:
         out.sort(key=lambda b: (b["period_start"], b["account_id"]), reverse=True)
         return out
 
+    def drop_accounts(self, account_ids: set[str]) -> pa.Table:
+        """Remove and return the bills of these accounts (a merge carried them to another shard)."""
+        return self._drop("account_id", account_ids)
+
     def drop_customers(self, customer_ids: set[str]) -> pa.Table:
         """Remove and return the bills of these customers (used when partitions move away)."""
+        return self._drop("customer_id", customer_ids)
+
+    def _drop(self, column: str, values: set[str]) -> pa.Table:
         t = self.table
-        mask = pc.is_in(t.column("customer_id"), value_set=pa.array(sorted(customer_ids), pa.string()))
+        mask = pc.is_in(t.column(column), value_set=pa.array(sorted(values), pa.string()))
         moved = t.filter(mask)
         self._table = t.filter(pc.invert(mask))
         self._by_account = None

@@ -57,6 +57,32 @@ class Classification:
         out.rules, out.portfolio_of, out.portfolios = pickle.loads(blob)
         return out
 
+    # -- moving partitions: the moved accounts' portfolios (and the rules in force) go with them -----------
+    def export(self, account_ids: set[str]) -> dict:
+        """The rules in force, the portfolio of each of ``account_ids`` and those portfolios' results."""
+        mine = {a: p for a, p in self.portfolio_of.items() if a in account_ids}
+        pids = set(mine.values())
+        return {"state": pickle.dumps((self.rules, mine, {p: v for p, v in self.portfolios.items() if p in pids}),
+                                      protocol=pickle.HIGHEST_PROTOCOL)}
+
+    def absorb(self, part: dict | None) -> None:
+        """Take an export: a shard new to classification (after a scale-out) takes the rules with it, so the
+        moved customers' writes keep re-classifying them against the last full run."""
+        if not part:
+            return
+        rules, mine, portfolios = pickle.loads(part["state"])
+        if self.rules is None:
+            self.rules = rules
+        self.portfolio_of.update(mine)
+        self.portfolios.update(portfolios)
+
+    def drop(self, account_ids: set[str]) -> None:
+        """Forget ``account_ids``' portfolios, and the portfolios no account held here is in any more."""
+        for a in account_ids:
+            self.portfolio_of.pop(a, None)
+        held = set(self.portfolio_of.values())
+        self.portfolios = {p: v for p, v in self.portfolios.items() if p in held}
+
     def digest(self) -> bytes:
         """Stable across processes (a pickle of frozensets is not): rules version and the portfolios held."""
         return hashlib.sha256(msgpack.packb([

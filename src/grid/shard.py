@@ -278,6 +278,10 @@ class Shard:
         ps = set(partitions)
         return [c for c in self.records if partition_of(c) in ps]
 
+    def _accounts_of(self, customer_ids) -> set[str]:
+        """Account ids of these customers (bill outcomes and portfolios are keyed by account)."""
+        return {a["account_id"] for c in customer_ids for a in self.records[c]["accounts"]}
+
     def export_partitions(self, partitions: list[int]) -> dict:
         """Stop owning ``partitions`` and hand back everything held for them (the data stays until dropped)."""
         self.owned[partitions] = False
@@ -293,7 +297,9 @@ class Shard:
                 "bills": t.filter(mask),
                 "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
                 "identity": self.identity.export(cset),
-                "decisions": self.decisions.export(cset), "audit": self.audit.export(cset)}
+                "decisions": self.decisions.export(cset), "audit": self.audit.export(cset),
+                "bill_outcomes": self.bill_outcomes.export(self._accounts_of(cids)),
+                "classification": self.classification.export(self._accounts_of(cids))}
 
     def import_partitions(self, payload: dict) -> int:
         """Take over partitions exported by another shard."""
@@ -313,12 +319,15 @@ class Shard:
         self.identity.take(payload.get("identity"))
         self.decisions.absorb(payload.get("decisions"))
         self.audit.absorb(payload.get("audit"))
+        self.bill_outcomes.absorb(payload.get("bill_outcomes"))
+        self.classification.absorb(payload.get("classification"))
         return len(payload["records"])
 
     def drop_partitions(self, partitions: list[int]) -> int:
         """Forget the customers of partitions this shard no longer owns."""
         self.owned[partitions] = False
         cids = set(self._customers_in(partitions))
+        accounts = self._accounts_of(cids)
         self._membership_dirty = True
         for c in cids:
             del self.records[c]
@@ -331,6 +340,8 @@ class Shard:
             self.bills.drop_customers(cids)
         self.decisions.drop(cids)
         self.audit.drop(cids)
+        self.bill_outcomes.drop(accounts)
+        self.classification.drop(accounts)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)

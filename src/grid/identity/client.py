@@ -178,7 +178,8 @@ async def merge_steps(grid, survivor: str, merged: str, mid: str, stop_after: in
                                     f"{mid}:out"))
     if stop_after >= 2:
         await grid.awrite(make_op("identity_merge_in", survivor, {"merge_id": mid, "merged": merged,
-                                                                  "record": out["record"], "links": out["links"]},
+                                                                  "record": out["record"], "links": out["links"],
+                                                                  "carried": out.get("carried")},
                                   f"{mid}:in"))
     if stop_after >= 3:
         await grid.awrite(make_op("identity_merge_close", merged, {"merge_id": mid}, f"{mid}:close"))
@@ -198,8 +199,9 @@ async def unmerge(grid, merged: str) -> dict:
                     "state": "undone"}
         raise Conflict(f"customer {merged} is not merged", field="merged")
     mid, survivor = view["merge_id"], view["merged_into"]
-    await grid.awrite(make_op("identity_unmerge_out", survivor, {"merge_id": mid}, f"{mid}:unmerge-out"))
-    await grid.awrite(make_op("identity_unmerge_restore", merged, {"merge_id": mid}, f"{mid}:unmerge-restore"))
+    back = await grid.awrite(make_op("identity_unmerge_out", survivor, {"merge_id": mid}, f"{mid}:unmerge-out"))
+    await grid.awrite(make_op("identity_unmerge_restore", merged, {"merge_id": mid, "carried": back.get("carried")},
+                              f"{mid}:unmerge-restore"))
     return {"merge_id": mid, "survivor": survivor, "merged": merged, "state": "undone"}
 
 

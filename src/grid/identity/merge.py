@@ -18,15 +18,18 @@ then ``identity_unmerge_restore`` brings the merged context back from its tombst
 from both ids and the merged context's version, so a retry finds the merge it began, and a merge after an
 unmerge is a new one.
 
-Usage history of a merged service point stays on the shard that measured it when the two customers live on
-different shards (the survivor's shard gets the service point with no history); TODO: carry usage rows in
-step 2 as partition moves carry them (``grid.usage.extract_rows``) to remove that limit.
+When the two customers live on different shards, the merged service points' usage rows and the merged
+accounts' legacy bills travel with the context (:mod:`grid.identity.carry`): step 1's result carries copies,
+step 2's op body puts them in the survivor's WAL and store, step 3 drops them from the merged shard. An unmerge
+carries them back the same way: ``identity_unmerge_out`` keeps what it takes in its merge entry (durable, so a
+retry after a crash still has it) and ``identity_unmerge_restore`` puts it back.
 """
 from __future__ import annotations
 
 import hashlib
 
 from grid.errors import Conflict, InvalidInput, NotFound
+from grid.identity import carry
 from grid.identity.evidence import to_builtins
 from grid.identity.members import member_of_context
 from grid.identity.reads import context_values
@@ -92,12 +95,16 @@ def _merge_out(shard, op, cid, body, d) -> dict:
     if entry is None:
         entry = d.merges[_key(mid, "out")] = {"merge_id": mid, "role": "out", "survivor": body["survivor"],
                                               "merged": cid, "state": "begun", "at": op["at"]}
+    carried = {"usage": [], "bills": []}
     if entry["state"] == "begun":
         rec, links = shard.records[cid], d.links.get(cid, [])
-    else:  # closed already: what moved is in the tombstone
+        if body["survivor"] not in shard.records:  # another shard: the history goes with the context
+            carried = carry.take(shard, carry.service_points(rec), carry.account_ids(rec))
+    else:  # closed already (step 2 is done): what moved is in the tombstone
         gone = d.merged[cid]
         rec, links = gone["record"], gone["links"]
-    return {"customer_id": cid, "merge_id": mid, "state": entry["state"], "record": rec, "links": list(links)}
+    return {"customer_id": cid, "merge_id": mid, "state": entry["state"], "record": rec, "links": list(links),
+            "carried": carried}
 
 
 def _merge_in(shard, op, cid, body, d) -> dict:
@@ -118,6 +125,7 @@ def _merge_in(shard, op, cid, body, d) -> dict:
     added["attributes"] = [k for k in (other.get("attributes") or {}) if k not in attrs]
     attrs.update({k: other["attributes"][k] for k in added["attributes"]})
     new["attributes"] = attrs
+    carry.put(shard, body.get("carried"), cid)
     for a in other.get("accounts") or []:
         if a.get("account_id") in added["accounts"]:
             for sp in a.get("service_points") or []:
@@ -152,6 +160,8 @@ def _merge_close(shard, op, cid, body, d) -> dict:
                          "links": d.links.pop(cid, []), "at": op["at"]}
         for sp in [sp for sp, owner in shard.sp_owner.items() if owner[0] == cid]:
             del shard.sp_owner[sp]
+        if entry["survivor"] not in shard.records:  # the survivor's shard holds the history now
+            carry.drop(shard, carry.service_points(rec), carry.account_ids(rec))
         entry["state"] = "closed"
         changed = [cid]
     else:
@@ -163,7 +173,8 @@ def _merge_close(shard, op, cid, body, d) -> dict:
 def _unmerge_out(shard, op, cid, body, d) -> dict:
     entry = d.merges[_key(body["merge_id"], "in")]
     if entry["state"] == "undone":
-        return {"customer_id": cid, "merge_id": body["merge_id"], "state": "undone"}
+        return {"customer_id": cid, "merge_id": body["merge_id"], "state": "undone",
+                "carried": entry.get("carried") or {"usage": [], "bills": []}}
     rec = shard.records[cid]
     new = dict(rec)
     added = entry["added"]
@@ -184,12 +195,19 @@ def _unmerge_out(shard, op, cid, body, d) -> dict:
     for sp in gone_sps:
         if shard.sp_owner.get(sp, (None,))[0] == cid:
             del shard.sp_owner[sp]
+    carried = {"usage": [], "bills": []}
+    if entry["merged"] not in shard.records and entry["merged"] not in d.merged:  # the merged one lives elsewhere
+        gone_accounts = list(added.get("accounts", ()))
+        carried = carry.take(shard, gone_sps, gone_accounts)
+        carry.drop(shard, gone_sps, gone_accounts)
+    entry["carried"] = carried  # durable: a retry after a crash hands the same rows to the restore
     shard.records[cid] = new
     keys = set(entry["link_keys"])
     d.links[cid] = [link for link in d.links.get(cid, []) if link["record_key"] not in keys]
     entry["state"] = "undone"
     shard.identity.on_record(new)
-    return {"customer_id": cid, "merge_id": body["merge_id"], "state": "undone", "_changed": [cid]}
+    return {"customer_id": cid, "merge_id": body["merge_id"], "state": "undone", "carried": carried,
+            "_changed": [cid]}
 
 
 def _unmerge_restore(shard, op, cid, body, d) -> dict:
@@ -199,6 +217,7 @@ def _unmerge_restore(shard, op, cid, body, d) -> dict:
         shard.records[cid] = rec
         shard._membership_dirty = True
         d.links[cid] = gone["links"]
+        carry.put(shard, body.get("carried"), cid)
         for a in rec.get("accounts") or []:
             for sp in a.get("service_points") or []:
                 iv = int(sp.get("interval_minutes", 60))
