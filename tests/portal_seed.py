@@ -44,6 +44,39 @@ def readings(sp: str, cal, imp, exp) -> list[dict]:
     return out
 
 
+# legacy bills of SOLAR: (bill id, period start, period end, lines); total = sum of lines
+BILLS = [
+    ("B902-2026-09", "2026-09-01", "2026-10-01", [("ENERGY_P1_T0", 210_000, 9_480), ("ENERGY_P1_T1", 40_000, 2_390),
+                                                  ("FIXED", 30, 1_175)]),
+    ("B902-2026-10", "2026-10-01", "2026-11-01", [("ENERGY_P3_T0", 180_000, 7_655), ("ENERGY_P2_T0", 120_000, 3_570),
+                                                  ("FIXED", 31, 1_214)]),
+]
+PAYMENTS = [("2026-10-02", 10_000), ("2026-11-03", 12_000)]  # each bill paid in part
+SEPTEMBER_DUE_CENTS = 9_480 + 2_390 + 1_175 - 10_000  # due between 2026-10-02 and 2026-11-01
+
+
+def legacy_bills(grid, cid: str, account_id: str) -> None:
+    """Put :data:`BILLS` in the grid the way the billing system's import does (an ``import_rows`` op)."""
+    import json
+
+    import ray
+
+    cols = {"bill.bill_id": [], "bill.account_id": [], "bill.period_start": [], "bill.period_end": [],
+            "bill.total_cents": [], "bill.lines": []}
+    for bid, start, end, lines in BILLS:
+        for k, v in (("bill_id", bid), ("account_id", account_id), ("period_start", start), ("period_end", end),
+                     ("total_cents", sum(c for _, _, c in lines)),
+                     ("lines", json.dumps([{"code": c, "quantity": q, "unit": "day" if c == "FIXED" else "Wh",
+                                            "amount_cents": a} for c, q, a in lines]))):
+            cols[f"bill.{k}"].append(v)
+    n = len(BILLS)
+    op = {"kind": "import_rows", "customer_id": None, "write_id": f"portal-seed-bills-{cid}", "at": None,
+          "body": {"source": "portal-seed", "position": {"stream": "bills", "offset": n}, "action": "bill",
+                   "offsets": list(range(1, n + 1)), "customer_id": [cid] * n, "digest": [""] * n, "columns": cols}}
+    del op["at"]  # the shard stamps it
+    ray.get(grid.owner(cid).write.remote(op), timeout=60)
+
+
 def seed(grid) -> list[str]:
     """Create the two portal customers with their usage once per grid; returns their ids."""
     if getattr(grid, "portal_seeded", False):
@@ -54,7 +87,12 @@ def seed(grid) -> list[str]:
         if solar:
             body["attributes"]["solar_kw_dc"] = 5.0
             body["accounts"][0]["programs"] = [{"code": "GREEN_POWER", "enrolled": "2024-01-01"}]
+        if solar:  # each bill paid only in part
+            body["payments"] = [{"payment_id": f"P{i}-{n}", "account_id": f"A{i:08d}", "date": d, "amount_cents": c,
+                                 "method": "card"} for n, (d, c) in enumerate(PAYMENTS)]
         grid.replace(cid, body)
+        if solar:
+            legacy_bills(grid, cid, f"A{i:08d}")
         for k, month in enumerate(months_between(FIRST_MONTH, MONTHS)):
             cal, imp, exp = synthetic_month(month, solar, seed=i * 100 + k)
             grid.append_usage(cid, readings(f"S{i:08d}", cal, imp, exp))

@@ -158,3 +158,27 @@ async def test_a_crash_between_unmerge_steps_is_finished_by_a_retry(mgrid):
 async def _monthly_wh(grid, cid: str, sp: str) -> int:
     usage = await grid.acustomer_usage(cid, "2026-01", sp, "monthly")
     return sum(i["import_wh"] for i in usage["items"])
+
+
+async def test_a_write_to_a_customer_being_merged_is_refused_not_lost(mgrid, mapi):
+    from grid.errors import Conflict
+    from grid.identity import client
+    from grid.identity.merge import merge_id
+
+    s, m = _pair(mgrid)
+    mid = merge_id(s, m, (await mgrid.aget(m))["version"])
+    await client.merge_steps(mgrid, s, m, mid, stop_after=1)  # step 1 done: m's context is on its way to s
+    r = await mapi.patch(f"/v1/customers/{m}", json={"attributes": {"paperless": False}}, headers=auth("operator"))
+    assert r.status == 409, await r.text()
+    body = await r.json()
+    assert body["field"] == "id" and body["merging_into"] == s and int(r.headers["Retry-After"]) >= 1
+    with pytest.raises(Conflict):
+        mgrid.append_usage(m, [{"service_point_id": f"S-{m}", "start": "2026-01-07T10:00:00Z", "import_wh": 5}])
+    # the survivor is not frozen; once the merge is done the old id says where to write
+    r = await mapi.patch(f"/v1/customers/{s}", json={"attributes": {"vip": True}}, headers=auth("operator"))
+    assert r.status == 200, await r.text()
+    await mgrid.amerge(s, m)
+    rec = await mgrid.aget(s)
+    assert rec["attributes"] == {"tenure_years": 3, "vip": True, "paperless": True}
+    r = await mapi.patch(f"/v1/customers/{m}", json={"attributes": {"paperless": False}}, headers=auth("operator"))
+    assert r.status == 410 and (await r.json())["merged_into"] == s

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import CHROMIUM
 from playwright.async_api import expect  # waits on locators: the page's CSP forbids evaluated strings
-from portal_seed import SOLAR, seed
+from portal_seed import SEPTEMBER_DUE_CENTS, SOLAR, seed
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CUSTOMER_KEY = "portal-browser-key-0123456789"
@@ -80,6 +80,17 @@ async def test_portal_end_to_end(portal, browser):
     await projected.wait_for()
     assert (await projected.text_content()).strip() == money(acct["projected"]["total_cents"])
     assert (await page.locator("#bill .to-date").text_content()).strip() == money(acct["to_date"]["total_cents"])
+
+    # past bills with their lines under readable names, the payments, and the amount due (as of AS_OF: the
+    # October bill is not out yet, so the September bill less the payment received since)
+    await expect(page.locator("#amount-due")).to_have_text(money(SEPTEMBER_DUE_CENTS))
+    past = page.locator("#bill-history li.past-bill")
+    assert await past.count() == 1 and await past.first.get_attribute("data-bill-id") == "B902-2026-09"
+    await past.first.locator("summary").click()
+    await expect(past.first.locator("table.lines")).to_contain_text("Summer peak energy, tier 2")
+    assert "period" not in (await past.first.locator("table.lines").text_content()).lower()
+    assert await page.locator("#payments li.payment").count() == 1
+    await expect(page.locator("#payments")).to_contain_text(money(10_000))
 
     # charts and green tiles rendered
     await page.wait_for_selector("#usage-chart svg rect")

@@ -8,7 +8,7 @@
     │   └── TariffError     (key)
     ├── NotFound                              -> 404
     ├── Merged              (merged_into)     -> 410 (the customer was merged into another; names which)
-    ├── Conflict                              -> 409
+    ├── Conflict            (retry_after?)    -> 409 (with Retry-After when it passes: a merge under way)
     │   └── PreconditionFailed                -> 412
     ├── Unauthorized                          -> 401
     ├── Forbidden                             -> 403

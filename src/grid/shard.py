@@ -34,7 +34,7 @@ from grid.contacts import outbox as outbox_ops  # contacts: the durable outbox's
 from grid.decisions import state as decision_ops  # decisions: events, decisions, responses, churn scores
 from grid.classification import Classification, apply_classification, reclassify
 from grid.errors import Conflict, InvalidInput, Merged, NotFound, PreconditionFailed, WrongShard
-from grid.identity import ops as identity_ops  # identity: its write kinds
+from grid.identity import merge as identity_merge, ops as identity_ops  # identity: its write kinds, merge freeze
 from grid.identity.index import IdentityIndex  # identity: per-shard index and durable state
 from grid.imports import apply as imports_op  # imports: the import_rows op (grid.imports.apply)
 from grid.imports.state import ImportState
@@ -373,6 +373,8 @@ class Shard:
         cid = op.get("customer_id")
         if kind.customer and not self.owns(cid):
             raise WrongShard(f"customer {cid} is not on shard {self.shard_id}", retry_after=1)
+        if kind.customer and op["kind"] not in identity_merge.KINDS:
+            identity_merge.refuse_while_merging(self, cid)  # identity: a customer being merged takes no writes
         op.setdefault("at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         self._prepared = (op["write_id"], kind.prepare(self, op))
         return op

@@ -65,17 +65,17 @@ async def get_bills(request: web.Request) -> web.Response:
             items = [i for i in items if i["account_id"] == p["account_id"]]
             if not items:
                 raise NotFound(f"no account {p['account_id']!r} on customer {cid}", field="account_id")
-        items = [{**i, "computed": _labelled(request, i["computed"], i["rate_plan_id"]),
-                  "legacy": _labelled(request, i["legacy"], i["rate_plan_id"])} for i in items]
+        items = [{**i, "computed": labelled(request, i["computed"], i["rate_plan_id"]),
+                  "legacy": labelled(request, i["legacy"], i["rate_plan_id"])} for i in items]
         return respond(request, {"items": items}, "bills")
     bills = await request.app[GRID].acustomer_bills(cid, p.get("period"), p.get("account_id"))
     if any(b.get("lines") for b in bills):  # readable line names need each account's tariff
         plans = {a["account_id"]: a.get("rate_plan_id") for a in await request.app[GRID].aaccounts(cid)}
-        bills = [_labelled(request, b, plans.get(b["account_id"])) for b in bills]
+        bills = [labelled(request, b, plans.get(b["account_id"])) for b in bills]
     return respond(request, {"items": bills}, "bills")
 
 
-def _labelled(request: web.Request, bill: dict | None, plan: str | None) -> dict | None:
+def labelled(request: web.Request, bill: dict | None, plan: str | None) -> dict | None:
     """``bill`` with a readable ``label`` beside each line code, named from ``plan``'s tariff (grid.linenames)."""
     from grid.linenames import label_bill
 

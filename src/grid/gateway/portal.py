@@ -43,6 +43,10 @@ def _customer_id(request: web.Request) -> str:
 async def get_current_bill(request: web.Request) -> web.Response:
     cid = _customer_id(request)
     data = await request.app[GRID].acurrent_bill(cid, request[PARAMS].get("as_of"), request.app[TARIFFS])
+    from grid.gateway.customers import labelled  # readable line names, as the bill routes answer them
+
+    data = {**data, "items": [{**i, **{k: labelled(request, i[k], i.get("rate_plan_id")) for k in ("to_date", "projected")
+                                       if isinstance(i.get(k), dict)}} for i in data["items"]]}
     return respond(request, data, "current_bill")
 
 

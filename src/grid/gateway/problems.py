@@ -37,7 +37,7 @@ def problem_response(status: int, title: str, detail: str, **extra) -> web.Respo
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {}
-    if status in (429, 503):
+    if status in (429, 503) or "retry_after" in extra:  # also a 409 that passes (a merge under way)
         headers["Retry-After"] = str(extra.get("retry_after", 1))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="contextgrid"'

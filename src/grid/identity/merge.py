@@ -34,7 +34,7 @@ from grid.identity.evidence import to_builtins
 from grid.identity.members import member_of_context
 from grid.identity.reads import context_values
 
-__all__ = ["KINDS", "prepare", "apply", "merge_id"]
+__all__ = ["KINDS", "prepare", "apply", "merge_id", "refuse_while_merging"]
 
 KINDS = ("identity_merge_out", "identity_merge_in", "identity_merge_close", "identity_unmerge_out",
          "identity_unmerge_restore")
@@ -54,6 +54,22 @@ def _key(mid: str, role: str) -> str:
 
 _ROLE = {"identity_merge_out": "out", "identity_merge_in": "in", "identity_merge_close": "out",
          "identity_unmerge_out": "in", "identity_unmerge_restore": "out"}
+
+
+def refuse_while_merging(shard, cid: str) -> None:
+    """Refuse a write to a customer whose merge is under way (step 1 done, step 3 not): step 1 copied its
+    context, usage and links for the survivor, so a write landing in between would be lost with the tombstone.
+
+    A 409 naming ``id`` with ``retry_after``: a merge's steps take milliseconds (a crashed one is finished by
+    ``Grid.aresume_merges``); once closed, the writer is told ``merged_into`` (410) and writes there.
+    """
+    d = shard.identity.durable
+    if not d.merges:  # the common case: no merge ever touched this shard
+        return
+    for m in d.merges.values():
+        if m["role"] == "out" and m["state"] == "begun" and m["merged"] == cid:
+            raise Conflict(f"customer {cid} is being merged into {m['survivor']}; retry shortly", field="id",
+                           retry_after=1, merging_into=m["survivor"])
 
 
 def prepare(shard, op: dict) -> None:

@@ -81,7 +81,7 @@
 
   async function loadAll() {
     await loadContext();
-    await Promise.all([loadBill(), loadGreen(), loadForecast(), loadPlanChoices(), loadMessages()]);
+    await Promise.all([loadBill(), loadHistory(), loadGreen(), loadForecast(), loadPlanChoices(), loadMessages()]);
     const through = state.bill && state.bill.items.map((i) => i.data_through).filter(Boolean).sort().pop();
     const day = state.asOf || new Date().toISOString().slice(0, 10);
     let month = day.slice(0, 7);
@@ -104,7 +104,7 @@
   function linesTable(lines) {
     return h("div", { class: "table-wrap" }, h("table", { class: "lines" },
       h("tbody", {}, lines.map((l) => h("tr", {},
-        h("td", {}, lineLabel(l.code)), h("td", { class: "num muted" }, quantity(l.quantity, l.unit)),
+        h("td", {}, l.label || lineLabel(l.code)), h("td", { class: "num muted" }, quantity(l.quantity, l.unit)),
         h("td", { class: "num" }, money(l.amount_cents)))))));
   }
   async function loadBill() {
@@ -120,6 +120,49 @@
           ` for ${a.to_date.days} day${a.to_date.days === 1 ? "" : "s"} (${kwh(a.to_date.import_wh)})`),
         h("details", {}, h("summary", {}, "Projected bill lines"), linesTable(a.projected.lines)),
         a.to_date.lines.length ? h("details", {}, h("summary", {}, "Bill to date lines"), linesTable(a.to_date.lines)) : null)));
+    } catch (err) {
+      box.className = "error";
+      box.textContent = err.message;
+    }
+  }
+
+  // -- past bills, payments and the amount due ------------------------------------------------------------
+  // Per account: the newest bill issued by the day shown, less the payments received on or after its period
+  // end (a payment without an account counts against the first account). Integer cents throughout.
+  function amountDue(bills, payments, day) {
+    const accounts = [...new Set(bills.map((b) => b.account_id))];
+    let due = 0;
+    for (const acct of accounts) {
+      const last = bills.filter((b) => b.account_id === acct).sort((a, b) => (a.period_end < b.period_end ? 1 : -1))[0];
+      const paid = payments.filter((p) => (p.account_id || accounts[0]) === acct && p.date >= last.period_end && p.date <= day)
+        .reduce((s, p) => s + p.amount_cents, 0);
+      due += last.total_cents - paid;
+    }
+    return due;
+  }
+  async function loadHistory() {
+    const box = $("#history");
+    try {
+      const day = state.asOf || new Date().toISOString().slice(0, 10);
+      const bills = (await api(customer("/bills"))).items.filter((b) => b.period_end <= day);
+      const payments = (state.ctx.payments || []).filter((p) => p.date <= day)
+        .sort((a, b) => (a.date < b.date ? 1 : -1));
+      box.className = "";
+      if (!bills.length && !payments.length) {
+        box.replaceChildren(h("p", { class: "muted" }, "No bills yet."));
+        return;
+      }
+      const due = bills.length ? amountDue(bills, payments, day) : 0;
+      box.replaceChildren(
+        h("p", {}, due > 0 ? "Amount due: " : "Nothing due: ", h("strong", { id: "amount-due", class: "big" }, money(due))),
+        h("h3", {}, "Bills"),
+        h("ul", { class: "list", id: "bill-history" }, bills.map((b) => h("li", { class: "past-bill", "data-bill-id": b.bill_id },
+          h("details", {}, h("summary", {}, `${b.period_start} to ${b.period_end}: `, h("strong", { class: "total" }, money(b.total_cents))),
+            (b.lines || []).length ? linesTable(b.lines) : h("p", { class: "muted" }, "No lines on this bill."))))),
+        h("h3", {}, "Payments"),
+        payments.length ? h("ul", { class: "list", id: "payments" }, payments.map((p) => h("li", { class: "payment" },
+          `${p.date}: `, h("strong", {}, money(p.amount_cents)), p.method ? ` (${p.method})` : "")))
+          : h("p", { class: "muted" }, "No payments yet."));
     } catch (err) {
       box.className = "error";
       box.textContent = err.message;
