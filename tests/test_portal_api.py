@@ -114,11 +114,23 @@ async def test_forecast(api, seeded):
     assert data["history_months"] == 24
     for i in data["items"]:
         assert i["low_cents"] <= i["forecast_cents"] <= i["high_cents"]
+    assert data["items"][0]["source_month"] == "projection"  # the open month: the bill card's projection
+    for i in data["items"][1:]:
         assert i["source_month"] == f"{int(i['month'][:4]) - 1}-{i['month'][5:]}"
     assert data["total_cents"] == sum(i["forecast_cents"] for i in data["items"])
     assert abs(data["levelized_cents"] * 6 - data["total_cents"]) <= 3
     assert data["items"][-1]["balance_cents"] == data["levelized_cents"] * 6 - data["total_cents"]
     assert "method" in data and data["history_average_cents"] > 0
+
+
+@pytest.mark.parametrize("as_of", [AS_OF, "2026-10-20"])  # no reading yet in the open month; 20 days of them
+async def test_bill_card_and_forecast_agree_on_the_open_month(api, seeded, as_of):
+    bill = await (await api.get(f"/v1/customers/{PLAIN}/bill/current?as_of={as_of}", headers=H)).json()
+    fc = await (await api.get(f"/v1/customers/{PLAIN}/forecast?months=2&as_of={as_of}", headers=H)).json()
+    [acct] = bill["items"]
+    assert fc["items"][0]["month"] == acct["period_start"][:7]
+    assert fc["items"][0]["forecast_cents"] == bill["projected_cents"] == acct["projected"]["total_cents"] > 0
+    assert fc["items"][0]["import_wh"] == acct["projected"]["import_wh"]
 
 
 @pytest.mark.parametrize("query, field", [("months=0", "months"), ("months=25", "months"), ("months=x", "months"),

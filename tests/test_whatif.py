@@ -286,8 +286,11 @@ def test_forecast_band_sources_and_levelized(shard):
     a = whatif.forecast(shard, "C0000004", 12, CAT, AS_OF)
     assert a == whatif.forecast(shard, "C0000004", 12, CAT, AS_OF)  # seeded: the same answer twice
     assert a["history_months"] == 24
+    assert a["items"][0]["source_month"] == "projection"  # the open month is the bill card's projection
+    assert a["items"][0]["forecast_cents"] == whatif.current_bill(shard, "C0000004", AS_OF, CAT)["projected_cents"]
     for item in a["items"]:
         assert item["low_cents"] <= item["forecast_cents"] <= item["high_cents"]
+    for item in a["items"][1:]:
         y, m = item["month"].split("-")
         assert item["source_month"] == f"{int(y) - 1}-{m}"
     assert a["total_cents"] == sum(i["forecast_cents"] for i in a["items"])

@@ -1,9 +1,7 @@
 import numpy as np
 import numpy.typing as npt
 
-OK: int
-BAD_IMPORT: int
-BAD_EXPORT: int
+STATUSES: dict[str, int]  # name -> code, as kernels.validation.Status
 
 def bill_intervals(
     import_wh: npt.NDArray[np.int32] | npt.NDArray[np.int64],
@@ -32,6 +30,7 @@ def bill_intervals(
     slot_export: npt.NDArray[np.int64],
     peak_w: npt.NDArray[np.int64],
     peak_at: npt.NDArray[np.int64],
+    where: npt.NDArray[np.int64],
     n_segments: int,
     n_periods: int,
     n_demand: int,

@@ -24,6 +24,9 @@ from libc.stdint cimport int32_t, int64_t
 
 from kernels._types cimport (
     NANO_PER_CENT,
+    STATUS_BAD_EXPORT,
+    STATUS_BAD_IMPORT,
+    STATUS_OK,
     int128_t,
     round_half_up_div128,
     usage_t,
@@ -32,14 +35,8 @@ from kernels._types cimport (
 cdef enum:
     MAX_LINES = 256  # kernels/tariffs.py MAX_LINES: a tariff never has more bill lines
 
-# status codes returned to the wrapper
-cdef enum:
-    _OK = 0
-    _BAD_IMPORT = 1  # a negative or >= 2**31 import value in row `bad_row`
-    _BAD_EXPORT = 2
-OK = _OK
-BAD_IMPORT = _BAD_IMPORT
-BAD_EXPORT = _BAD_EXPORT
+# status codes: the kernels' one convention (STATUS_* in _types.pxd, kernels.validation.Status)
+STATUSES = {"OK": STATUS_OK, "BAD_IMPORT": STATUS_BAD_IMPORT, "BAD_EXPORT": STATUS_BAD_EXPORT}
 
 
 cdef inline int64_t _fill(int64_t e, int64_t lo, int64_t hi) noexcept nogil:
@@ -178,6 +175,7 @@ def bill_intervals(
     int64_t[:, ::1] slot_export,           # OUT (B, S*P) export Wh per slot (trace; zeros if not billed)
     int64_t[:, ::1] peak_w,                # OUT (B, Q+F) peak demand in W per demand period (trace)
     int64_t[:, ::1] peak_at,               # OUT (B, Q+F) interval of the first peak, -1 = no interval
+    int64_t[::1] where,                    # OUT (1,) the row a failure status is about
     # options
     int n_segments,
     int n_periods,
@@ -198,7 +196,7 @@ def bill_intervals(
     int line_tax,                          # line of the first tax
     int64_t tax_qty,
 ):
-    """Bill every row; returns ``(status, bad_row)``. The wrapper checks every shape and allocates outputs."""
+    """Bill every row; returns a status code (bad row in ``where``). The wrapper checks shapes, allocates outputs."""
     cdef Py_ssize_t B = import_wh.shape[0]
     cdef Py_ssize_t R = run_slot.shape[0]
     cdef Py_ssize_t Rd = run_demand.shape[0]
@@ -216,8 +214,7 @@ def bill_intervals(
     cdef int128_t nem_nano, nano
     cdef const usage_t* row
     cdef const usage_t* xrow
-    cdef int status = _OK
-    cdef Py_ssize_t bad_row = -1
+    cdef int status = STATUS_OK
 
     # lines before MINIMUM and the taxes: rounded first, their sum is the subtotal
     n_pre = L - J - (1 if line_min >= 0 else 0)
@@ -242,16 +239,16 @@ def bill_intervals(
                 _row_peaks(row, &demand_start[0], &run_demand[0], &run_flat[0], Rd, &peak_w[i, 0],
                            &peak_at[i, 0])
             if (bits >> 31) != 0:
-                status = _BAD_IMPORT
-                bad_row = i
+                status = STATUS_BAD_IMPORT
+                where[0] = i
                 break
             if has_export:
                 xrow = &export_wh[i, 0]
                 ebits = 0
                 _row_sums(xrow, &run_start[0], &run_slot[0], R, &slot_export[i, 0] if SP else &nowhere, &ebits)
                 if (ebits >> 31) != 0:
-                    status = _BAD_EXPORT
-                    bad_row = i
+                    status = STATUS_BAD_EXPORT
+                    where[0] = i
                     break
 
             # ---- pass 2: lines ----------------------------------------------------------------------------
@@ -364,4 +361,4 @@ def bill_intervals(
                 amount_cents[i, line_tax + k] = cents
                 quantity[i, line_tax + k] = tax_qty
                 total_cents[i] += cents
-    return status, bad_row
+    return status

@@ -6,6 +6,7 @@ def group_sum_max_count(
     keys: npt.NDArray[np.int64],
     values: npt.NDArray[np.int64],
     acc: npt.NDArray[np.int64],
+    where: npt.NDArray[np.int64],
     key_offset: int,
 ) -> int: ...
 def merge_sum_max_count(
@@ -14,6 +15,7 @@ def merge_sum_max_count(
     maxes_in: npt.NDArray[np.int64],
     counts_in: npt.NDArray[np.int64],
     acc: npt.NDArray[np.int64],
+    where: npt.NDArray[np.int64],
     key_offset: int,
 ) -> int: ...
 def pack_codes(

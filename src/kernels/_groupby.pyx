@@ -18,6 +18,8 @@
 """
 from libc.stdint cimport int64_t
 
+from kernels._types cimport STATUS_OK, STATUS_OVERFLOW
+
 cdef extern from *:
     """
     static inline int cg_add_overflow(int64_t a, int64_t b, int64_t *out) {
@@ -55,13 +57,14 @@ def group_sum_max_count(
     const int64_t[::1] keys,      # IN  (n,) group key of each row
     const int64_t[::1] values,    # IN  (n,) value of each row
     int64_t[:, ::1] acc,          # OUT (n_slots, 4) rows (0, INT64_MIN, 0, any) from the caller
+    int64_t[::1] where,           # OUT (1,) on STATUS_OVERFLOW, the first row whose sum overflows int64
     int64_t key_offset,           # slot of row i is keys[i] - key_offset, in [0, n_slots)
 ) -> int:
-    """Accumulate rows into (sum, max, count) per slot; return -1, or the first row whose sum overflows int64."""
+    """Accumulate rows into (sum, max, count) per slot; return a status code (_types.pxd STATUS_*)."""
     cdef Py_ssize_t n = keys.shape[0]
     cdef Py_ssize_t i
     cdef int64_t s, v
-    cdef Py_ssize_t failed = -1
+    cdef int status = STATUS_OK
     with nogil:
         for i in range(n):
             if i + PREFETCH_AHEAD < n:
@@ -69,12 +72,13 @@ def group_sum_max_count(
             s = keys[i] - key_offset
             v = values[i]
             if cg_add_overflow(acc[s, SUM], v, &acc[s, SUM]):
-                failed = i
+                status = STATUS_OVERFLOW
+                where[0] = i
                 break
             if v > acc[s, MAX]:
                 acc[s, MAX] = v
             acc[s, COUNT] += 1
-    return failed
+    return status
 
 
 def merge_sum_max_count(
@@ -83,27 +87,30 @@ def merge_sum_max_count(
     const int64_t[::1] maxes_in,  # IN  (n,) partial maxima, or (0,)
     const int64_t[::1] counts_in, # IN  (n,) partial counts
     int64_t[:, ::1] acc,          # OUT (n_slots, 4) rows (0, INT64_MIN, 0, any) from the caller
+    int64_t[::1] where,           # OUT (1,) on STATUS_OVERFLOW, the first row whose sum or count overflows
     int64_t key_offset,           # slot of row i is keys[i] - key_offset, in [0, n_slots)
 ) -> int:
-    """Combine partial rows per slot; return -1, or the first row whose sum or count overflows int64."""
+    """Combine partial rows per slot; return a status code (_types.pxd STATUS_*)."""
     cdef Py_ssize_t n = keys.shape[0]
     cdef Py_ssize_t i
     cdef int64_t s
-    cdef Py_ssize_t failed = -1
+    cdef int status = STATUS_OK
     cdef bint with_values = sums_in.shape[0] != 0
     with nogil:
         for i in range(n):
             s = keys[i] - key_offset
             if cg_add_overflow(acc[s, COUNT], counts_in[i], &acc[s, COUNT]):
-                failed = i
+                status = STATUS_OVERFLOW
+                where[0] = i
                 break
             if with_values:
                 if cg_add_overflow(acc[s, SUM], sums_in[i], &acc[s, SUM]):
-                    failed = i
+                    status = STATUS_OVERFLOW
+                    where[0] = i
                     break
                 if maxes_in[i] > acc[s, MAX]:
                     acc[s, MAX] = maxes_in[i]
-    return failed
+    return status
 
 
 def pack_codes(

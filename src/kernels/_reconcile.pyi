@@ -32,5 +32,6 @@ def reconcile_sorted(
     line_computed: npt.NDArray[np.int64],
     line_legacy: npt.NDArray[np.int64],
     line_status: npt.NDArray[np.int8],
+    where: npt.NDArray[np.int64],
     tolerance_cents: int,
 ) -> int: ...

@@ -17,6 +17,8 @@
 """
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
 
+from kernels._types cimport STATUS_LEGACY_WITHOUT_BILL, STATUS_OK
+
 # line_status codes (see reconcile.LINE_STATUSES)
 cdef enum:
     EQUAL = 0
@@ -196,16 +198,18 @@ def reconcile_sorted(
     int64_t[::1] line_computed,         # OUT (n_pairs,) cents, 0 when the pair is legacy only
     int64_t[::1] line_legacy,           # OUT (n_pairs,) cents, 0 when the pair is computed only
     int8_t[::1] line_status,            # OUT (n_pairs,) line status code
+    int64_t[::1] where,                 # OUT (1,) on STATUS_LEGACY_WITHOUT_BILL, the bill
     int64_t tolerance_cents,            # a pair with |computed - legacy| <= tolerance is equal
 ) -> int:
-    """Compare the two sides; return the number of pairs written (equals count_pairs_sorted).
+    """Compare the two sides (writing the count_pairs_sorted pairs); return a status code (_types.pxd).
 
-    Returns ``-1 - bill`` instead, outputs incomplete, if ``bill`` has legacy lines but no legacy bill.
+    STATUS_LEGACY_WITHOUT_BILL, outputs incomplete, if bill ``where[0]`` has legacy lines but no legacy bill.
     """
     cdef Py_ssize_t nc = comp_bill.shape[0], nl = legacy_bill.shape[0], n_bills = outcome.shape[0]
     cdef Py_ssize_t i = 0, j = 0, k = 0, b
     cdef int c
     cdef int8_t status, severity
+    cdef int result = STATUS_OK
     cdef int64_t bill, comp, legacy, gap
     cdef int32_t code
     cdef bint has_comp, has_legacy
@@ -237,7 +241,8 @@ def reconcile_sorted(
                 legacy += legacy_amount[j]
                 j += 1
             if has_legacy and not legacy_present[bill]:
-                k = -1 - bill
+                result = STATUS_LEGACY_WITHOUT_BILL
+                where[0] = bill
                 break
             gap = comp - legacy
             if gap < 0:
@@ -257,4 +262,4 @@ def reconcile_sorted(
             diff_cents[bill] += gap
             if severity > outcome[bill]:
                 outcome[bill] = severity
-    return k
+    return result

@@ -21,6 +21,17 @@ ctypedef fused usage_t:
     int32_t
     int64_t
 
+# The one status convention of the kernels: a kernel that can fail on its data returns one of these codes and
+# writes the offending index (row, or bill) into its ``where`` OUT argument (shape (1,)); the wrapper turns a
+# code other than STATUS_OK into an error through ``kernels.validation.raise_for_status``. Keep these values
+# equal to ``kernels.validation.Status`` (tests/test_kernel_status.py holds them equal).
+cdef enum:
+    STATUS_OK = 0
+    STATUS_BAD_IMPORT = 1           # a negative or >= 2**31 import value in row ``where``
+    STATUS_BAD_EXPORT = 2           # the same for export
+    STATUS_OVERFLOW = 3             # an int64 sum or count would overflow at row ``where``
+    STATUS_LEGACY_WITHOUT_BILL = 4  # bill ``where`` has legacy lines but is marked as having no legacy bill
+
 # Nano-dollars per cent: a line's nano-dollar amount is rounded to cents by round_half_up_div(nano, NANO_PER_CENT).
 cdef enum:
     NANO_PER_CENT = 10000000

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels import errors
+from kernels.validation import Status, raise_for_status, status_where
 from kernels.validation import as_int64 as _as_int64
 from kernels import _groupby
 
@@ -158,9 +159,10 @@ def group_partials(keys: np.ndarray, values: np.ndarray | None = None, *,
         sums = maxes = None
     else:
         acc = _accumulators(n_slots)
-        failed = _groupby.group_sum_max_count(slot_keys, values, acc, offset)
-        if failed >= 0:
-            raise errors.InvalidInput(f"sum of values for key {int(keys[failed])} overflows int64", field="values")
+        where = status_where()
+        status = _groupby.group_sum_max_count(slot_keys, values, acc, where, offset)
+        raise_for_status(status, where, {Status.OVERFLOW: lambda row: errors.InvalidInput(
+            f"sum of values for key {int(keys[row])} overflows int64", field="values")})
         sums, maxes, counts = acc[:, 0], acc[:, 1], acc[:, 2]
 
     group_keys, keep = _used_slots(counts, offset, ranked)
@@ -215,13 +217,14 @@ def merge_partials(parts: Iterable[GroupPartials]) -> GroupPartials:
     counts_in = column("count")
     slot_keys, offset, n_slots, ranked = _slot_plan(keys)
     acc = _accumulators(n_slots)
+    where = status_where()
     if with_values:
-        failed = _groupby.merge_sum_max_count(slot_keys, column("sum"), column("max"), counts_in, acc, offset)
+        status = _groupby.merge_sum_max_count(slot_keys, column("sum"), column("max"), counts_in, acc, where, offset)
     else:
         empty = np.empty(0, dtype=np.int64)
-        failed = _groupby.merge_sum_max_count(slot_keys, empty, empty, counts_in, acc, offset)
-    if failed >= 0:
-        raise errors.InvalidInput(f"merged sum for key {int(keys[failed])} overflows int64", field="values")
+        status = _groupby.merge_sum_max_count(slot_keys, empty, empty, counts_in, acc, where, offset)
+    raise_for_status(status, where, {Status.OVERFLOW: lambda row: errors.InvalidInput(
+        f"merged sum for key {int(keys[row])} overflows int64", field="values")})
     counts = acc[:, 2]
     sums, maxes = (acc[:, 0], acc[:, 1]) if with_values else (None, None)
 

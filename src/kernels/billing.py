@@ -42,6 +42,7 @@ from kernels import timegrid
 from kernels import errors
 from kernels import _billing
 from kernels.tariffs import OPEN, CompiledTariff
+from kernels.validation import Status, raise_for_status, status_where
 
 MAX_INTERVALS = 2**17  # keeps every per-row sum below 2**48 Wh, so products fit the kernel's 128-bit lines
 MAX_WH = 2**31 - 1  # per interval (2.1 GWh): larger readings are rejected as corrupt
@@ -435,16 +436,15 @@ def bill_intervals(tariff: CompiledTariff, start: dt.date, end: dt.date, interva
     peak_w = np.zeros((B, QF), dtype=np.int64)
     peak_at = np.full((B, QF), -1, dtype=np.int64)
     if B:
-        status, bad_row = _billing.bill_intervals(
+        where = status_where()
+        status = _billing.bill_intervals(
             imp, exp, **plan.arrays,
             quantity=quantity, amount_cents=amount, total_cents=total,
-            slot_import=slot_import, slot_export=slot_export, peak_w=peak_w, peak_at=peak_at,
+            slot_import=slot_import, slot_export=slot_export, peak_w=peak_w, peak_at=peak_at, where=where,
             **plan.options,
         )
-        if status == _billing.BAD_IMPORT:
-            raise _bad_value(imp, bad_row, "import_wh")
-        if status == _billing.BAD_EXPORT:
-            raise _bad_value(exp, bad_row, "export_wh")
+        raise_for_status(status, where, {Status.BAD_IMPORT: lambda row: _bad_value(imp, row, "import_wh"),
+                                         Status.BAD_EXPORT: lambda row: _bad_value(exp, row, "export_wh")})
     detail = _Detail(tariff.id, start, end, int(interval_minutes), tariff.timezone, plan.segments,
                      tariff.n_periods, tariff.n_demand_periods, tariff.n_flat_periods, plan.calendar.utc_start,
                      slot_import, slot_export, peak_w, peak_at)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels import errors
-from kernels.validation import check_array, check_scalar
+from kernels.validation import Status, check_array, check_scalar, raise_for_status, status_where
 from kernels import _reconcile
 
 __all__ = ["OUTCOMES", "LINE_STATUSES", "Reconciliation", "reconcile_lines"]
@@ -147,10 +147,11 @@ def reconcile_lines(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
     line_computed = np.empty(n_pairs, dtype=np.int64)
     line_legacy = np.empty(n_pairs, dtype=np.int64)
     line_status = np.empty(n_pairs, dtype=np.int8)
+    where = status_where()
     status = _reconcile.reconcile_sorted(comp_bill, comp_code, comp_amount, legacy_bill, legacy_code,
                                          legacy_amount, present.view(np.uint8), outcome, diff_cents, line_bill,
-                                         line_code, line_computed, line_legacy, line_status, int(tolerance_cents))
-    if status < 0:
-        raise errors.InvalidInput(f"bill {-1 - status} has legacy lines but legacy_present is False",
-                           field="legacy_present")
+                                         line_code, line_computed, line_legacy, line_status, where,
+                                         int(tolerance_cents))
+    raise_for_status(status, where, {Status.LEGACY_WITHOUT_BILL: lambda bill: errors.InvalidInput(
+        f"bill {bill} has legacy lines but legacy_present is False", field="legacy_present")})
     return Reconciliation(outcome, diff_cents, line_bill, line_code, line_computed, line_legacy, line_status)

@@ -6,7 +6,9 @@ what came, the argument named in ``field``).
 """
 from __future__ import annotations
 
+import enum
 import numbers
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -50,3 +52,36 @@ def check_scalar(value, name: str, target_type: type = numbers.Integral, *, min_
 def as_int64(value, name: str) -> np.ndarray:
     """1-D C-contiguous int64 array (:func:`check_array` with its defaults)."""
     return check_array(value, name, np.int64)
+
+
+class Status(enum.IntEnum):
+    """The kernels' one status convention (``STATUS_*`` in ``_types.pxd``; the values must stay equal).
+
+    A kernel that can fail on its data returns one of these and writes the offending index (row or bill) into
+    its ``where`` OUT argument, an int64 array of shape (1,) from :func:`status_where`.
+    """
+
+    OK = 0
+    BAD_IMPORT = 1  # a negative or >= 2**31 import value in row ``where``
+    BAD_EXPORT = 2  # the same for export
+    OVERFLOW = 3  # an int64 sum or count would overflow at row ``where``
+    LEGACY_WITHOUT_BILL = 4  # bill ``where`` has legacy lines but no legacy bill
+
+
+def status_where() -> np.ndarray:
+    """The ``where`` OUT argument of a kernel (the index a failure status is about)."""
+    return np.full(1, -1, dtype=np.int64)
+
+
+def raise_for_status(status: int, where: np.ndarray, failures: Mapping[Status, Callable[[int], Exception]]) -> None:
+    """Turn a kernel's status into its error: ``failures[status](index)`` is raised, ``Status.OK`` returns.
+
+    ``failures`` holds the statuses the kernel can return, each with a function of the offending index that
+    builds the error (an ``InvalidInput`` naming the field). Any other status is a kernel bug, not bad input.
+    """
+    if status == Status.OK:
+        return
+    make = failures.get(Status(status))
+    if make is None:
+        raise RuntimeError(f"kernel returned status {Status(status).name} its wrapper does not expect")
+    raise make(int(where[0]))

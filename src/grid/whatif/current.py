@@ -84,6 +84,38 @@ def projected_load(shard, account: dict, load: Load, through: int) -> tuple[np.n
     return imp, exp, int(imp[k:].sum())
 
 
+def open_period_bill(shard, account: dict, plan, today: dt.date) -> dict:
+    """The open period of one account as of ``today``: its bill to date and its projected bill.
+
+    The one projection of the open month: the bill card (:func:`current_bill`) shows it and the forecast
+    (``grid.whatif.forecast``) takes it as its first month, so the two never disagree.
+    """
+    tz = shard.timezone
+    cutoff = midnight(today + DAY, tz)  # readings after today do not exist yet, as far as this bill knows
+    start, end = open_period(today, account.get("bill_cycle_day", 1))
+    load = account_load(shard, account, start, end)
+    through = min(load.data_through, cutoff)
+    iv = load.interval_minutes
+    item = {"account_id": account["account_id"], "rate_plan_id": plan.plan_id, "plan_name": plan.name,
+            "period_start": start.isoformat(), "period_end": end.isoformat(), "days": (end - start).days,
+            "interval_minutes": iv, "data_through": _iso(through)}
+    if through > midnight(start, tz):
+        td_end = min(local_date(through - 1, tz) + DAY, end)
+        k = load.calendar.n if td_end == end else intervals_before(load.calendar, midnight(td_end, tz))
+        bill = bill_intervals(plan.tariff, start, td_end, iv, load.import_wh[:k], load.export_wh[:k]).bill(0)
+        item["to_date"] = {"start": start.isoformat(), "end": td_end.isoformat(), "days": (td_end - start).days,
+                           "import_wh": int(load.import_wh[:k].sum()), "export_wh": int(load.export_wh[:k].sum()),
+                           **bill}
+    else:
+        item["to_date"] = {"start": start.isoformat(), "end": start.isoformat(), "days": 0, "import_wh": 0,
+                           "export_wh": 0, "lines": [], "total_cents": 0}
+    imp, exp, estimated = projected_load(shard, account, load, through)
+    bill = bill_intervals(plan.tariff, start, end, iv, imp, exp).bill(0)
+    item["projected"] = {"import_wh": int(imp.sum()), "export_wh": int(exp.sum()), "estimated_import_wh": estimated,
+                         **bill}
+    return item
+
+
 def current_bill(shard, cid: str, today: dt.date | str | None = None,
                  catalogue: PlanCatalogue | None = None) -> dict:
     """Bill-to-date and projected bill of each active account of customer ``cid`` for its open period.
@@ -106,36 +138,14 @@ def current_bill(shard, cid: str, today: dt.date | str | None = None,
     """
     catalogue = catalogue or PlanCatalogue()
     rec = shard.record(cid)
-    tz = shard.timezone
-    today = as_date(today) if today is not None else today_in(tz)
-    cutoff = midnight(today + DAY, tz)  # readings after today do not exist yet, as far as this bill knows
+    today = as_date(today) if today is not None else today_in(shard.timezone)
     items = []
     for i, account in enumerate(active_accounts(rec)):
         plan = current_plan(catalogue, account)
         if plan is None:
             raise NotFound(f"rate plan {account['rate_plan_id']!r} of account {account['account_id']} is not in "
                            f"the catalogue", field=f"accounts[{i}].rate_plan_id")
-        start, end = open_period(today, account.get("bill_cycle_day", 1))
-        load = account_load(shard, account, start, end)
-        through = min(load.data_through, cutoff)
-        iv = load.interval_minutes
-        item = {"account_id": account["account_id"], "rate_plan_id": plan.plan_id, "plan_name": plan.name,
-                "period_start": start.isoformat(), "period_end": end.isoformat(), "days": (end - start).days,
-                "interval_minutes": iv, "data_through": _iso(through)}
-        if through > midnight(start, tz):
-            td_end = min(local_date(through - 1, tz) + DAY, end)
-            k = load.calendar.n if td_end == end else intervals_before(load.calendar, midnight(td_end, tz))
-            bill = bill_intervals(plan.tariff, start, td_end, iv, load.import_wh[:k], load.export_wh[:k]).bill(0)
-            item["to_date"] = {"start": start.isoformat(), "end": td_end.isoformat(), "days": (td_end - start).days,
-                               "import_wh": int(load.import_wh[:k].sum()), "export_wh": int(load.export_wh[:k].sum()),
-                               **bill}
-        else:
-            item["to_date"] = {"start": start.isoformat(), "end": start.isoformat(), "days": 0, "import_wh": 0,
-                               "export_wh": 0, "lines": [], "total_cents": 0}
-        imp, exp, estimated = projected_load(shard, account, load, through)
-        bill = bill_intervals(plan.tariff, start, end, iv, imp, exp).bill(0)
-        item["projected"] = {"import_wh": int(imp.sum()), "export_wh": int(exp.sum()), "estimated_import_wh": estimated,
-                             **bill}
+        item = open_period_bill(shard, account, plan, today)
         items.append(item)
     return {"customer_id": cid, "as_of": today.isoformat(),
             "to_date_cents": sum(x["to_date"]["total_cents"] for x in items),

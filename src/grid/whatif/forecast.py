@@ -22,6 +22,11 @@ Method (per active account, under its current rate plan, then summed per custome
    the band the 10th and 90th percentiles (order statistics, exact cents). Seeds come from the customer,
    account and month, so the same request gives the same answer.
 
+**The open month** (today's month, for an account billed by calendar month) is not forecast from history: it
+is the bill card's projection (``grid.whatif.current.open_period_bill``: readings so far, the recent typical
+day after), so the portal never shows two numbers for the same month; its band is the simulated band widened
+to hold it, and its ``source_month`` says ``projection``.
+
 **Budget billing.** ``levelized_cents`` = the forecast months' total spread evenly (rounded half-up), with the
 running balance a budget-billing customer would carry month by month (positive: paid ahead); and
 ``history_average_cents``, the classic budget amount: the average of the last (up to) 12 months' bills under the
@@ -40,6 +45,7 @@ import numpy as np
 from grid.errors import InvalidInput, NotFound
 from grid.timegrid import calendar, month_bounds
 from grid.whatif.loads import account_interval, account_load, active_accounts, day_slots
+from grid.whatif.current import open_period_bill
 from grid.whatif.periods import as_date, history_months, next_months, shift_month, today_in
 from grid.whatif.plans import PlanCatalogue, current_plan
 from kernels.billing import bill_intervals, round_half_up_div
@@ -140,6 +146,7 @@ def forecast(shard, cid: str, months: int = 12, catalogue: PlanCatalogue | None 
     history_bills: list[int] = [0] * 12
     history_seen = [False] * 12
     history_count = 0
+    projected: dict[int, dict] = {}  # account index -> its open-month projection (grid.whatif.current)
     for i, account in enumerate(active_accounts(rec)):
         plan = current_plan(catalogue, account)
         if plan is None:
@@ -160,6 +167,11 @@ def forecast(shard, cid: str, months: int = 12, catalogue: PlanCatalogue | None 
                 ld = loads[m]
                 history_bills[k] += int(bill_intervals(plan.tariff, ld.start, ld.end, ld.interval_minutes,
                                                        ld.import_wh, ld.export_wh).total_cents[0])
+        # the open month is the bill card's projection (one projection, grid.whatif.current), when the account's
+        # open period is that calendar month (cycle day 1); the simulations below still give its band
+        opened = open_period_bill(shard, account, plan, today)
+        if (opened["period_start"], opened["period_end"]) == tuple(d.isoformat() for d in month_bounds(targets[0])):
+            projected[i] = opened["projected"]
         for j, target in enumerate(targets):
             src = next((s for s in (shift_month(target, -12), shift_month(target, -24)) if s in available), None)
             if src is None and available:
@@ -183,6 +195,14 @@ def forecast(shard, cid: str, months: int = 12, catalogue: PlanCatalogue | None 
         items.append({"month": target, "forecast_cents": _percentile(s, 50), "low_cents": _percentile(s, BAND[0]),
                       "high_cents": _percentile(s, BAND[1]), "import_wh": _percentile(e, 50),
                       "source_month": ",".join(sorted(sources[j])) or None})
+    if projected and len(projected) == len(active_accounts(rec)):
+        # the open month: the bill card's number, inside the simulated band (widened to hold it)
+        first = items[0]
+        first["forecast_cents"] = sum(p["total_cents"] for p in projected.values())
+        first["import_wh"] = sum(p["import_wh"] for p in projected.values())
+        first["low_cents"] = min(first["low_cents"], first["forecast_cents"])
+        first["high_cents"] = max(first["high_cents"], first["forecast_cents"])
+        first["source_month"] = "projection"
     total = sum(x["forecast_cents"] for x in items)
     level_cents = round_half_up_div(total, months)
     balance = 0
