@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from conftest import auth, follow
 
-from grid.identity.portfolios import explain_portfolios
+from grid.identity.portfolios import entity_names, explain_portfolios, name_roots
 from grid.rules.portfolios import KEY_SEPARATOR as S
 
 H = auth("operator")
@@ -31,6 +31,17 @@ def test_each_account_says_which_shared_key_put_it_in():
     assert [w["rule"] for w in alone["why"]] == ["alone"] and out["PA5"]["customers"] == ["C4"]
 
 
+def test_a_portfolio_names_its_root_entity_by_legal_name():
+    records = {"C1": {"ownership": [{"entity_id": "E1", "legal_name": "100 MAIN ST LLC"},
+                                    {"entity_id": "E9", "legal_name": "Acme Holdings LLC"}]},
+               "C2": {"ownership": [{"entity_id": "E2", "legal_name": "Other LLC"}]}}
+    names = entity_names(records, ["E9", "E7"])
+    assert names == {"E9": "Acme Holdings LLC"}  # an entity no context holds stays unnamed
+    out = name_roots({"PA1": {"root_entity_id": "E9"}, "PA2": {"root_entity_id": "E7"}, "PA3": {}}, names)
+    assert out["PA1"]["root_legal_name"] == "Acme Holdings LLC"
+    assert "root_legal_name" not in out["PA2"] and "root_legal_name" not in out["PA3"]
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_portfolio_route_explains_its_members(base_api):
     job = await follow(base_api, await base_api.post("/v1/admin/classify", headers=H), H)
@@ -43,6 +54,17 @@ async def test_portfolio_route_explains_its_members(base_api):
             multi = p
             break
     assert multi is not None, "the base has a portfolio of several customers"
+    rooted = None
+    for item in page["items"]:
+        p = await (await base_api.get(f"/v1/portfolios/{item['portfolio_id']}", headers=H)).json()
+        if p.get("root_entity_id"):
+            rooted = p
+            break
+    assert rooted is not None, "the base has a portfolio an ownership chain made"
+    # the root's legal name is the one its customers' ownership chains end with
+    cust = await (await base_api.get(f"/v1/customers/{rooted['customers'][0]}", headers=H)).json()
+    chain = {e["entity_id"]: e["legal_name"] for e in cust["ownership"]}
+    assert rooted["root_legal_name"] == chain[rooted["root_entity_id"]]
     assert sorted(m["account_id"] for m in multi["members"]) == sorted(multi["accounts"])
     for m in multi["members"]:
         assert m["customer_id"] in multi["customers"]

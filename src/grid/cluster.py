@@ -355,11 +355,19 @@ class Grid:
         for pid in portfolios:
             members.setdefault(pid, [])
         step(4)
-        from grid.identity.portfolios import explain_portfolios  # identity: why each account is in
+        from grid.identity.portfolios import explain_portfolios, name_roots  # identity: why each account is in
 
+        explain = explain_portfolios([(a, b) for a, b, _ in rounds], portfolio_of)
+        roots = sorted({p["root_entity_id"] for p in explain.values() if p.get("root_entity_id")})
+        names: dict[str, str] = {}
+        if roots:  # the root entities' legal names, from whichever shard holds a context they own
+            for part in await asyncio.gather(*(self._aget(s.identity_entity_names.remote(roots), long)
+                                               for s in shards)):
+                for k, v in part.items():
+                    names.setdefault(k, v)
         return {"rules_version": rules.version, "portfolio_of": portfolio_of, "portfolios": portfolios,
                 "members": {k: sorted(v) for k, v in members.items()}, "profitability": ranking,
-                "explain": explain_portfolios([(a, b) for a, b, _ in rounds], portfolio_of)}
+                "explain": name_roots(explain, names)}
 
     async def asnapshot(self) -> list[dict]:
         """Snapshot every shard now (each then truncates its log behind its oldest kept snapshot)."""

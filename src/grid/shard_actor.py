@@ -23,7 +23,7 @@ import ray
 from grid import billrun, classification, whatif
 from grid.durable import durable_write
 from grid.errors import DataCorrupt, ShardUnavailable
-from grid.identity import reads as identity_reads
+from grid.identity import portfolios as identity_portfolios, reads as identity_reads
 from grid.shard import Shard, from_snapshot, to_snapshot
 from grid.snapshots import SnapshotStore
 from grid.wal import WriteAheadLog
@@ -267,6 +267,10 @@ class ShardServer:
         if not self.shard.identity.built:
             await asyncio.shield(self._build_identity())
         return identity_reads.lookup(self.shard, queries, deterministic, max_block)
+
+    async def identity_entity_names(self, entity_ids: list[str]) -> dict[str, str]:
+        """Legal names of these ownership entities as this shard's contexts hold them (portfolio roots)."""
+        return identity_portfolios.entity_names(self.shard.records, entity_ids)
 
     async def identity_view(self, customer_id: str) -> dict:
         return identity_reads.view(self.shard, customer_id)

@@ -1,5 +1,6 @@
 """Portfolios explain themselves: for each member account, the links that put it in (rule, shared value, the
-accounts it shares it with), its customer, and the portfolio's root entity when an ownership chain made it.
+accounts it shares it with), its customer, and the portfolio's root entity (its id and legal name) when an
+ownership chain made it.
 
 Built at classification from the same link edges the union-find resolved (``grid.rules.portfolio_links``:
 account -> ``"<rule id>\\x1f<value>"``), so an explanation is exactly the evidence that was used: a key only one
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 from grid.rules.portfolios import KEY_SEPARATOR
 
-__all__ = ["explain_portfolios", "MAX_WITH"]
+__all__ = ["explain_portfolios", "entity_names", "name_roots", "MAX_WITH"]
 
 MAX_WITH = 5  # accounts named per shared key (the count says how many share it)
 
@@ -54,3 +55,26 @@ def explain_portfolios(links: Sequence[tuple[Sequence[str], Sequence[str]]],
         if p["root_entity_id"] is None:
             del p["root_entity_id"]
     return out
+
+
+def entity_names(records: dict[str, dict], entity_ids: Sequence[str]) -> dict[str, str]:
+    """Legal names of these entities, from the ownership chains of a shard's contexts (a root entity is the
+    last link of the chains it heads; any customer it owns names it)."""
+    want, out = set(entity_ids), {}
+    for rec in records.values():
+        for e in rec.get("ownership") or []:
+            eid = e.get("entity_id")
+            if eid in want and e.get("legal_name") and eid not in out:
+                out[eid] = e["legal_name"]
+        if len(out) == len(want):
+            break
+    return out
+
+
+def name_roots(explained: dict[str, dict], names: dict[str, str]) -> dict[str, dict]:
+    """Give every portfolio with a root entity that entity's legal name (``root_legal_name``)."""
+    for p in explained.values():
+        name = names.get(p.get("root_entity_id"))
+        if name:
+            p["root_legal_name"] = name
+    return explained
