@@ -73,6 +73,9 @@ async def console(ray_session, tmp_path_factory):
     g = Grid.start(data_dir=str(tmp_path_factory.mktemp("console")), shards=2, namespace="cg-test-console")
     for cid, body in _contexts():
         g.replace(cid, body)
+    from portal_seed import BILLS, legacy_bills
+
+    legacy_bills(g, "Q0000002", "QA000002", BILLS, suffix="-Q2")  # bills whose lines the console names
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     contacts = ContactsConfig(smtp=SmtpConfig(port=smtp_port),
@@ -125,6 +128,9 @@ async def test_console_end_to_end(console, browser):
     await page.wait_for_selector("#customer:not([hidden])")
     await expect(page.locator("#c-name")).to_have_text("Rachel Green")
     assert "QS000002" in await page.text_content("#c-accounts")
+    # bill lines read as the tariff names them, the same words the portal shows
+    await page.locator("#c-bills details summary").first.click()
+    await expect(page.locator("#c-bills")).to_contain_text("Winter peak energy, tier 1: $76.55")
 
     # a bad address is refused with the field named, and nothing changes
     form = page.locator('form.contact[data-contact-id="QK2"]')

@@ -34,6 +34,15 @@ def shard():
     return s
 
 
+def _replayed(shard, log) -> Shard:
+    """A fresh shard with ``shard``'s records that applied ``log`` (the WAL's ops, as stamped)."""
+    replayed = Shard(0, list(range(PARTITIONS)))
+    replayed.records = shard.records
+    for o in log:
+        replayed.apply(copy.deepcopy(o))
+    return replayed
+
+
 def _op(kind, items, wid):
     return {"kind": kind, "customer_id": None, "write_id": wid, "body": {"items": items}}
 
@@ -72,11 +81,7 @@ def test_enqueue_is_idempotent_and_replay_rebuilds_the_same_outbox(shard):
     assert got["delivered_via"]["channel"] == n["route"][1]["channel"]
     shard.write(copy.deepcopy(log[0]))  # the same enqueue again: nothing new
     assert len(shard.outbox.items) == 8
-    replayed = Shard(0, list(range(PARTITIONS)))
-    replayed.records = shard.records
-    for o in log:
-        replayed.apply(copy.deepcopy(o))
-    assert replayed.outbox.to_blob() == shard.outbox.to_blob()
+    assert _replayed(shard, log).outbox.to_blob() == shard.outbox.to_blob()
     tables, blobs = to_snapshot(shard)
     restored = from_snapshot(tables, blobs)
     assert restored.outbox.to_blob() == shard.outbox.to_blob()
@@ -145,11 +150,7 @@ def test_retention_compacts_finished_messages_through_the_log_and_replays_the_sa
     shard.write({**compact, "write_id": "c2", "body": {"before": "2030-01-01T00:00:00+00:00"}})
     assert len(shard.outbox.items) == 8
     # replaying the log rebuilds the same outbox; snapshots carry the retired groups
-    replayed = Shard(0, list(range(PARTITIONS)))
-    replayed.records = shard.records
-    for o in log:
-        replayed.apply(copy.deepcopy(o))
-    assert replayed.outbox.digest() == shard.outbox.digest()
+    assert _replayed(shard, log).outbox.digest() == shard.outbox.digest()
     tables, blobs = to_snapshot(shard)
     assert from_snapshot(tables, blobs).outbox.group_status(EVENT["id"]) == status
 

@@ -138,7 +138,7 @@
     $("#c-bills").replaceChildren(table(["Period", "Account", "Total", "Lines"], bills.slice(0, 12).map((b) =>
       [b.period_start.slice(0, 7), b.account_id, money(b.total_cents),
         h("details", {}, h("summary", { text: `${b.lines.length} lines` }),
-          h("ul", {}, ...b.lines.map((l) => h("li", { text: `${l.code}: ${money(l.amount_cents)}` }))))])));
+          h("ul", {}, ...b.lines.map((l) => h("li", { text: `${l.label || l.code}: ${money(l.amount_cents)}` }))))])));
     const pays = state.ctx.payments || [];
     $("#c-payments").replaceChildren(table(["Date", "Amount", "Method"], pays.slice(-12).reverse().map((p) =>
       [p.date, money(p.amount_cents), p.method])));
