@@ -157,6 +157,39 @@ async def test_push_receipt_quarantine_and_replay_after_fix(iapi, igrid):
     assert q["total"] == 0
 
 
+# -- regression: imports built records beside the model, so an imported customer lacked its defaults ----------------
+async def test_imported_minimal_customer_has_every_default_and_is_listed_classified_and_billed(iapi):
+    from conftest import follow
+
+    row = {"CUST_ID": "C0008888", "CUST_NAME": "minimal row", "CLASS": "RES", "ACCT_NO": "A0008888",
+           "RATE": "res-tiered", "SP_ID": "S0008888"}
+    r = await iapi.post("/v1/imports/billing-customers", json=[row], headers=auth("operator"))
+    assert r.status == 200, await r.text()
+    assert [x["outcome"] for x in (await r.json())["rows"]] == ["new"]
+    c = await (await iapi.get("/v1/customers/C0008888", headers=auth("operator"))).json()
+    [acct] = c["accounts"]
+    assert {k: acct[k] for k in ("status", "bill_cycle_day", "programs", "billing_address")} == \
+        {"status": "active", "bill_cycle_day": 1, "programs": [], "billing_address": ""}
+    assert acct["service_points"] == [{"service_point_id": "S0008888", "premise_address": "", "meter_id": "",
+                                       "interval_minutes": 60, "has_solar": False, "load_priority": "normal"}]
+    for query, listed in (("has_solar=false", True), ("has_solar=true", False), ("load_priority=normal", True),
+                          ("load_priority=critical", False)):
+        r = await iapi.get(f"/v1/customers?{query}&limit=1000", headers=auth("operator"))
+        assert r.status == 200, (query, await r.text())
+        assert ("C0008888" in [x["customer_id"] for x in (await r.json())["items"]]) == listed, query
+    job = await follow(iapi, await iapi.post("/v1/admin/classify", headers=auth("operator")), auth("operator"))
+    assert job["state"] == "done", job
+    c = await (await iapi.get("/v1/customers/C0008888", headers=auth("operator"))).json()
+    assert c["classification"]["load_priority"] == "normal" and c["classification"]["key_account"] is False
+    r = await iapi.post("/v1/bill-runs", json={"period": "2026-01"}, headers=auth("operator"))
+    assert r.status == 202, await r.text()
+    run = await follow(iapi, r, auth("operator"))
+    assert run["state"] == "done", run
+    # the run reaches the imported account (it has no usage yet, so it is held as no_usage, not skipped or a 5xx)
+    mine = [m for m in run["report"]["mismatches"] if m["customer_id"] == "C0008888"]
+    assert [(m["account_id"], m["outcome"]) for m in mine] == [("A0008888", "no_usage")]
+
+
 async def test_push_csv_and_bad_source_file_is_422_naming_file_and_key(iapi, igrid):
     body = "Account,Paid On,Amount,Method\nA00000006,01/05/2026,\"$1,234.50\",Card\nA00000006,01/05/2026,\"$1,234.50\",Card\n"
     r = await iapi.post("/v1/imports/payments", data=body, headers={**auth("operator"), "Content-Type": "text/csv"})
@@ -410,3 +443,4 @@ async def test_push_after_a_clock_step_back_is_not_skipped(iapi, igrid, monkeypa
     again = await Importer(igrid, igrid.data_dir).push("customer-submeters", rows)
     assert (again.applied, again.skipped) == (1, 0)
     assert (await usage_of(iapi, "C0000011", "S00000011"))["2026-01-21T00:00:00Z"] == 6
+

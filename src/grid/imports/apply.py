@@ -21,6 +21,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from grid.context import validate_replacement
 from grid.errors import InvalidInput, WrongShard
 from grid.timegrid import local_midnight_utc, month_of, next_month, zone
 
@@ -243,6 +244,11 @@ def _records(shard, action, cids, offs, digests, cols, at, refused, touched) -> 
         if new is rec:
             unchanged += 1
             continue
+        try:
+            new = conform(cid, new, at)
+        except InvalidInput as exc:
+            refused.append({"offset": int(offs[i]), "field": exc.field or "row", "reason": exc.detail})
+            continue
         pending[cid] = new
         touched[cid] = 1
     for cid, new in pending.items():
@@ -256,6 +262,21 @@ def _records(shard, action, cids, offs, digests, cols, at, refused, touched) -> 
 
         shard.bills.append(pa.Table.from_pylist(bills, schema=BILL_SCHEMA))
     return unchanged
+
+
+def conform(cid: str, rec: dict, at: str) -> dict:
+    """An imported or changed record through the one context model (``grid.context.validate_replacement``).
+
+    What an import builds is checked as a client's ``PUT`` would be: shapes and bounds checked, ids unique, and
+    every default filled (a service point's ``has_solar`` and ``load_priority``, an account's ``status``,
+    ``programs`` and ``bill_cycle_day``, a program's ``enrolled``), so listing filters, classification and bill
+    runs read an imported customer as any other. A record that does not fit raises ``InvalidInput`` naming the
+    field (``accounts[0].rate_plan_id``): the row goes to quarantine whole. ``version`` is the shard's.
+    """
+    body = {k: v for k, v in rec.items() if k != "version"}
+    out = validate_replacement(cid, body, at)
+    out["version"] = rec.get("version", 0)
+    return out
 
 
 def _need(rec, cid):
@@ -312,7 +333,7 @@ def _upsert_account(shard, rec, cid, acct, sp):
         aid = owner
     pos = next((j for j, a in enumerate(accounts) if a["account_id"] == aid), None)
     if pos is None:
-        a = {"account_id": aid, "customer_id": cid, "status": "active", "rate_plan_id": "", "bill_cycle_day": 1,
+        a = {"account_id": aid, "status": "active", "rate_plan_id": "", "bill_cycle_day": 1,
              "billing_address": "", "programs": [], "service_points": []}
     else:
         a = accounts[pos]
@@ -390,10 +411,13 @@ def _event(shard, rec, cid, cols, i, digest, at):
     rec = _need(rec, cid)
     e = _part(cols, "event.", i)
     payload = {k[len("payload."):]: v for k, v in e.items() if k.startswith("payload.")}
-    item = {"event_id": e.get("event_id") or "EV" + digest[:12], "type": e["type"],
-            "at": dt.datetime.fromtimestamp(int(e["at"]), dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-            "payload": payload}
-    return _append(rec, "events", "event_id", item)
+    eid = e.get("event_id") or "EV" + digest[:12]
+    if any((x.get("detail") or {}).get("event_id") == eid for x in rec["events"]):
+        return rec  # the same source event imported before
+    # the model's Event (ts, type, detail): the source's id rides in the detail, where a re-import finds it
+    item = {"ts": dt.datetime.fromtimestamp(int(e["at"]), dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "type": e["type"], "detail": {**payload, "event_id": eid}}
+    return dict(rec, events=rec["events"] + [item])
 
 
 def _project(shard, rec, cid, cols, i, digest, at):
