@@ -55,23 +55,24 @@ PAYMENTS = [("2026-10-02", 10_000), ("2026-11-03", 12_000)]  # each bill paid in
 SEPTEMBER_DUE_CENTS = 9_480 + 2_390 + 1_175 - 10_000  # due between 2026-10-02 and 2026-11-01
 
 
-def legacy_bills(grid, cid: str, account_id: str) -> None:
-    """Put :data:`BILLS` in the grid the way the billing system's import does (an ``import_rows`` op)."""
+def legacy_bills(grid, cid: str, account_id: str, bills=BILLS, suffix: str = "") -> None:
+    """Put ``bills`` in the grid the way the billing system's import does (an ``import_rows`` op); bill ids get
+    ``suffix`` (they are unique per shard)."""
     import json
 
     import ray
 
     cols = {"bill.bill_id": [], "bill.account_id": [], "bill.period_start": [], "bill.period_end": [],
             "bill.total_cents": [], "bill.lines": []}
-    for bid, start, end, lines in BILLS:
-        for k, v in (("bill_id", bid), ("account_id", account_id), ("period_start", start), ("period_end", end),
+    for bid, start, end, lines in bills:
+        for k, v in (("bill_id", bid + suffix), ("account_id", account_id), ("period_start", start), ("period_end", end),
                      ("total_cents", sum(c for _, _, c in lines)),
                      ("lines", json.dumps([{"code": c, "quantity": q, "unit": "day" if c == "FIXED" else "Wh",
                                             "amount_cents": a} for c, q, a in lines]))):
             cols[f"bill.{k}"].append(v)
-    n = len(BILLS)
+    n = len(bills)
     op = {"kind": "import_rows", "customer_id": None, "write_id": f"portal-seed-bills-{cid}", "at": None,
-          "body": {"source": "portal-seed", "position": {"stream": "bills", "offset": n}, "action": "bill",
+          "body": {"source": "portal-seed", "position": {"stream": f"bills-{cid}", "offset": n}, "action": "bill",
                    "offsets": list(range(1, n + 1)), "customer_id": [cid] * n, "digest": [""] * n, "columns": cols}}
     del op["at"]  # the shard stamps it
     ray.get(grid.owner(cid).write.remote(op), timeout=60)

@@ -360,3 +360,90 @@ async def test_kill_9_of_a_shard_with_alerts_in_its_outbox(world):
     keys = {idempotency_key(oid, f"R-{int(sp[2:])}", "sms") for sp in sps}
     assert not keys & set(before)
     assert {k: n for k, n in sms.handsets.items() if k in keys} == {k: 1 for k in keys}
+
+
+# -- information notices: bill ready, payment due, high bill --------------------------------------------------
+# Customers on feeder F9 (no outage touches them), with legacy bills for September and October 2026.
+NOTICE_SITES = {
+    # billing contact by email; an outage-only contact that must hear nothing of bills
+    "A0000201": ([contact("NB-1", "Bea Billing", ["billing"], [("email", "bea@bills.example", None)]),
+                  contact("NO-1", "Otto Outage", ["outage"], [("email", "otto@bills.example", None)])],
+                 {"high_bill_threshold_cents": 1}, [("2026-10-02", 10_000)]),
+    # billing contact whose only channel is in quiet hours at 3 a.m.: queued, nothing sent now
+    "A0000202": ([contact("NQ-1", "Quinn Quiet", ["billing"], [("sms", phone(202), QUIET)])], {}, []),
+    # billing contact that wants only outage messages: told nothing
+    "A0000203": ([contact("NX-1", "Xavi", ["billing"], [("email", "xavi@bills.example", None)],
+                          messages=["outage"])], {"high_bill_threshold_cents": 1}, []),
+    # paid in full, threshold far above any bill: bill ready only
+    "A0000204": ([contact("NP-1", "Pam Paid", ["billing"], [("email", "pam@bills.example", None)])],
+                 {"high_bill_threshold_cents": 10**9}, [("2026-10-02", 13_045), ("2026-11-02", 12_439)]),
+}
+
+
+@pytest.fixture(scope="module")
+def notice_customers(world):
+    from portal_seed import BILLS, legacy_bills
+
+    g = world["grid"]
+    for cid, (contacts, attrs, payments) in NOTICE_SITES.items():
+        i = int(cid[1:])
+        _, body = site(i, f"Notice {i}", "normal", "F9", contacts, kind="residential", attrs=attrs)
+        body["payments"] = [{"payment_id": f"NP{i}-{n}", "account_id": f"AC{i:07d}", "date": d, "amount_cents": c}
+                            for n, (d, c) in enumerate(payments)]
+        g.replace(cid, body)
+        legacy_bills(g, cid, f"AC{i:07d}", BILLS, suffix=f"-{cid}")
+    return list(NOTICE_SITES)
+
+
+async def _notice(world, ids, **body) -> dict:
+    r = await world["client"].post("/v1/notices", headers=auth("operator"), json={**body, "customer_ids": ids})
+    assert r.status == 202, await r.text()
+    return await r.json()
+
+
+async def _mails_to(sink, address, subject_start, n=1, seconds=20.0) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    while len(got := [m for m in sink.messages if m["to"] == address and m["subject"].startswith(subject_start)]) < n:
+        assert time.monotonic() < deadline, f"no {subject_start!r} to {address}"
+        await asyncio.sleep(0.05)
+    return got
+
+
+async def test_bill_ready_reaches_billing_contacts_once_honouring_quiet_hours(world, notice_customers):
+    sink, sms = world["sink"], world["sms"]
+    out = await _notice(world, notice_customers, type="bill_ready", period="2026-10")
+    assert out["notifications"] == 3  # Bea, Quinn (deferred), Pam; Xavi opted out; Otto is not billing
+    [bea] = await _mails_to(sink, "bea@bills.example", "Your bill for 2026-10 is ready")
+    assert "$124.39" in bea["body"]  # the October bill's total, integer cents formatted
+    await _mails_to(sink, "pam@bills.example", "Your bill for 2026-10 is ready")
+    # declared again (a retried request): the same notifications, none sent twice
+    assert (await _notice(world, notice_customers, type="bill_ready", period="2026-10"))["notifications"] == 3
+    await asyncio.sleep(1.0)
+    bills = [m for m in sink.messages if m["subject"].startswith("Your bill for 2026-10")]
+    assert sorted(m["to"] for m in bills) == ["bea@bills.example", "pam@bills.example"]
+    assert not {"otto@bills.example", "xavi@bills.example"} & {m["to"] for m in sink.messages}
+    # quiet hours honoured: a bill notice is never critical, so Quinn's SMS waits for 07:00
+    assert phone(202) not in {m["to"] for m in sms.accepted.values()}
+    msgs = await (await world["client"].get("/v1/customers/A0000202/messages", headers=auth("agent"))).json()
+    assert [m["state"] for m in msgs["items"] if m["type"] == "bill_ready"] == ["queued"]
+
+
+async def test_payment_due_only_where_money_is_owed(world, notice_customers):
+    sink = world["sink"]
+    out = await _notice(world, notice_customers, type="payment_due", as_of="2026-11-05")
+    # Bea owes the whole October bill (no payment since), Quinn too (deferred); Pam has paid; Xavi opted out
+    assert out["notifications"] == 2
+    [due] = await _mails_to(sink, "bea@bills.example", "Payment of $124.39 due 2026-11-22")
+    assert due["key"]
+    await asyncio.sleep(0.5)
+    assert not [m for m in sink.messages if m["to"] == "pam@bills.example" and m["subject"].startswith("Payment")]
+
+
+async def test_high_bill_above_the_customer_threshold(world, notice_customers):
+    sink = world["sink"]
+    out = await _notice(world, notice_customers, type="high_bill", as_of="2026-11-05")
+    assert out["notifications"] == 1  # Bea (threshold 1 cent); Pam's threshold is never reached; Xavi opted out
+    [high] = await _mails_to(sink, "bea@bills.example", "Your bill this month is heading higher")
+    assert "$0.01 alert you set" in high["body"]
+    await asyncio.sleep(0.5)
+    assert len([m for m in sink.messages if m["subject"].startswith("Your bill this month")]) == 1

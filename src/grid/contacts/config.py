@@ -54,6 +54,8 @@ class ContactsConfig:
     batch: int = 500  # notifications taken from a shard per round (one WAL op per batch and step)
     batches_in_flight: int = 4  # per shard
     poll_s: float = 0.5
+    retention_days: float = 30.0  # finished messages older than this are compacted out of the outbox
+    compact_every_s: float = 3600.0
     timezone: str = DEFAULT_TIMEZONE  # quiet hours are local wall-clock times of the utility
     clock: Callable[[], float] = time.time  # epoch seconds; tests run it at 3 a.m. local
 

@@ -97,12 +97,26 @@ class Dispatcher:
     async def run(self) -> None:
         loops = [asyncio.create_task(self._shard_loop(i)) for i in range(len(self.grid.shards))]
         loops.append(asyncio.create_task(self._escalation_loop()))
+        loops.append(asyncio.create_task(self._retention_loop()))
         try:
             await asyncio.gather(*loops)
         finally:
             for t in loops + list(self._tasks):
                 t.cancel()
             await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
+
+    async def _retention_loop(self) -> None:
+        """Compact finished messages older than ``retention_days`` out of every shard's outbox (a WAL op)."""
+        import datetime as dt
+
+        while True:
+            before = dt.datetime.fromtimestamp(self.clock() - self.config.retention_days * 86400, dt.timezone.utc)
+            for shard in range(len(self.grid.shards)):
+                try:
+                    await self._write(shard, op("outbox_compact", {"before": before.isoformat(timespec="seconds")}))
+                except ContextGridError as exc:  # a restarting shard is compacted next time
+                    log.info("dispatcher: compaction of shard %s skipped (%s)", shard, exc)
+            await asyncio.sleep(self.config.compact_every_s)
 
     def notify(self) -> None:
         """New work was enqueued: look now rather than at the next poll."""

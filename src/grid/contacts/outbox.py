@@ -16,6 +16,10 @@ decision (times, next step, backoff), so a replay rebuilds exactly the same outb
 ``outbox_failed``      a send failed: ``retry`` the same candidate later, ``failover`` to the next one, or
                        ``defer`` the whole notification (quiet hours) until ``not_before``
 ``outbox_acknowledged``  the recipient acknowledged (reply keyword or link): no escalation
+``outbox_compact``     retention: every outage or notice whose notifications are all finished and last
+                       changed before ``before`` (an ISO time in the op) is retired: its notifications are
+                       dropped, its event keeps the counts per state, and a later enqueue into it (a replayed
+                       or retried declaration) adds nothing, so nothing is sent twice after compaction
 =====================  ==================================================================================
 
 States of a notification: ``queued`` -> ``sending`` -> ``sent`` -> ``delivered`` (-> ``acknowledged``), or
@@ -31,7 +35,9 @@ import msgpack
 
 from grid.errors import InvalidInput, NotFound
 
-KINDS = ("outbox_enqueue", "outbox_attempt", "outbox_delivered", "outbox_failed", "outbox_acknowledged")
+KINDS = ("outbox_enqueue", "outbox_attempt", "outbox_delivered", "outbox_failed", "outbox_acknowledged",
+         "outbox_compact")
+FINISHED = frozenset({"sent", "delivered", "acknowledged", "failed"})  # nothing more will be sent
 RANK = {"failed": -1, "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "acknowledged": 4}
 HISTORY = 20  # events kept per notification (attempts are counted, not all listed)
 
@@ -127,6 +133,10 @@ class Outbox:
         """Counts per state and the recipients (up to ``limit``) of one outage or notice on this shard."""
         if group not in self.events:
             return None
+        retired = self.events[group].get("retired")
+        if retired:  # compacted by retention: the counts survive, the recipients do not
+            return {"event": self.events[group], "counts": dict(retired["counts"]), "total": retired["total"],
+                    "recipients": [], "attempts": retired["attempts"]}
         nids = self.by_group.get(group, [])
         counts = Counter(self.items[n]["state"] for n in nids)
         rows = [public_view(self.items[n]) for n in nids if state is None or self.items[n]["state"] == state]
@@ -187,6 +197,10 @@ def prepare(box: Outbox, op: dict) -> dict:
             if not n.get("route"):
                 raise InvalidInput("a notification needs at least one candidate", field=f"notifications[{i}]")
         return op
+    if kind == "outbox_compact":
+        if not isinstance(op["body"].get("before"), str):
+            raise InvalidInput("a compaction needs the time before which finished messages go", field="body.before")
+        return op
     for i, it in enumerate(_items(op)):
         if it.get("nid") not in box.items:
             raise NotFound(f"no message {it.get('nid')!r} in this outbox", field=f"items[{i}].nid")
@@ -198,6 +212,8 @@ def apply(box: Outbox, op: dict) -> dict:
     kind, body, at = op["kind"], op["body"], op["at"]
     if kind == "outbox_enqueue":
         return _enqueue(box, body, at)
+    if kind == "outbox_compact":
+        return compact(box, body["before"], at)
     changed = 0
     for it in body["items"]:
         n = box.items[it["nid"]]
@@ -233,6 +249,8 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
         box.events[group] = dict(ev)
     elif ev.get("update"):
         box.events[group] = {**box.events[group], **ev["update"]}
+    if box.events[group].get("retired"):
+        return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": 0}  # long finished and compacted
     for nid in body.get("escalates", []):
         if nid in box.items:
             box.items[nid]["escalated"] = True
@@ -253,6 +271,32 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
             box.by_address.setdefault(c["address"], []).append(n["nid"])
         added += 1
     return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": added}
+
+
+def compact(box: Outbox, before: str, at: str) -> dict:
+    """Retire every group whose notifications are all finished, none awaiting an acknowledgement, and all last
+    changed before ``before`` (ISO times compare as text: the shard stamps them all in one format).
+
+    Deterministic in (outbox, op): groups are visited in sorted order and every time comes from the op.
+    """
+    retired, dropped = [], 0
+    for group in sorted(box.events):
+        nids = box.by_group.get(group, [])
+        if not nids or box.events[group].get("retired"):
+            continue
+        ns = [box.items[n] for n in nids]
+        if all(n["state"] in FINISHED and n["nid"] not in box.awaiting_ack and n["updated_at"] < before
+               for n in ns):
+            box.events[group] = {**box.events[group], "retired": {
+                "at": at, "total": len(ns), "counts": dict(sorted(Counter(n["state"] for n in ns).items())),
+                "attempts": sum(sum(a["n"] for a in n["attempts"].values()) for n in ns)}}
+            for n in nids:
+                del box.items[n]
+            retired.append(group)
+            dropped += len(nids)
+    if dropped:
+        box._index()  # the indexes are derived from the items
+    return {"kind": "outbox_compact", "retired": retired, "dropped": dropped}
 
 
 def _attempt(n: dict, it: dict) -> None:
