@@ -1,6 +1,8 @@
 """Merge and unmerge across two shards, with a shard killed between any two steps."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from conftest import auth
 
@@ -182,3 +184,33 @@ async def test_a_write_to_a_customer_being_merged_is_refused_not_lost(mgrid, map
     assert rec["attributes"] == {"tenure_years": 3, "vip": True, "paperless": True}
     r = await mapi.patch(f"/v1/customers/{m}", json={"attributes": {"paperless": False}}, headers=auth("operator"))
     assert r.status == 410 and (await r.json())["merged_into"] == s
+
+
+async def test_a_merge_moves_the_portfolios_without_waiting_for_the_next_classification(mgrid, mapi):
+    from conftest import follow
+
+    s, m = _pair(mgrid)
+    H = auth("operator")
+    job = await follow(mapi, await mapi.post("/v1/admin/classify", headers=H), H)
+    assert job["state"] == "done", job
+
+    async def portfolio(account: str) -> dict:
+        page = await (await mapi.get("/v1/portfolios?limit=500", headers=H)).json()
+        for item in page["items"]:
+            p = await (await mapi.get(f"/v1/portfolios/{item['portfolio_id']}", headers=H)).json()
+            if account in p["accounts"]:
+                return p
+        raise AssertionError(f"no portfolio holds {account}")
+
+    assert f"A-{m}" not in (await portfolio(f"A-{s}"))["accounts"]
+    r = await mapi.post("/v1/identity/merges", json={"survivor": s, "merged": m}, headers=H)
+    assert r.status == 200, await r.text()
+    out = await r.json()
+    for _ in range(1200):  # the classification the merge started (polled as its job)
+        job = await (await mapi.get(f"/v1/admin/jobs/{out['classification']['job_id']}", headers=H)).json()
+        if job["state"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert job["state"] == "done", job
+    p = await portfolio(f"A-{s}")
+    assert f"A-{m}" in p["accounts"] and p["customers"] == [s]

@@ -21,6 +21,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from grid.contacts.addresses import normalize_email, normalize_phone
 from grid.context import validate_replacement
 from grid.errors import InvalidInput, WrongShard
 from grid.timegrid import local_midnight_utc, month_of, next_month, zone
@@ -368,11 +369,14 @@ def _upsert_account(shard, rec, cid, acct, sp):
 
 def _contact(c: dict, digest: str) -> dict:
     channels = []
+    # what people type (an email, a mobile in any format) is validated and normalized as a PATCH's channels are
+    # (email-validator, phonenumbers: E.164); a bad address refuses the row naming its column's field
     if c.get("email"):
-        channels.append({"type": "email", "address": c.pop("email"), "preference": 1, "quiet_hours": None})
+        channels.append({"type": "email", "address": normalize_email(str(c.pop("email")).strip(), "contact.email"),
+                         "preference": 1, "quiet_hours": None})
     if c.get("phone"):
-        channels.append({"type": "sms", "address": c.pop("phone"), "preference": len(channels) + 1,
-                         "quiet_hours": None})
+        channels.append({"type": "sms", "address": normalize_phone(str(c.pop("phone")).strip(), "contact.phone"),
+                         "preference": len(channels) + 1, "quiet_hours": None})
     if isinstance(c.get("roles"), str):
         c["roles"] = [r.strip() for r in c["roles"].replace(";", ",").split(",") if r.strip()]
     c.setdefault("contact_id", "K" + digest[:12])
