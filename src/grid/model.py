@@ -200,6 +200,7 @@ class BillLine(Model, kw_only=True):
     """One line of a bill, rounded half-up to the cent."""
 
     code: str
+    label: str = ""  # readable name from the tariff ("Summer peak energy, tier 2"); computed bills carry it
     quantity: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
     unit: str
     amount_cents: Cents
