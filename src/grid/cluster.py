@@ -622,10 +622,10 @@ class Grid:
 
         return await client.reviews(self, state, after, limit)
 
-    async def adecide_review(self, review_id: str, decision: str, by: str = "") -> dict:
+    async def adecide_review(self, review_id: str, decision: str, by: str = "", audit: dict | None = None) -> dict:
         from grid.identity import client
 
-        return await client.decide_review(self, review_id, decision, by)
+        return await client.decide_review(self, review_id, decision, by, audit)
 
     async def amerge(self, survivor: str, merged: str) -> dict:
         """Merge customer ``merged`` into ``survivor`` (durable across shards; a retry finishes it)."""
