@@ -5,12 +5,16 @@ API afterwards), add a project; screenshots at desktop and phone width go to ``a
 """
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM
+from conftest import CHROMIUM, free_port
 from playwright.async_api import expect  # waits on locators: the page's CSP forbids evaluated strings
 from portal_seed import SEPTEMBER_DUE_CENTS, SOLAR, seed
 
@@ -30,22 +34,53 @@ def money(cents: int) -> str:
     return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
 
 
+class Mailbox:
+    """What an SMTP server (aiosmtpd) received: recipient, subject and text of each message."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append({"to": envelope.rcpt_tos[0], "subject": str(msg["Subject"]), "body": msg.get_content()})
+        return "250 OK"
+
+
+def _local_noon_clock():
+    """The dispatcher's clock at today's local noon, running: quiet hours set by a test never hold a notice."""
+    import datetime as dt
+    import time
+
+    from grid.timegrid import DEFAULT_TIMEZONE, zone
+
+    noon = dt.datetime.now(zone(DEFAULT_TIMEZONE)).replace(hour=12, minute=0, second=0, microsecond=0)
+    shift = noon.timestamp() - time.time()
+    return lambda: time.time() + shift
+
+
 @pytest.fixture(scope="module")
 async def portal(grid):
-    """(base URL, aiohttp session as operator) for a gateway with a customer key for ``SOLAR``."""
+    """(base URL, aiohttp session as operator, mailbox) for a gateway with a customer key for ``SOLAR`` and an
+    SMTP server its notices are sent to."""
     import aiohttp
     from aiohttp import web
+    from aiosmtpd.controller import Controller
 
+    from grid.contacts.config import ContactsConfig, SmtpConfig
     from grid.gateway.app import create_app
     from grid.gateway.auth import KeyStore, digest
     from grid.gateway.config import GatewayConfig
     from grid.gateway.portal import setup_portal
 
     seed(grid)
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
     keys = KeyStore([{"id": "browser-ops", "role": "operator", "sha256": digest(OPERATOR_KEY)},
                      {"id": "browser-customer", "role": "customer", "sha256": digest(CUSTOMER_KEY),
                       "customers": [SOLAR]}])
-    app = create_app(grid, GatewayConfig(), keys)
+    contacts = ContactsConfig(smtp=SmtpConfig(port=smtp.port), poll_s=0.05, clock=_local_noon_clock())
+    app = create_app(grid, GatewayConfig(contacts=contacts), keys)
     if "get_current_bill" not in app.router.named_resources():
         setup_portal(app)  # until create_app wires the portal itself
     runner = web.AppRunner(app)
@@ -55,12 +90,13 @@ async def portal(grid):
     port = site._server.sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as http:
-        yield base, http
+        yield base, http, mailbox
     await runner.cleanup()
+    smtp.stop()
 
 
 async def test_portal_end_to_end(portal, browser):
-    base, http = portal
+    base, http, _ = portal
     ARTIFACTS.mkdir(exist_ok=True)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
@@ -166,7 +202,7 @@ async def test_portal_end_to_end(portal, browser):
 
 
 async def test_portal_at_phone_width(portal, browser):
-    base, _ = portal
+    base, _, _ = portal
     ARTIFACTS.mkdir(exist_ok=True)
     context = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                         is_mobile=True, has_touch=True)
@@ -187,7 +223,7 @@ async def test_portal_at_phone_width(portal, browser):
 
 
 async def test_wrong_key_is_refused_in_the_page(portal, browser):
-    base, _ = portal
+    base, _, _ = portal
     page = await browser.new_page()
     await page.goto(f"{base}/portal")
     await page.fill("#key", "not-a-key")
@@ -196,3 +232,32 @@ async def test_wrong_key_is_refused_in_the_page(portal, browser):
     assert "not recognised" in await page.locator("#sign-in-error").text_content()
     assert await page.locator("#app").is_hidden()
     await page.close()
+
+
+async def test_portal_and_payment_reminder_state_the_same_amount_due(portal, browser):
+    """One computation (grid.balances): the figure on the Bills & payments card is the one the payment-due
+    e-mail states, for the same day."""
+    base, http, mailbox = portal
+    page = await browser.new_page()
+    await page.goto(f"{base}/portal?as_of={AS_OF}")
+    await page.fill("#key", CUSTOMER_KEY)
+    await page.click("#sign-in-button")
+    await expect(page.locator("#amount-due")).to_have_text(money(SEPTEMBER_DUE_CENTS))
+    shown = (await page.locator("#amount-due").text_content()).strip()
+    due_by = (await page.locator("#due-date").text_content()).strip()
+    await page.close()
+
+    ctx = await (await http.get(f"/v1/customers/{SOLAR}")).json()
+    billing = {ch["address"] for c in ctx["contacts"] if "billing" in c.get("roles", ())
+               for ch in c["channels"] if ch["type"] == "email"}
+    assert billing
+    r = await http.post("/v1/notices", json={"type": "payment_due", "as_of": AS_OF, "customer_ids": [SOLAR]})
+    assert r.status == 202, await r.text()
+    assert (await r.json())["notifications"] == 1
+    deadline = time.monotonic() + 20
+    while not (mails := [m for m in mailbox.messages if m["to"] in billing and m["subject"].startswith("Payment")]):
+        assert time.monotonic() < deadline, f"no payment reminder to {billing}: {mailbox.messages}"
+        await asyncio.sleep(0.05)
+    [mail] = mails
+    assert mail["subject"] == f"Payment of {shown} due {due_by.removeprefix('by ')}", (mail["subject"], shown, due_by)
+    assert f"A payment of {shown} is due" in mail["body"]

@@ -252,6 +252,11 @@ class Grid:
                               account_id: str | None = None) -> list[dict]:
         return await self._routed(customer_id, "customer_bills", customer_id, period, account_id)
 
+    async def abill_statement(self, customer_id: str, account_id: str | None = None,
+                              as_of: str | None = None) -> dict:
+        """Legacy bills newest first, each account's rate plan and the amount due (``grid.balances``)."""
+        return await self._routed(customer_id, "bill_statement", customer_id, account_id, as_of)
+
     async def acustomer_usage(self, customer_id: str, month: str, service_point_id: str | None = None,
                               resolution: str = "interval") -> dict:
         return await self._routed(customer_id, "customer_usage", customer_id, month, service_point_id, resolution)
@@ -693,10 +698,10 @@ class Grid:
 
         return await client.reviews(self, state, after, limit)
 
-    async def adecide_review(self, review_id: str, decision: str, by: str = "") -> dict:
+    async def adecide_review(self, review_id: str, decision: str, by: str = "", audit: dict | None = None) -> dict:
         from grid.identity import client
 
-        return await client.decide_review(self, review_id, decision, by)
+        return await client.decide_review(self, review_id, decision, by, audit)
 
     async def amerge(self, survivor: str, merged: str) -> dict:
         """Merge customer ``merged`` into ``survivor`` (durable across shards; a retry finishes it)."""

@@ -20,7 +20,7 @@ import uuid
 
 import ray
 
-from grid import billrun, classification, whatif
+from grid import balances, billrun, classification, whatif
 from grid.durable import durable_write
 from grid.errors import DataCorrupt, ShardUnavailable
 from grid.identity import portfolios as identity_portfolios, reads as identity_reads
@@ -168,6 +168,10 @@ class ShardServer:
 
     async def customer_bills(self, customer_id: str, period: str | None, account_id: str | None) -> list[dict]:
         return self.shard.customer_bills(customer_id, period, account_id)
+
+    async def bill_statement(self, customer_id: str, account_id: str | None, as_of: str | None) -> dict:
+        # portal: bills, each account's plan and the amount due in one read (grid.balances)
+        return balances.bill_statement(self.shard, customer_id, account_id, as_of)
 
     async def customer_usage(self, customer_id: str, month: str, service_point_id: str | None,
                              resolution: str) -> dict:

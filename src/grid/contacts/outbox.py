@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from itertools import islice
 
 import msgpack
 
@@ -179,9 +180,11 @@ class Outbox:
         if legacy:
             counts.update(legacy["counts"])
             total, attempts = total + legacy["total"], attempts + legacy["attempts"]
-        rows = [public_view(self.items[n]) for n in nids if state is None or self.items[n]["state"] == state]
+        # only the rows shown are built: a status page polled during a 100k outage must not view every message
+        rows = [public_view(self.items[n]) for n in islice(
+            (n for n in nids if state is None or self.items[n]["state"] == state), limit)]
         return {"event": self.events[group], "counts": dict(counts), "total": total,
-                "recipients": rows[:limit], "attempts": attempts}
+                "recipients": rows, "attempts": attempts}
 
     def for_customer(self, customer_id: str) -> list[dict]:
         return [public_view(self.items[n]) for n in self.by_customer.get(customer_id, [])]

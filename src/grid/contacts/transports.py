@@ -21,7 +21,8 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.text import MIMEText
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import urlencode
 
@@ -104,21 +105,13 @@ class EmailTransport:
                 self._pool.put_nowait(self._client())
         await self.bucket.take()
         client = await self._pool.get()
-        msg = EmailMessage()
-        msg["From"] = self.config.sender
-        msg["To"] = to
-        msg["Subject"] = message.subject or "A message from your utility"
-        msg["Date"] = formatdate(usegmt=True)
-        # the idempotency key as Message-ID: a copy sent again after a lost reply is the same message to
-        # every mail store that de-duplicates (and to our tests)
-        msg["Message-ID"] = f"<{key}@contextgrid>"
-        msg["X-Idempotency-Key"] = key
-        msg.set_content(message.body)
+        raw = text_message(self.config.sender, to, message.subject or "A message from your utility", message.body,
+                           key)
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.send_message(msg)
-            return Outcome("delivered", provider_id=msg["Message-ID"])
+            await client.sendmail(self.config.sender, [to], raw)
+            return Outcome("delivered", provider_id=f"<{key}@contextgrid>")
         except aiosmtplib.SMTPRecipientsRefused as exc:
             await _close(client)  # a fresh connection rather than a half-finished transaction
             return Outcome("permanent", error=f"recipient refused: {exc}")
@@ -135,6 +128,30 @@ class EmailTransport:
         if self._pool is not None:
             while not self._pool.empty():
                 await _close(self._pool.get_nowait())
+
+
+def text_message(sender: str, to: str, subject: str, body: str, key: str) -> bytes:
+    """A text/plain UTF-8 email as bytes.
+
+    ``email.mime`` with the compat32 policy, and ``sendmail`` with our own envelope: ``EmailMessage`` with the
+    default policy (header registry, refolding, address parsing in ``send_message``) cost ~0.6 ms a message,
+    a fifth of the dispatcher's time in the outage benchmark; this costs ~0.13 ms.
+    """
+    msg = MIMEText(body, "plain", "utf-8")
+    msg["From"] = sender
+    msg["To"] = _one_line(to)
+    msg["Subject"] = Header(_one_line(subject), "utf-8") if not subject.isascii() else _one_line(subject)
+    msg["Date"] = formatdate(usegmt=True)
+    # the idempotency key as Message-ID: a copy sent again after a lost reply is the same message to every
+    # mail store that de-duplicates (and to our tests)
+    msg["Message-ID"] = f"<{key}@contextgrid>"
+    msg["X-Idempotency-Key"] = key
+    return msg.as_bytes()
+
+
+def _one_line(value: str) -> str:
+    """compat32 writes header values as given: a line break from a customer's name must not start a header."""
+    return " ".join(value.splitlines())
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:

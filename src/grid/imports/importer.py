@@ -294,7 +294,7 @@ class Importer:
             frame = await self._link_points(frame)
         else:
             records = self._evidence(src, frame)
-            creates = src.does == "upsert" and principal is None
+            creates = src.does == "upsert" and principal is None and src.spec.get("unmatched") != "quarantine"
             res = await linking.resolve(self.grid, records, creates=creates) if records else []
             frame = frame.with_columns(
                 pl.Series("_outcome", [r["outcome"] for r in res], dtype=pl.String),

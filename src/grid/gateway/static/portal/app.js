@@ -127,24 +127,14 @@
   }
 
   // -- past bills, payments and the amount due ------------------------------------------------------------
-  // Per account: the newest bill issued by the day shown, less the payments received on or after its period
-  // end (a payment without an account counts against the first account). Integer cents throughout.
-  function amountDue(bills, payments, day) {
-    const accounts = [...new Set(bills.map((b) => b.account_id))];
-    let due = 0;
-    for (const acct of accounts) {
-      const last = bills.filter((b) => b.account_id === acct).sort((a, b) => (a.period_end < b.period_end ? 1 : -1))[0];
-      const paid = payments.filter((p) => (p.account_id || accounts[0]) === acct && p.date >= last.period_end && p.date <= day)
-        .reduce((s, p) => s + p.amount_cents, 0);
-      due += last.total_cents - paid;
-    }
-    return due;
-  }
+  // The amount due is the server's (GET /bills: grid.balances), the same figure the payment reminder states;
+  // the page only formats it.
   async function loadHistory() {
     const box = $("#history");
     try {
       const day = state.asOf || new Date().toISOString().slice(0, 10);
-      const bills = (await api(customer("/bills"))).items.filter((b) => b.period_end <= day);
+      const data = await api(withAsOf(customer("/bills")));  // bills issued by as_of, and the amount due then
+      const bills = data.items;
       const payments = (state.ctx.payments || []).filter((p) => p.date <= day)
         .sort((a, b) => (a.date < b.date ? 1 : -1));
       box.className = "";
@@ -152,9 +142,12 @@
         box.replaceChildren(h("p", { class: "muted" }, "No bills yet."));
         return;
       }
-      const due = bills.length ? amountDue(bills, payments, day) : 0;
+      const due = data.amount_due_cents;
+      const by = data.amount_due && data.amount_due.due_date;
       box.replaceChildren(
-        h("p", {}, due > 0 ? "Amount due: " : "Nothing due: ", h("strong", { id: "amount-due", class: "big" }, money(due))),
+        h("p", {}, due > 0 ? "Amount due: " : due < 0 ? "In credit: " : "Nothing due: ",
+          h("strong", { id: "amount-due", class: "big" }, money(due)),
+          due > 0 && by ? h("span", { class: "muted", id: "due-date" }, ` by ${by}`) : null),
         h("h3", {}, "Bills"),
         h("ul", { class: "list", id: "bill-history" }, bills.map((b) => h("li", { class: "past-bill", "data-bill-id": b.bill_id },
           h("details", {}, h("summary", {}, `${b.period_start} to ${b.period_end}: `, h("strong", { class: "total" }, money(b.total_cents))),
