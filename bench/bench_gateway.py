@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from factories import populate
-from http_load import run_client, serve
+from http_load import load, serve
 from grid.cluster import Grid
 from grid.gateway.app import create_app
 from grid.gateway.auth import KeyStore, digest
@@ -25,39 +25,8 @@ CUSTOMERS = 500
 KEY = "bench-key-0123456789"
 
 
-CLIENT = r"""
-import asyncio, json, random, sys, time
-import numpy as np
-from aiohttp import ClientSession, TCPConnector
-base, key, ids, n_max, seconds, conc = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-async def main():
-    lat, sent = [], 0
-    deadline = time.perf_counter() + seconds
-    async with ClientSession(connector=TCPConnector(limit=conc), headers={"Authorization": "Bearer " + key}) as s:
-        async def worker():
-            nonlocal sent
-            while sent < n_max and time.perf_counter() < deadline:
-                sent += 1
-                t0 = time.perf_counter()
-                async with s.get(base + "/v1/customers/" + random.choice(ids)) as r:
-                    await r.read()
-                    assert r.status == 200, r.status
-                lat.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(conc)))
-        wall = time.perf_counter() - t0
-    a = np.array(lat)
-    print(json.dumps({"rps": len(lat) / wall, "p50_ms": 1e3 * float(np.percentile(a, 50)),
-                      "p99_ms": 1e3 * float(np.percentile(a, 99)), "n": len(lat)}))
-asyncio.run(main())
-"""
-
-
 async def _load(base: str, ids: list[str]) -> dict:
-    import json
-
-    return await run_client(CLIENT, [base, KEY, json.dumps(ids), str(REQUESTS), str(SECONDS), str(CONCURRENCY)],
-                            SECONDS + 60)
+    return await load(base, KEY, ids, method="GET", requests=REQUESTS, seconds=SECONDS, concurrency=CONCURRENCY)
 
 
 def test_gateway_read_vs_bare_handler(ray_session, tmp_path, benchmark):

@@ -43,6 +43,8 @@ def _port() -> int:
 
 
 class Mailbox:
+    """A mail server's store, counting copies per idempotency key."""
+
     def __init__(self):
         self.keys: Counter[str] = Counter()
 
@@ -54,6 +56,21 @@ class Mailbox:
         return "250 OK"
 
 
+def _smtp_sink(port: int) -> None:
+    """The mail server in its own process, as a real one would be (in the gateway's process it took a third of
+    that process's time); prints the counts as JSON when its stdin closes."""
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    controller.stop()
+    print(json.dumps({"messages": len(box.keys), "duplicates": sum(1 for n in box.keys.values() if n > 1)}),
+          flush=True)
+
+
 def _noon_clock():
     tz = ZoneInfo("America/Los_Angeles")
     target = dt.datetime.now(tz).replace(hour=12, minute=0, second=0, microsecond=0).timestamp()
@@ -63,8 +80,6 @@ def _noon_clock():
 
 @pytest.fixture(scope="module")
 def world(ray_session, tmp_path_factory):
-    from aiosmtpd.controller import Controller
-
     from grid.cluster import Grid
     from grid.synth import generate_base
 
@@ -78,15 +93,16 @@ def world(ray_session, tmp_path_factory):
                              "bench-token", "--fail-rate", "0.3"], stdout=subprocess.PIPE, text=True,
                             env={**os.environ})
     provider_url = proc.stdout.readline().strip()
-    box = Mailbox()
     smtp_port = _port()
-    controller = Controller(box, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
+    smtp = subprocess.Popen([sys.executable, __file__, "--smtp-sink", str(smtp_port)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ})
+    assert smtp.stdout.readline().strip() == "ready"
     first = [c["customer_id"] for c in g.list_customers({}, None, NAIVE_MAX)]
     naive_sps = [sp["service_point_id"] for c in first for a in g.get(c)["accounts"] for sp in a["service_points"]]
-    yield {"grid": g, "provider": provider_url, "smtp_port": smtp_port, "mailbox": box,
+    yield {"grid": g, "provider": provider_url, "smtp_port": smtp_port, "smtp": smtp,
            "naive_sps": naive_sps[:NAIVE_MAX]}
-    controller.stop()
+    if smtp.poll() is None:
+        smtp.kill()
     proc.terminate()
     proc.wait(5)
     g.shutdown()
@@ -195,17 +211,19 @@ async def _batched(world) -> dict:
         declared = await r.json()
         accepted_s = time.perf_counter() - t0
         oid = declared["outage_id"]
-        while True:
-            s = await _status(client, oid)
-            pending = s["counts"].get("queued", 0) + s["counts"].get("sending", 0)
-            if not pending:
-                break
-            assert time.perf_counter() - t0 < 600, s["counts"]
-            await asyncio.sleep(0.05)
-        wall = time.perf_counter() - t0
         d = app[DISPATCHER]
+        polls = 0
+        while True:  # watch the dispatcher's hand-overs here; ask the shards (an O(messages) count) once a second
+            if len(d.handed_over) >= declared["notifications"] or polls % 50 == 0:
+                s = await _status(client, oid)
+                if not s["counts"].get("queued", 0) + s["counts"].get("sending", 0):
+                    break
+            polls += 1
+            assert time.perf_counter() - t0 < 900, s["counts"]
+            await asyncio.sleep(0.02)
         status = s
         lat = np.array([v - t0_epoch for v in d.handed_over.values()]) if d.handed_over else np.zeros(1)
+        wall = float(lat.max())  # declaration to the last hand-over, whatever the polling's granularity
         return {"oid": oid, "notifications": declared["notifications"], "accepted_s": accepted_s, "seconds": wall,
                 "counts": status["counts"], "attempts": status["attempts"], "handed_over": len(d.handed_over),
                 "per_s": len(d.handed_over) / wall, "p50_s": float(np.percentile(lat, 50)),
@@ -221,11 +239,13 @@ async def test_outage_alerts_batched_vs_naive(world):
     batched = await _batched(world)
     async with ClientSession() as s:
         stats = await (await s.get(world["provider"] + "/stats")).json()
-    mail_dups = sum(1 for n in world["mailbox"].keys.values() if n > 1)
+    world["smtp"].stdin.close()
+    mail = json.loads(world["smtp"].stdout.readline())
+    mail_dups = mail["duplicates"]
     lost = batched["notifications"] - batched["counts"].get("sent", 0) - batched["counts"].get("delivered", 0) \
         - batched["counts"].get("acknowledged", 0)
     failed = batched["counts"].get("failed", 0)
-    print(json.dumps({"naive": naive, "batched": batched, "provider": stats, "mail_duplicates": mail_dups}, indent=1))
+    print(json.dumps({"naive": naive, "batched": batched, "provider": stats, "mail": mail}, indent=1))
     print(f"\n{'sender':10} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'p50 s':>7} {'p99 s':>7}")
     print(f"{'naive':10} {naive['messages']:>9} {naive['seconds']:>8.2f} {naive['per_s']:>8.0f}")
     print(f"{'batched':10} {batched['handed_over']:>9} {batched['seconds']:>8.2f} {batched['per_s']:>8.0f} "
@@ -236,3 +256,7 @@ async def test_outage_alerts_batched_vs_naive(world):
     print(f"lost {lost} (failed: every candidate refused {failed}), duplicated {stats['duplicates'] + mail_dups}")
     assert stats["duplicates"] == 0 and mail_dups == 0
     assert lost == failed  # nothing accepted is left unsent; a 'failed' one had no usable candidate left
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--smtp-sink"]:
+    _smtp_sink(int(sys.argv[2]))

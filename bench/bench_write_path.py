@@ -10,13 +10,12 @@ Run: ``.venv/bin/python -m pytest bench/bench_write_path.py -s``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 from aiohttp import web
 
 from factories import populate
-from http_load import run_client, serve
+from http_load import load, serve
 from grid.cluster import Grid
 from grid.gateway.app import create_app
 from grid.gateway.auth import KeyStore, digest
@@ -28,40 +27,9 @@ CLIENTS = int(os.environ.get("BENCH_WRITE_CLIENTS", "8"))
 CUSTOMERS = 200
 KEY = "bench-key-0123456789"
 
-CLIENT = r"""
-import asyncio, json, random, sys, time
-import numpy as np
-from aiohttp import ClientSession, TCPConnector
-base, key, ids, n_max, seconds, conc = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-async def main():
-    lat, sent = [], 0
-    deadline = time.perf_counter() + seconds
-    async with ClientSession(connector=TCPConnector(limit=conc), headers={"Authorization": "Bearer " + key}) as s:
-        async def worker(w):
-            nonlocal sent
-            i = 0
-            while sent < n_max and time.perf_counter() < deadline:
-                sent += 1
-                i += 1
-                body = {"attributes": {"w%d" % w: i}}
-                t0 = time.perf_counter()
-                async with s.patch(base + "/v1/customers/" + random.choice(ids), json=body) as r:
-                    await r.read()
-                    assert r.status == 200, r.status
-                lat.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(conc)))
-        wall = time.perf_counter() - t0
-    a = np.array(lat)
-    print(json.dumps({"rps": len(lat) / wall, "p50_ms": 1e3 * float(np.percentile(a, 50)),
-                      "p99_ms": 1e3 * float(np.percentile(a, 99)), "n": len(lat)}))
-asyncio.run(main())
-"""
-
 
 async def _load(base: str, ids: list[str]) -> dict:
-    return await run_client(CLIENT, [base, KEY, json.dumps(ids), str(REQUESTS), str(SECONDS), str(CLIENTS)],
-                            SECONDS + 60)
+    return await load(base, KEY, ids, method="PATCH", requests=REQUESTS, seconds=SECONDS, concurrency=CLIENTS)
 
 
 def _floor_app(path: str) -> web.Application:

@@ -50,3 +50,23 @@ async def test_bill_routes_answer_a_label_beside_each_code(base_api):
                 legacy += 1
                 assert line["label"] and line["label"] != line["code"], line
     assert seen > 0 and legacy > 0
+
+
+def test_no_shipped_tariff_names_two_lines_alike():
+    """Regression: com-demand (PG&E A-10) priced summer part-peak and peak alike, so both read "Summer peak
+    energy" on a bill. Every line a shipped tariff can put on a bill must read differently from the others."""
+    from grid.tariffs import SHIPPED, compile_checked
+
+    shipped = sorted(SHIPPED.glob("*.json"))
+    assert len(shipped) >= 5
+    for path in shipped:
+        urdb = json.loads(path.read_text())
+        names = period_names(urdb)
+        for charge, got in names.items():
+            assert len(set(got)) == len(got), f"{path.name}: two {charge} periods named alike: {got}"
+        codes = compile_checked(urdb, path.stem).codes
+        labels = [line_label(c, urdb, names) for c in codes]
+        twins = sorted({lb for lb in labels if labels.count(lb) > 1})
+        assert not twins, f"{path.name}: lines {twins} each stand for more than one code of {codes}"
+    assert period_names(json.loads((SHIPPED / "com-demand.json").read_text()))["energy"][3:] == [
+        "Summer part-peak energy", "Summer peak energy"]

@@ -20,10 +20,11 @@ def test_demo_sources_validate_and_fall_back_to_the_dump_csv_without_postgres(tm
     reg = SourceRegistry(tmp_path / "data" / "sources")
     reg.reload(strict=True)
     assert set(reg.sources) == {"billing-db-customers", "billing-db-accounts", "billing-db-bills", "billing-db-payments",
-                                "greenbutton", "key-accounts", "meter-reads"}
+                                "greenbutton", "key-accounts", "meter-reads", "web-contacts"}
     assert {s.kind for n, s in reg.sources.items() if n.startswith("billing-db")} == {"folder"}
     inbox = tmp_path / "data" / "inbox"
     assert (inbox / "billing-db-accounts" / "accounts.csv").exists()
+    assert (inbox / "web-contacts" / "web_contacts.csv").exists()
     assert (inbox / "meter-reads" / "meter_reads.csv").exists() and list((inbox / "greenbutton").glob("*.xml"))
     gb = yaml.safe_load((tmp_path / "data" / "sources" / "greenbutton.yaml").read_text())
     assert gb["options"]["usage_points"] and all(v.startswith("S") for v in gb["options"]["usage_points"].values())

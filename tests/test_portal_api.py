@@ -193,3 +193,56 @@ async def test_openapi_lists_the_portal_routes(api):
                  "/v1/customers/{id}/green"):
         assert path in spec["paths"]
     assert json.dumps(spec["components"]["schemas"]["ScenarioRequest"])
+
+
+async def test_bills_answer_the_amount_due_as_of_a_day(api, seeded):
+    from portal_seed import SEPTEMBER_DUE_CENTS
+
+    # 20 October: only the September bill is out; 10,000 paid on 2 October is against it
+    r = await api.get(f"/v1/customers/{SOLAR}/bills?as_of=2026-10-20", headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    assert [b["bill_id"] for b in data["items"]] == ["B902-2026-09"]
+    assert data["amount_due_cents"] == SEPTEMBER_DUE_CENTS
+    assert data["amount_due"]["due_date"] == "2026-10-22" and data["amount_due"]["as_of"] == "2026-10-20"
+    # without a day: every bill (newest first, as before) and every payment on record: October's bill less the
+    # 12,000 paid on 3 November
+    data = await (await api.get(f"/v1/customers/{SOLAR}/bills", headers=H)).json()
+    assert [b["bill_id"] for b in data["items"]] == ["B902-2026-10", "B902-2026-09"]
+    assert all(line["label"] for b in data["items"] for line in b["lines"])
+    assert data["amount_due_cents"] == 9_480 + 2_390 + 1_175 - 13_045 + 7_655 + 3_570 + 1_214 - 12_000
+    # one account's: the same; an unknown account is a 404 naming the field; a bad day a 4xx naming as_of
+    acct = data["items"][0]["account_id"]
+    one = await (await api.get(f"/v1/customers/{SOLAR}/bills?account_id={acct}", headers=H)).json()
+    assert one["amount_due_cents"] == data["amount_due_cents"]
+    r = await api.get(f"/v1/customers/{SOLAR}/bills?account_id=NOPE", headers=H)
+    assert r.status == 404 and (await problem(r))["field"] == "account_id"
+    r = await api.get(f"/v1/customers/{SOLAR}/bills?as_of=2026-13-01", headers=H)
+    assert 400 <= r.status < 500 and "as_of" in json.dumps(await problem(r))
+    # a customer with no bills owes nothing
+    plain = await (await api.get(f"/v1/customers/{PLAIN}/bills?as_of={AS_OF}", headers=H)).json()
+    assert plain["items"] == [] and plain["amount_due_cents"] == 0 and plain["amount_due"]["due_date"] is None
+
+
+async def test_plan_comparison_bills_only_the_months_with_data(api, grid):
+    from portal_seed import NEWCOMER, NEWCOMER_MONTHS, NO_USAGE, seed_newcomers
+    from grid.timegrid import months_between
+
+    seed_newcomers(grid)
+    r = await api.post(f"/v1/customers/{NEWCOMER}/scenarios?as_of=2026-10-20", json={"plans": ["res-tiered"]},
+                       headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    looked_at = months_between("2025-10", 12)
+    assert data["months"] == NEWCOMER_MONTHS
+    assert data["months_without_data"] == [m for m in looked_at if m not in NEWCOMER_MONTHS]
+    for item in data["items"]:  # three bills per plan, no fixed-charge-only months in the totals
+        assert [b["month"] for b in item["bills"]] == NEWCOMER_MONTHS
+        assert all(b["import_wh"] > 0 for b in item["bills"])
+        assert item["total_cents"] == sum(b["total_cents"] for b in item["bills"])
+    assert len(data["baseline"]["monthly_cents"]) == 3
+    # no reading at all: nothing to compare, every plan at zero over no months
+    data = await (await api.post(f"/v1/customers/{NO_USAGE}/scenarios?as_of=2026-10-20",
+                                 json={"plans": ["res-tiered"]}, headers=H)).json()
+    assert data["months"] == [] and data["months_without_data"] == looked_at
+    assert [(i["total_cents"], i["bills"]) for i in data["items"]] == [(0, []), (0, [])]

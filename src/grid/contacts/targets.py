@@ -10,8 +10,7 @@ load's outage alert is sent whatever the preferences say, because a hospital on 
 """
 from __future__ import annotations
 
-import datetime as dt
-
+from grid.balances import DUE_DAYS, amount_due
 from grid.contacts.outbox import idempotency_key, notification_id
 from grid.errors import InvalidInput
 
@@ -182,18 +181,13 @@ def _notice_vars(shard, rec: dict, notice: dict) -> dict | None:
         if not bills:
             return None
         return {"period": notice["period"], "total_cents": sum(b["total_cents"] for b in bills)}
-    if kind == "payment_due":
-        bills = shard.customer_bills(cid)
-        if not bills:
+    if kind == "payment_due":  # the amount the portal shows (grid.balances: one computation for both)
+        due = amount_due(shard.customer_bills(cid), rec.get("payments", []),
+                         [a["account_id"] for a in rec["accounts"]], notice.get("as_of"),
+                         notice.get("due_days", DUE_DAYS))
+        if due["amount_due_cents"] <= 0:
             return None
-        last = max(bills, key=lambda b: b["period_end"])
-        paid = sum(int(p.get("amount_cents", 0)) for p in rec.get("payments", [])
-                   if str(p.get("date", "")) >= last["period_end"])
-        due = sum(b["total_cents"] for b in bills if b["period_end"] == last["period_end"]) - paid
-        if due <= 0:
-            return None
-        due_date = (dt.date.fromisoformat(last["period_end"]) + dt.timedelta(days=notice.get("due_days", 21)))
-        return {"amount_due_cents": due, "due_date": due_date.isoformat()}
+        return {"amount_due_cents": due["amount_due_cents"], "due_date": due["due_date"]}
     if kind == "high_bill":
         return high_bill_vars(shard, rec, notice)
     raise InvalidInput(f"unknown notice type {kind!r}", field="type")

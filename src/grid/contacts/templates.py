@@ -38,15 +38,19 @@ class Templates:
         loader = (jinja2.FileSystemLoader(directory) if directory
                   else jinja2.PackageLoader("grid.contacts", "templates"))
         # text messages, not HTML: no autoescape (email is sent as text/plain)
+        # auto_reload off: templates ship with the code; a stat per message was a tenth of rendering's cost
         self.env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,
-                                      keep_trailing_newline=False, trim_blocks=False)
+                                      keep_trailing_newline=False, trim_blocks=False, auto_reload=False)
+        self._chosen: dict[tuple[str, str, str], jinja2.Template] = {}  # compiled once per (type, channel, language)
         tz = ZoneInfo(timezone)
         self.env.filters["cents"] = _cents
         self.env.filters["local"] = lambda iso: _local(iso, tz)
 
     def render(self, message_type: str, channel: str, language: str, variables: dict) -> Rendered:
-        names = [f"{language}/{message_type}.{channel}.j2", f"{FALLBACK_LANGUAGE}/{message_type}.{channel}.j2"]
-        template = self.env.select_template(names)
+        template = self._chosen.get((message_type, channel, language))
+        if template is None:
+            names = [f"{language}/{message_type}.{channel}.j2", f"{FALLBACK_LANGUAGE}/{message_type}.{channel}.j2"]
+            template = self._chosen[(message_type, channel, language)] = self.env.select_template(names)
         text = template.render(**variables).strip()
         subject = None
         if text.startswith("Subject:"):

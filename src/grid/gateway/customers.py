@@ -68,11 +68,12 @@ async def get_bills(request: web.Request) -> web.Response:
         items = [{**i, "computed": labelled(request, i["computed"], i["rate_plan_id"]),
                   "legacy": labelled(request, i["legacy"], i["rate_plan_id"])} for i in items]
         return respond(request, {"items": items}, "bills")
-    bills = await request.app[GRID].acustomer_bills(cid, p.get("period"), p.get("account_id"))
-    if any(b.get("lines") for b in bills):  # readable line names need each account's tariff
-        plans = {a["account_id"]: a.get("rate_plan_id") for a in await request.app[GRID].aaccounts(cid)}
-        bills = [labelled(request, b, plans.get(b["account_id"])) for b in bills]
-    return respond(request, {"items": bills}, "bills")
+    # the legacy bills, each account's plan (readable line names need its tariff) and the amount due, in one
+    # read of the owning shard (grid.balances: the same amount the payment-due notice states)
+    data = await request.app[GRID].abill_statement(cid, p.get("account_id"), p.get("as_of"))
+    bills = [labelled(request, b, data["plans"].get(b["account_id"])) for b in data["items"]]
+    due = data["amount_due"]
+    return respond(request, {"items": bills, "amount_due_cents": due["amount_due_cents"], "amount_due": due}, "bills")
 
 
 def labelled(request: web.Request, bill: dict | None, plan: str | None) -> dict | None:

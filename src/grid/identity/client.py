@@ -47,11 +47,13 @@ async def resolve(grid, records, write: bool = False) -> list[Resolution]:
 
 
 async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
-    """The importer's contract (``grid.imports.linking``): one dict per row, nothing written.
+    """The importer's contract (``grid.imports.linking``): one dict per row.
 
     ``{"outcome", "customer_id", "service_point_id", "interval_minutes", "evidence"}``; a ``new`` row gets the
     customer id it names, or the id derived from its record key when it has a name to make a customer of
-    (otherwise ``unresolved``); ``evidence`` is the full resolution.
+    (otherwise ``unresolved``); ``evidence`` is the full resolution. The one thing written is a ``review``
+    row's review item (WAL first, on the proposed customer's shard; idempotent by record), so a reviewer finds it
+    in ``GET /v1/identity/reviews``; the importer quarantines the row, and a replay after the decision links it.
     """
     rules = grid.identity_rules.current
     evs = decode_records([_evidence_dict(r) for r in records])
@@ -60,8 +62,11 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
     queries = [query(rules, ev) for ev in evs]
     found = await _lookup(grid, rules, [(record_key(ev), keys) for ev, (_, keys) in zip(evs, queries)])
     out = []
+    reviews = []
     for ev, (m, _), f in zip(evs, queries, found):
         res = decide(rules, ev, m, f)
+        if res.outcome == "review":
+            reviews.append(_record(grid, ev, m, res))
         outcome = res.outcome
         if outcome == "new":
             # a row with only keys nobody has (a usage row of an unknown meter) cannot make a customer
@@ -78,6 +83,7 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
                     "service_point_id": point[0] if point and res.outcome == "link" else None,
                     "interval_minutes": point[1] if point and res.outcome == "link" else None,
                     "evidence": to_builtins(res)})
+    await asyncio.gather(*reviews)
     return out
 
 
@@ -134,8 +140,11 @@ async def find_review(grid, review_id: str) -> dict:
     raise NotFound(f"no review {review_id!r}", field="id")
 
 
-async def decide_review(grid, review_id: str, decision: str, by: str = "") -> dict:
-    """Record a reviewer's ``same`` / ``different``: durable on the proposed customer's shard, for good."""
+async def decide_review(grid, review_id: str, decision: str, by: str = "", audit: dict | None = None) -> dict:
+    """Record a reviewer's ``same`` / ``different``: durable on the proposed customer's shard, for good.
+
+    ``audit`` (the gateway's block: who, route, request id) rides in the op, so the proposed customer's audit
+    trail shows who decided, when and what (grid.audit)."""
     from grid.cluster import make_op
 
     if decision not in ("same", "different"):
@@ -143,6 +152,9 @@ async def decide_review(grid, review_id: str, decision: str, by: str = "") -> di
     r = await find_review(grid, review_id)
     op = make_op("identity_decide", r["customer_id"], {"review_id": review_id, "decision": decision, "by": by},
                  write_id(r["record_key"], "decide:" + decision, r["customer_id"]))
+    if audit is not None:
+        op["audit"] = {**audit, "changes": {"review_id": review_id, "record_key": r["record_key"],
+                                            "decision": decision}}
     await grid.awrite(op)
     return _review_view(await find_review(grid, review_id))
 

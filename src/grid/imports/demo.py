@@ -7,8 +7,10 @@ On the first start the generator writes the sources a utility has next to the de
   loaded once with the billing dump, followed by the ``billing-db-*`` sources (snapshot, then logical
   decoding; payments by polling). Its DSN is handed over in ``CONTEXTGRID_BILLING_DSN``. Without PostgreSQL
   the dump's CSV tables are dropped into watched folders instead;
-- drops the meter-data export, the Green Button files (with their usage point registrations) and the
-  key-accounts workbook into watched folders, whose sources it writes under ``<data dir>/sources``;
+- drops the meter-data export, the Green Button files (with their usage point registrations), the
+  key-accounts workbook and the web form's contact submissions into watched folders, whose sources it writes
+  under ``<data dir>/sources``. The workbook and the web form carry no customer id: identity resolution
+  decides whose each row is (:func:`feed_web_contacts`);
 - matches the county tax roll to the premises (:mod:`grid.imports.taxroll`) once the base is loaded.
 
 Everything is imported by the running gateway's watchers and followers, so ``GET /v1/imports`` shows the rows
@@ -43,6 +45,19 @@ KEY_ACCOUNTS_SOURCE = {
     "identity": {"account_id": "Account #", "name": "Customer", "address": "Site Address"},
     "fields": {"customer.attributes.key_account_manager": "Acct Mgr",
                "customer.attributes.key_account_notes": "Notes"}}
+
+
+def feed_web_contacts(data_dir: Path, feeds: Path) -> None:
+    """The web form's submissions (``web_contacts.csv``) into the ``web-contacts`` source's watched folder.
+
+    The source (``sources/web-contacts.yaml``) joins the two name boxes into one name and hands every row's
+    evidence (name, e-mail, mobile, service address, account number as typed) to ``grid.identity``: a row lands
+    as a contact on the customer it belongs to, an undecided one becomes a review item and waits in quarantine,
+    a stranger's is quarantined as unresolved.
+    """
+    spec = yaml.safe_load((EXAMPLES / "web-contacts.yaml").read_text())
+    _write_source(data_dir / "sources", spec)
+    _drop(feeds / "web_contacts.csv", data_dir / spec["location"])
 
 
 def _write_source(folder: Path, spec: dict) -> None:
@@ -118,6 +133,7 @@ def prepare(data_dir: str | Path, base_dir: str | Path, *, meter_days: int = 2) 
         _drop(f, inbox / "greenbutton")
     _write_source(sources, KEY_ACCOUNTS_SOURCE)
     _drop(feeds / "key_accounts.xlsx", inbox / "key-accounts")
+    feed_web_contacts(data_dir, feeds)
     lines.append(f"sources: {', '.join(sorted(p.stem for p in sources.glob('*.yaml')))} "
                  f"(progress: GET /v1/imports)")
     return lines

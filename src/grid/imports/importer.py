@@ -305,7 +305,7 @@ class Importer:
         held = _held_bad(batch, mapped, offsets, outcome)
         frame = mapped.frame.with_columns(pl.Series("_off", offsets[mapped.frame.get_column("_i").to_numpy()]))
         records = self._evidence(src, frame)
-        creates = src.does == "upsert" and principal is None
+        creates = src.does == "upsert" and principal is None and src.spec.get("unmatched") != "quarantine"
         res = await linking.resolve(self.grid, records, creates=creates) if records else []
         frame = frame.with_columns(
             pl.Series("_outcome", [r["outcome"] for r in res], dtype=pl.String),

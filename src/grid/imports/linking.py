@@ -40,11 +40,15 @@ async def resolve(grid: Any, records: list[dict], creates: bool = False) -> list
     """One resolution per evidence record (see the module docstring).
 
     ``creates``: the rows may create a customer they name (an upsert with a name), so an unknown
-    ``customer_id`` is the outcome ``new`` rather than ``unresolved``.
+    ``customer_id`` is the outcome ``new`` rather than ``unresolved``. Without it (customer entry, a source
+    with ``unmatched: quarantine`` such as a web form strangers fill in) a row nobody matches is ``unresolved``.
     """
     external = _identity_resolver()
     if external is not None:
-        return await external(grid, records)
+        out = await external(grid, records)
+        if not creates:  # the rows may not make a customer: nobody found is nobody found
+            out = [dict(r, outcome="unresolved", customer_id=None) if r["outcome"] == "new" else r for r in out]
+        return out
     wanted: dict[str, set[str]] = {k: set() for k in KEY_ORDER}
     for r in records:
         for k in KEY_ORDER:

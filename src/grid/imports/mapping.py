@@ -15,9 +15,16 @@ Target types and the conventions they follow (DOMAIN.md sections 1, 3 and 7):
   time that does not exist (spring forward) is bad.
 * ``date``: ISO ``YYYY-MM-DD`` text. ``format`` is a strptime pattern for both; without it ISO 8601 is read.
 * ``boolean``: true/false, yes/no, y/n, 1/0, x (a ticked cell) and empty.
+
+A field is picked from one ``column``, a JSON ``path``, a constant ``value``, or built from several columns by a
+``template`` such as ``"{first_name} {last_name}"`` (a web form's two name boxes -> ``contact.name``): each
+``{column}`` is the column's trimmed text; a row where every named column is empty gets no value, otherwise the
+empty ones count as empty text, runs of spaces fold into one and the ends are trimmed (``"{first} {last}"``
+with no first name gives ``"Smith"``). The joined text then goes through the same steps as a column's.
 """
 from __future__ import annotations
 
+import string
 import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +70,10 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "project": (("project",), ("project.name", "project.start_date", "project.expected_kwh_per_month")),
 }
 EVIDENCE = ("customer_id", "account_id", "service_point_id", "meter_id", "entity_id", "tax_id", "email", "phone",
-            "name", "address")
+            "name", "address", "record_id")
+# the row's own id in its source (a web form's submission id): names the record to the resolver, so a reviewer's
+# decision about it holds when it is replayed; it says nothing about whose the row is
+RECORD_ID = "record_id"
 ENUMS = {"customer.kind": ("residential", "commercial", "industrial", "public"),
          "account.status": ("active", "closed"), "service_point.load_priority": ("normal", "priority", "critical"),
          "service_point.interval_minutes": (15, 30, 60)}
@@ -83,6 +93,8 @@ class FieldRule:
     path: list[str] | None = None
     value: Any = None
     has_value: bool = False
+    template: list[tuple[str, str | None]] | None = None  # (literal text, column or None), in order
+    template_text: str | None = None
     format: str | None = None
     timezone: str = "UTC"
     scale: int = 1
@@ -97,6 +109,8 @@ class FieldRule:
     def source_name(self) -> str:
         if self.has_value:
             return "<constant>"
+        if self.template_text is not None:
+            return self.template_text
         return ".".join(self.path) if self.path else str(self.column)
 
 
@@ -122,6 +136,8 @@ def compile_field(target: str, spec: Any, where: str, default_tz: str, required:
                      format=spec.get("format"), decimal=spec.get("decimal", "."))
     if "value" in spec:
         rule.value, rule.has_value = spec["value"], True
+    elif "template" in spec:
+        rule.template, rule.template_text = parse_template(spec["template"], f"{where}.template"), spec["template"]
     elif "path" in spec:
         rule.path = str(spec["path"]).split(".")
     else:
@@ -150,6 +166,29 @@ def compile_field(target: str, spec: Any, where: str, default_tz: str, required:
     return rule
 
 
+def parse_template(text: Any, where: str) -> list[tuple[str, str | None]]:
+    """``"{first_name} {last_name}"`` -> ``[("", "first_name"), (" ", "last_name")]``; a bad one is a 422.
+
+    Only plain ``{column}`` references: a format spec or conversion (``{x:>5}``, ``{x!r}``) would be Python
+    formatting the mapping does not do, and a template naming no column is a constant (use ``value``).
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"{where}: a template is text like '{{first_name}} {{last_name}}'", field=where)
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:  # an unmatched brace
+        raise InvalidInput(f"{where}: {exc} in {text!r}", field=where) from None
+    out = []
+    for literal, name, spec, conversion in parts:
+        if name is not None and (not name.strip() or spec or conversion):
+            raise InvalidInput(f"{where}: {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+                               f" is not a column reference (write {{column}})", field=where)
+        out.append((literal, name))
+    if not any(name for _, name in out):
+        raise InvalidInput(f"{where}: the template names no column", field=where)
+    return out
+
+
 @dataclass
 class Mapped:
     """A mapped batch: good rows as columns (target field names, ``_i`` = row index in the batch) and bad ones."""
@@ -159,6 +198,8 @@ class Mapped:
 
 
 def _pick(rows, rule: FieldRule, n: int) -> pl.Series:
+    if rule.template is not None:
+        return _template(rows, rule, n)
     if rule.has_value:
         return pl.Series(rule.target, [rule.value] * n, strict=False)
     if isinstance(rows, pl.DataFrame):
@@ -186,6 +227,23 @@ def _pick(rows, rule: FieldRule, n: int) -> pl.Series:
         return pl.Series(rule.target, values, strict=False)
     except (TypeError, ValueError, pl.exceptions.PolarsError):  # mixed cell types: read them as text
         return pl.Series(rule.target, [None if v is None else str(v) for v in values], dtype=pl.String)
+
+
+def _template(rows, rule: FieldRule, n: int) -> pl.Series:
+    """The template's columns joined row by row (see the module docstring), as one polars expression."""
+    names = list(dict.fromkeys(name for _, name in rule.template if name))
+    cols = [_pick(rows, FieldRule(f"c{k}", "string", column=name), n).cast(pl.String).str.strip_chars()
+            .alias(f"c{k}") for k, name in enumerate(names)]
+    key = {name: f"c{k}" for k, name in enumerate(names)}
+    parts = []
+    for literal, name in rule.template:
+        if literal:
+            parts.append(pl.lit(literal))
+        if name:
+            parts.append(pl.col(key[name]).fill_null(""))
+    empty = pl.all_horizontal([pl.col(c).fill_null("") == "" for c in key.values()])
+    joined = pl.concat_str(parts).str.replace_all(r"\s+", " ").str.strip_chars()
+    return pl.DataFrame(cols).select(pl.when(empty).then(None).otherwise(joined).alias(rule.target)).to_series()
 
 
 def _exact_units(s: pl.Series, scale: int, decimal: str) -> pl.Series:

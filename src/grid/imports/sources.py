@@ -12,11 +12,13 @@ A source file::
     options: {delimiter: auto, encoding: auto, header_row: 1, sheets: [...], columns: [...]}
     timezone: America/New_York    # local date-times without an offset are in this zone
     does: usage                   # upsert | usage | bill | payment | event | project
+    unmatched: create             # a row no customer matches: create one (upsert, the default) or quarantine
     identity:                     # evidence of whose row this is (grid.imports.linking / grid.identity)
       meter_id: MeterNo
     fields:                       # context field -> column (shorthand) or a full rule (grid.imports.mapping)
       usage.start: {column: Read Time, format: "%m/%d/%Y %H:%M"}
       usage.import_wh: {column: kWh, unit: kWh}
+      # contact.name: {template: "{First} {Last}"}   several columns joined (web forms)
 
 A bad file raises :class:`grid.errors.InvalidInput` (422) whose ``field`` is ``<file>:<key path>``.
 """
@@ -32,7 +34,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from grid.errors import InvalidInput
-from grid.imports.mapping import ACTIONS, EVIDENCE, FieldRule, Mapping, compile_field
+from grid.imports.mapping import ACTIONS, EVIDENCE, RECORD_ID, FieldRule, Mapping, compile_field
 
 SCHEMA_PATH = Path(__file__).with_name("source.schema.json")
 _validator = Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
@@ -123,7 +125,7 @@ def compile_source(spec: dict, file: str = "<source>") -> Source:
         rule = compile_field(name, fspec, where, tz)
         evidence.append(rule)
     has_evidence = {e.target for e in evidence} | {n for n, fs in IMPLIED_EVIDENCE.items() if targets & set(fs)}
-    if not has_evidence & set(EVIDENCE):
+    if not has_evidence & (set(EVIDENCE) - {RECORD_ID}):
         where = _where(file, ["identity"])
         raise InvalidInput(f"{where}: no column tells whose row it is (give identity evidence)", field=where)
     if does == "usage" and not has_evidence & {"service_point_id", "meter_id"}:

@@ -3,7 +3,8 @@ not on line 1, typed cells (numbers, dates and booleans arrive as such, not as t
 
 Options: ``sheets`` (names to read, in order; default the first sheet; ``"*"`` every sheet), ``header_row``
 (1-based row of the header within each sheet, or ``auto``, the default: the first row with at least half its
-cells filled, since department spreadsheets put a title and a blank line above the table). Rows carry a
+cells filled, since department spreadsheets put a title and a blank line above the table; or a mapping of sheet
+name -> row or ``auto`` when a workbook's sheets differ, a summary sheet's header lower than the detail's). Rows carry a
 ``_sheet`` column with their sheet's name; a row whose cells are all empty is skipped. Offsets count data rows
 over the sheets in order.
 """
@@ -67,7 +68,10 @@ class SpreadsheetReader:
             cells = self.book.get_sheet_by_name(name).to_python(skip_empty_area=False)
             if not cells:
                 continue
-            h = _header_index(cells, self.info.options.get("header_row", "auto"))
+            wanted = self.info.options.get("header_row", "auto")
+            if isinstance(wanted, dict):
+                wanted = wanted.get(name, "auto")
+            h = _header_index(cells, wanted)
             header = [str(c).strip() if c not in ("", None) else f"column{j + 1}" for j, c in enumerate(cells[h])]
             for values in cells[h + 1:]:
                 vals = [_cell(v) for v in values]
