@@ -31,7 +31,7 @@ from grid.errors import ContextGridError, InvalidInput, ShardUnavailable
 from grid.imports import linking, routing
 from grid.imports.files import FileLedger, row_hashes
 from grid.imports.mapping import EVIDENCE
-from grid.imports.quarantine import Quarantine
+from grid.imports.quarantine import Quarantine, raw_texts, recover
 from grid.imports.readers import Batch, open_file
 from grid.imports.sources import IMPLIED_EVIDENCE, Source, SourceRegistry
 from grid.partitions import partitions_of
@@ -69,6 +69,7 @@ class Prepared:
     mapped: Any
     hashes: np.ndarray
     dropped: int = 0
+    from_file: bool = False  # its rows can be read again at their position (a refusal needs no copy of them)
 
 
 @dataclass
@@ -195,7 +196,9 @@ class Importer:
                         batch = await loop.run_in_executor(None, next, gen, done)
                         if batch is done:
                             break
-                        await ready.put(await loop.run_in_executor(None, self.prepare, src, batch, skip))
+                        prep = await loop.run_in_executor(None, self.prepare, src, batch, skip)
+                        prep.from_file = True
+                        await ready.put(prep)
                     await ready.put(done)
                 except BaseException as exc:  # handed to the writer, which raises it
                     await ready.put(exc)
@@ -277,7 +280,8 @@ class Importer:
         t0 = time.perf_counter()
         batch = prep.batch
         try:
-            rcpt = await self._write_batch(src, batch, prep.mapped, principal, per_row, known)
+            rcpt = await self._write_batch(src, batch, prep.mapped, principal, per_row, known,
+                                           keep_raw=not prep.from_file)
         except ContextGridError as exc:
             prog.state, prog.last_error = "failed", exc.detail
             raise
@@ -295,9 +299,9 @@ class Importer:
         return rcpt
 
     async def _write_batch(self, src: Source, batch: Batch, mapped, principal, per_row: bool,
-                           known: dict | None = None) -> Receipt:
+                           known: dict | None = None, keep_raw: bool = True) -> Receipt:
         if src.does == "usage":
-            return await self._write_usage(src, batch, mapped, principal, per_row, known)
+            return await self._write_usage(src, batch, mapped, principal, per_row, known, keep_raw)
         stream = str(batch.position["stream"])
         offsets = batch.offset_array()
         rcpt = Receipt(position=batch.position)
@@ -333,13 +337,14 @@ class Importer:
         if per_row:
             for i, out, cid in good.select("_i", "_outcome", "_cid").iter_rows():
                 outcome[i] = {"outcome": "linked" if out == "link" else "new", "customer_id": cid}
-        results = await self._send(src, batch, good)
+        results = await self._send(src, batch, good, keep_raw)
         return self._settle(src, batch, offsets, results, outcome, rcpt, per_row)
 
     async def _write_usage(self, src: Source, batch: Batch, mapped, principal, per_row: bool,
-                           known: dict | None) -> Receipt:
+                           known: dict | None, keep_raw: bool) -> Receipt:
         """A usage batch (``grid.imports.routing``): rows linked by their distinct service points or meters,
-        routed and packed per shard with numpy; the same outcomes and quarantine as any other batch."""
+        routed and packed per shard with numpy; the same outcomes and quarantine as any other batch
+        (``keep_raw`` as in :meth:`_send`)."""
         stream = str(batch.position["stream"])
         offsets = batch.offset_array()
         rcpt = Receipt(position=batch.position)
@@ -372,8 +377,9 @@ class Importer:
                 outcome[int(at[i])] = {"outcome": "linked", "customer_id": cids[row_cid[i]]}
         first = int(offsets[0]) if offsets.size else 0
         row_off = offsets[at]
+        raw = raw_texts(_raw_rows(batch.text_rows(), at[good].tolist())) if keep_raw else None
         results = await self._retried(src, lambda: routing.usage_ops(
-            self.grid, src.name, batch.position, first, frame, row_off, good, points, cids, row_cid))
+            self.grid, src.name, batch.position, first, frame, row_off, good, points, cids, row_cid, raw))
         return self._settle(src, batch, offsets, results, outcome, rcpt, per_row)
 
     def _settle(self, src: Source, batch: Batch, offsets: np.ndarray, results: list[dict], outcome: dict,
@@ -389,7 +395,7 @@ class Importer:
                 k = int(np.searchsorted(offsets, r["offset"]))  # offsets ascend within a batch
                 i = k if k < offsets.size and offsets[k] == r["offset"] else None
                 refused.append({"stream": stream, "offset": r["offset"],
-                                "row": _raw_row(batch.text_rows(), i) if i is not None else None,
+                                "row": _raw_row(batch.text_rows(), i) if i is not None else json.loads(r["row"] or "null"),
                                 "field": r["field"], "reason": "refused", "detail": r["reason"]})
                 if i is not None:
                     outcome[i] = {"outcome": "quarantined", "field": r["field"], "reason": r["reason"]}
@@ -423,14 +429,21 @@ class Importer:
                     r[k] = v
         return out
 
-    async def _send(self, src: Source, batch: Batch, good: pl.DataFrame) -> list[dict]:
-        """One ``import_rows`` op per shard (rows or none, and the batch's position); retried through restarts."""
+    async def _send(self, src: Source, batch: Batch, good: pl.DataFrame, keep_raw: bool = True) -> list[dict]:
+        """One ``import_rows`` op per shard (rows or none, and the batch's position); retried through restarts.
+
+        ``keep_raw``: the op carries the rows' raw text too, so a refused row keeps it (grid.imports.quarantine);
+        batches read from a file need not (the file is read again)."""
         grid = self.grid
         fields = [c for c in good.columns if not c.startswith(("_", "id."))]
         if good.height:
             good = good.with_columns(pl.Series("_digest", [_digest(r) for r in good.select(fields).iter_rows()]))
         first = int(batch.offset_array()[0]) if len(batch) else 0
         last = int(batch.position["offset"])
+        raw_of = {}
+        if keep_raw and good.height:
+            idx = good.get_column("_i").to_list()
+            raw_of = dict(zip(idx, raw_texts(_raw_rows(batch.text_rows(), idx))))
 
         def ops():
             table = grid.table
@@ -451,6 +464,8 @@ class Importer:
                         "customer_id": sub.get_column("_cid").to_list(),
                         "digest": sub.get_column("_digest").to_list() if sub.height else [],
                         "columns": {c: sub.get_column(c).to_list() for c in fields}}
+                if keep_raw:
+                    body["raw"] = [raw_of[i] for i in sub.get_column("_i").to_list()]
                 out.append((s, {"kind": "import_rows", "customer_id": None, "write_id": wid, "body": body}))
             return out
 
@@ -471,23 +486,18 @@ class Importer:
 
     # -- quarantine -------------------------------------------------------------------------------------------
     async def quarantined(self, source: str) -> list[dict]:
-        """The source's quarantine, plus rows a shard refused that the file lacks (the importer died between
-        the shard's acknowledgement and its own quarantine write): those show without their raw row."""
-        self.registry.get(source)
-        entries = self.quarantine.entries(source)
-        ids = {e["id"] for e in entries} | self.quarantine.resolved(source)
-        for view in await self.grid.aimport_view(source):
-            for r in view["rejected"]:
-                rid = f"{r['stream']}:{r['offset']}"
-                if rid not in ids:
-                    ids.add(rid)
-                    entries.append({"id": rid, "stream": r["stream"], "offset": r["offset"], "row": None,
-                                    "field": r["field"], "reason": "refused", "detail": r["reason"]})
-        return entries
+        """The source's quarantine, plus rows a shard refused whose entry was lost (the importer died between
+        the shard's acknowledgement and its own quarantine write), recovered with their row
+        (``grid.imports.quarantine.recover``)."""
+        src = self.registry.get(source)
+        views = await self.grid.aimport_view(source)
+        return await asyncio.get_running_loop().run_in_executor(None, recover, self.quarantine, self.files, src,
+                                                                views)
 
     async def replay(self, source: str) -> Receipt:
         """Run a source's quarantined rows through its current mapping; rows that go through leave quarantine."""
         src = self.registry.get(source)
+        await self.quarantined(source)  # refusals whose entry was lost come back first
         entries = [e for e in self.quarantine.entries(source) if e.get("row") is not None
                    and e.get("reason") != "malformed"]
         malformed = [e for e in self.quarantine.entries(source) if e.get("reason") == "malformed"]

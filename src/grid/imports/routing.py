@@ -80,10 +80,12 @@ def _recode(codes: np.ndarray, values: list) -> dict:
 
 
 def usage_ops(grid, source: str, position: dict, first: int, frame: pl.DataFrame, offsets: np.ndarray,
-              good: np.ndarray, points: Points, cids: list[str], row_cid: np.ndarray) -> list[tuple[int, dict]]:
+              good: np.ndarray, points: Points, cids: list[str], row_cid: np.ndarray,
+              raw: list[str] | None = None) -> list[tuple[int, dict]]:
     """One ``import_rows`` op per shard for the rows ``good`` (indices into ``frame``; ``offsets`` per frame
     row, ``first`` the batch's first offset), routed by the grid's current table (a push skips shards with no
-    rows: it is never resumed by position)."""
+    rows: it is never resumed by position). ``raw``: the good rows' text, carried for a batch that cannot be
+    read again at its source (see grid.imports.apply)."""
     table = grid.table
     owner = np.asarray(table.owner, dtype=np.int64)
     shard_of = owner[partitions_of(cids)] if cids else np.zeros(0, np.int64)
@@ -93,7 +95,8 @@ def usage_ops(grid, source: str, position: dict, first: int, frame: pl.DataFrame
     pushed = str(position["stream"]).startswith("push")
     ops = []
     for s in range(len(grid.shards)):
-        rows = good[row_shard == s]
+        mine = np.flatnonzero(row_shard == s)
+        rows = good[mine]
         if pushed and rows.size == 0:
             continue
         wid = hashlib.sha1(f"{source}|{position['stream']}|{first}|{last}|{s}|{table.version}".encode()).hexdigest()
@@ -101,5 +104,7 @@ def usage_ops(grid, source: str, position: dict, first: int, frame: pl.DataFrame
         columns["service_point_id"] = _recode(points.codes[rows], points.service_points)
         body = {"source": source, "position": position, "action": "usage", "offsets": pack_ints(offsets[rows]),
                 "customer_id": _recode(row_cid[rows], cids), "digest": [], "columns": columns}
+        if raw is not None:
+            body["raw"] = [raw[j] for j in mine.tolist()]
         ops.append((s, {"kind": "import_rows", "customer_id": None, "write_id": wid, "body": body}))
     return ops
