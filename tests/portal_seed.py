@@ -99,3 +99,23 @@ def seed(grid) -> list[str]:
             grid.append_usage(cid, readings(f"S{i:08d}", cal, imp, exp))
     grid.portal_seeded = True
     return [PLAIN, SOLAR]
+
+
+NEWCOMER = "C0000903"  # residential on res-tou whose meter has reported only since July 2026
+NEWCOMER_MONTHS = ["2026-07", "2026-08", "2026-09"]
+NO_USAGE = "C0000904"  # residential on res-tou, no reading yet
+
+
+def seed_newcomers(grid) -> list[str]:
+    """Two customers with little or no usage history (for "only months with data"), once per grid."""
+    if getattr(grid, "newcomers_seeded", False):
+        return [NEWCOMER, NO_USAGE]
+    for cid in (NEWCOMER, NO_USAGE):
+        _, body = context(int(cid[1:]))
+        grid.replace(cid, body)
+    i = int(NEWCOMER[1:])
+    for k, month in enumerate(NEWCOMER_MONTHS):
+        cal, imp, exp = synthetic_month(month, False, seed=i * 100 + k)
+        grid.append_usage(NEWCOMER, readings(f"S{i:08d}", cal, imp, exp))
+    grid.newcomers_seeded = True
+    return [NEWCOMER, NO_USAGE]

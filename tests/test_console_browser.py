@@ -1,7 +1,7 @@
 """The internal console in a real browser (Playwright driving Debian's chromium) against a real gateway, real
 Ray shards, an SMTP server and the fake SMS provider: search, a customer's context, contact edits with bad
-input, load priority, and an outage declared and watched until its alerts are delivered. Screenshots at
-desktop and phone width go to ``artifacts/``."""
+input, load priority, an outage declared and watched until its alerts are delivered, and the identity review
+queue decided by hand. Screenshots at desktop and phone width go to ``artifacts/``."""
 from __future__ import annotations
 
 import os
@@ -89,20 +89,33 @@ async def console(ray_session, tmp_path_factory):
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {AGENT_KEY}"}) as http:
-        yield base, http, sms, sink
+        yield base, http, sms, sink, g
     await runner.cleanup()
     await sms.stop()
     controller.stop()
     g.shutdown()
 
 
-async def test_console_end_to_end(console, browser):
-    base, http, sms, sink = console
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = await browser.new_page(viewport={"width": 1280, "height": 900})
-    errors = []
+async def desk_page(browser, errors: list, width: int = 1280, height: int = 900):
+    """A new page whose script errors and CSP refusals land in ``errors`` (every test asserts none)."""
+    page = await browser.new_page(viewport={"width": width, "height": height})
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Content Security" in m.text else None)
+    return page
+
+
+async def sign_in(page, base: str, key: str) -> None:
+    await page.goto(f"{base}/console")
+    await page.fill("#key", key)
+    await page.click("#sign-in-form button[type=submit]")
+    await page.wait_for_selector("#nav:not([hidden])")
+
+
+async def test_console_end_to_end(console, browser):
+    base, http, sms, sink, _ = console
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors = []
+    page = await desk_page(browser, errors)
 
     # a customer key is not a staff key
     await page.goto(f"{base}/console")
@@ -192,4 +205,98 @@ async def test_console_end_to_end(console, browser):
     assert width <= 392, f"page is {width}px wide on a 390px phone"
     await phone.screenshot(path=str(ARTIFACTS / "console-customer-phone.png"), full_page=True)
     assert "null" not in await phone.text_content("#c-badges")
+    assert not errors, errors
+
+
+QUINN = ("Q0000003", {
+    "name": "Quinn Oakley", "kind": "residential", "segment": "residential", "attributes": {},
+    "accounts": [{"account_id": "QA000003", "rate_plan_id": "res-tou", "billing_address": "3 Oak Ave, Springfield IL 62701",
+                  "service_points": [{"service_point_id": "QS000003", "premise_address": "3 Oak Ave, Springfield IL 62701",
+                                      "meter_id": "QM000003", "interval_minutes": 60}]}],
+    "contacts": [{"contact_id": "QK3", "name": "Quinn Oakley", "roles": ["billing"], "channels": [
+        {"type": "email", "address": "quinn@example.com", "preference": 1},
+        {"type": "sms", "address": "+14155550003", "preference": 2}]}]})
+# two records the resolver can neither link to Quinn nor call new: the name and the house agree, phone and e-mail not
+UNSURE = [{"source": "web_form", "record_id": "wf-q1", "name": "Quinn Oakley", "address": "3 Oak Avenue, Springfield",
+           "phone": "(415) 555-0333", "email": "q.oakley@mail.example"},
+          {"source": "call_center", "record_id": "cc-q9", "name": "Quinn Oakley", "address": "3 Oak Ave, Springfield",
+           "phone": "415-555-0999", "email": "quinn.o@work.example"}]
+
+
+async def test_identity_review_queue(console, browser):
+    base, http, _, _, g = console
+    ARTIFACTS.mkdir(exist_ok=True)
+    g.replace(*QUINN)
+    first, second = await g.aresolve(UNSURE, write=True)
+    assert (first.outcome, first.customer_id, second.outcome, second.customer_id) == (
+        "review", "Q0000003", "review", "Q0000003"), (first.score, second.score)
+    errors = []
+    page = await desk_page(browser, errors)
+    await sign_in(page, base, AGENT_KEY)
+    await page.click('.tab[data-view="reviews"]')
+    await expect(page.locator("#r-count")).to_have_text("2 records wait for a decision.")
+
+    # the evidence side by side: the record as it came, the customer's own values, agreement and weight
+    card = page.locator(f'.review[data-review-id="{first.review_id}"]')
+    await expect(card.locator("h2")).to_contain_text("web_form:wf-q1")
+    await expect(card.locator("h2")).to_contain_text("Q0000003 Quinn Oakley")
+    rows = {f: card.locator(f'tr[data-field="{f}"]') for f in ("name", "address", "phone", "email")}
+    assert [await rows["phone"].locator(c).text_content() for c in ("td.mine", "td.theirs")] == [
+        "(415) 555-0333", "+14155550003"]
+    assert [await rows["email"].locator(c).text_content() for c in ("td.mine", "td.theirs")] == [
+        "q.oakley@mail.example", "quinn@example.com"]
+    assert await rows["address"].locator("td.theirs").text_content() == "3 Oak Ave, Springfield IL 62701"
+    await expect(rows["name"].locator(".agree.yes")).to_contain_text("exact +")
+    await expect(rows["phone"].locator(".agree.no")).to_contain_text("−")
+    await expect(card).to_contain_text(f"Score {first.score:.2f}")
+    await page.screenshot(path=str(ARTIFACTS / "console-reviews-desktop.png"), full_page=True)
+    # the same queue on a phone (an operator key): nothing wider than the screen
+    phone = await desk_page(browser, errors, 390, 844)
+    await sign_in(phone, base, OPERATOR_KEY)
+    await phone.click('.tab[data-view="reviews"]')
+    await expect(phone.locator(f'.review[data-review-id="{first.review_id}"] td.theirs').first).to_have_text("Quinn Oakley")
+    width = await phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"the review queue is {width}px wide on a 390px phone"
+    for cell in await phone.locator(f'.review[data-review-id="{first.review_id}"] td').all():
+        box = await cell.bounding_box()  # every value and agreement on screen, none scrolled out of its table
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (await cell.text_content(), box)
+    await phone.screenshot(path=str(ARTIFACTS / "console-reviews-phone.png"), full_page=True)
+
+    # "same": the record is linked to Quinn for good and leaves the queue; who decided is on record
+    await card.locator('.decide[data-decision="same"]').click()
+    await expect(page.locator("#r-status")).to_contain_text("web_form:wf-q1: the same customer as Q0000003")
+    await expect(page.locator("#r-count")).to_have_text("1 record waits for a decision.")
+    assert await page.locator(f'.review[data-review-id="{first.review_id}"]').count() == 0
+    await expect(page.locator("#r-decided")).to_contain_text("desk")
+    ident = await (await http.get("/v1/customers/Q0000003/identity")).json()
+    assert "web_form:wf-q1" in [lk["record_key"] for lk in ident["links"]]
+    again = (await g.aresolve([UNSURE[0]]))[0]
+    assert (again.outcome, again.customer_id) == ("link", "Q0000003")
+
+    # a colleague decides the other one first ("different"); this page's "same" is refused, and the item leaves
+    r = await http.post(f"/v1/identity/reviews/{second.review_id}", json={"decision": "different"})
+    assert r.status == 200, await r.text()
+    await page.locator(f'.review[data-review-id="{second.review_id}"] .decide[data-decision="same"]').click()
+    await expect(page.locator("#r-status.error")).to_contain_text("already")
+    await expect(page.locator("#r-count")).to_have_text("No records wait for review.")
+    decided = await (await http.get("/v1/identity/reviews?state=decided")).json()
+    mine = {i["review_id"]: (i["decision"], i["decided_by"]) for i in decided["items"]}
+    assert mine[first.review_id] == ("same", "desk") and mine[second.review_id] == ("different", "desk")
+    assert not errors, errors
+    await page.close()
+
+    # on the phone, the operator reads who decided in Quinn's audit trail: key, role, route, decision
+    await phone.click('.tab[data-view="customers"]')
+    await phone.click('.tab[data-view="reviews"]')
+    await expect(phone.locator("#r-decided")).to_contain_text("web_form:wf-q1 → Q0000003")
+    await expect(phone.locator("#r-count")).to_have_text("No records wait for review.")
+    await phone.click('.tab[data-view="customers"]')
+    await phone.fill("#q", "Quinn Oakley")
+    await phone.click("#search-form button[type=submit]")
+    await phone.click(".result")
+    await phone.wait_for_selector("#c-audit table")
+    audit = await phone.text_content("#c-audit")
+    assert "desk (agent)" in audit and "POST /v1/identity/reviews/{id}" in audit, audit
+    assert '"decision":"same"' in audit and "web_form:wf-q1" in audit, audit
+    await phone.screenshot(path=str(ARTIFACTS / "console-review-audit-phone.png"), full_page=True)
     assert not errors, errors

@@ -340,7 +340,7 @@ def test_importer_killed_mid_file_resumes_exactly(tmp_path):
 
 async def test_refused_rows_survive_a_lost_quarantine_write(iapi, igrid, tmp_path):
     """A row the shard refused is in the shard's state too: if the importer died before writing it to the
-    quarantine file, the quarantine still shows it (without the raw row)."""
+    quarantine file, the quarantine still shows it, its row read again from the file (and written back)."""
     from grid.imports.importer import Importer
 
     imp = Importer(igrid, igrid.data_dir)
@@ -352,7 +352,9 @@ async def test_refused_rows_survive_a_lost_quarantine_write(iapi, igrid, tmp_pat
     kept = [line for line in qfile.read_text().splitlines() if "refused.csv" not in line]
     qfile.write_text("".join(k + "\n" for k in kept))  # as if the write never happened
     entries = [e for e in await imp.quarantined("interval-wh") if e["stream"].startswith("refused.csv")]
-    assert [(e["reason"], e["field"], e["row"]) for e in entries] == [("refused", "usage.start", None)]
+    row = {"sp": "S00000005", "ts": "2026-01-12T00:30:00Z", "wh": "5"}
+    assert [(e["reason"], e["field"], e["row"]) for e in entries] == [("refused", "usage.start", row)]
+    assert "refused.csv" in qfile.read_text()  # recovered into the quarantine file: replayable
 
 
 async def test_push_spreadsheet_and_ods(iapi, igrid, tmp_path):

@@ -222,3 +222,27 @@ async def test_bills_answer_the_amount_due_as_of_a_day(api, seeded):
     # a customer with no bills owes nothing
     plain = await (await api.get(f"/v1/customers/{PLAIN}/bills?as_of={AS_OF}", headers=H)).json()
     assert plain["items"] == [] and plain["amount_due_cents"] == 0 and plain["amount_due"]["due_date"] is None
+
+
+async def test_plan_comparison_bills_only_the_months_with_data(api, grid):
+    from portal_seed import NEWCOMER, NEWCOMER_MONTHS, NO_USAGE, seed_newcomers
+    from grid.timegrid import months_between
+
+    seed_newcomers(grid)
+    r = await api.post(f"/v1/customers/{NEWCOMER}/scenarios?as_of=2026-10-20", json={"plans": ["res-tiered"]},
+                       headers=H)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    looked_at = months_between("2025-10", 12)
+    assert data["months"] == NEWCOMER_MONTHS
+    assert data["months_without_data"] == [m for m in looked_at if m not in NEWCOMER_MONTHS]
+    for item in data["items"]:  # three bills per plan, no fixed-charge-only months in the totals
+        assert [b["month"] for b in item["bills"]] == NEWCOMER_MONTHS
+        assert all(b["import_wh"] > 0 for b in item["bills"])
+        assert item["total_cents"] == sum(b["total_cents"] for b in item["bills"])
+    assert len(data["baseline"]["monthly_cents"]) == 3
+    # no reading at all: nothing to compare, every plan at zero over no months
+    data = await (await api.post(f"/v1/customers/{NO_USAGE}/scenarios?as_of=2026-10-20",
+                                 json={"plans": ["res-tiered"]}, headers=H)).json()
+    assert data["months"] == [] and data["months_without_data"] == looked_at
+    assert [(i["total_cents"], i["bills"]) for i in data["items"]] == [(0, []), (0, [])]

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from conftest import CHROMIUM, free_port
 from playwright.async_api import expect  # waits on locators: the page's CSP forbids evaluated strings
-from portal_seed import SEPTEMBER_DUE_CENTS, SOLAR, seed
+from portal_seed import NEWCOMER, NEWCOMER_MONTHS, SEPTEMBER_DUE_CENTS, SOLAR, seed, seed_newcomers
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CUSTOMER_KEY = "portal-browser-key-0123456789"
+NEWCOMER_KEY = "portal-browser-new-0123456789"
 OPERATOR_KEY = "portal-browser-ops-0123456789"
 AS_OF = "2026-10-20"  # inside the seeded usage, so the bill to date has 20 days
 
@@ -73,12 +74,15 @@ async def portal(grid):
     from grid.gateway.portal import setup_portal
 
     seed(grid)
+    seed_newcomers(grid)
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     keys = KeyStore([{"id": "browser-ops", "role": "operator", "sha256": digest(OPERATOR_KEY)},
                      {"id": "browser-customer", "role": "customer", "sha256": digest(CUSTOMER_KEY),
-                      "customers": [SOLAR]}])
+                      "customers": [SOLAR]},
+                     {"id": "browser-newcomer", "role": "customer", "sha256": digest(NEWCOMER_KEY),
+                      "customers": [NEWCOMER]}])
     contacts = ContactsConfig(smtp=SmtpConfig(port=smtp.port), poll_s=0.05, clock=_local_noon_clock())
     app = create_app(grid, GatewayConfig(contacts=contacts), keys)
     if "get_current_bill" not in app.router.named_resources():
@@ -95,6 +99,13 @@ async def portal(grid):
     smtp.stop()
 
 
+async def sign_in(page, base: str, key: str) -> None:
+    """Open the portal as of ``AS_OF`` and sign in with ``key``."""
+    await page.goto(f"{base}/portal?as_of={AS_OF}")
+    await page.fill("#key", key)
+    await page.click("#sign-in-button")
+
+
 async def test_portal_end_to_end(portal, browser):
     base, http, _ = portal
     ARTIFACTS.mkdir(exist_ok=True)
@@ -103,9 +114,7 @@ async def test_portal_end_to_end(portal, browser):
     page.on("pageerror", lambda e: errors.append(str(e)))
 
     # sign in
-    await page.goto(f"{base}/portal?as_of={AS_OF}")
-    await page.fill("#key", CUSTOMER_KEY)
-    await page.click("#sign-in-button")
+    await sign_in(page, base, CUSTOMER_KEY)
     await page.wait_for_selector("#app:not([hidden])")
     await expect(page.locator("#who-name")).to_contain_text("C0000902")
 
@@ -207,9 +216,7 @@ async def test_portal_at_phone_width(portal, browser):
     context = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                         is_mobile=True, has_touch=True)
     page = await context.new_page()
-    await page.goto(f"{base}/portal?as_of={AS_OF}")
-    await page.fill("#key", CUSTOMER_KEY)
-    await page.click("#sign-in-button")
+    await sign_in(page, base, CUSTOMER_KEY)
     await page.wait_for_selector("#usage-chart svg rect")
     await page.wait_for_selector("#forecast-chart svg path.band")
     await page.wait_for_selector("#green .tile")
@@ -239,9 +246,7 @@ async def test_portal_and_payment_reminder_state_the_same_amount_due(portal, bro
     e-mail states, for the same day."""
     base, http, mailbox = portal
     page = await browser.new_page()
-    await page.goto(f"{base}/portal?as_of={AS_OF}")
-    await page.fill("#key", CUSTOMER_KEY)
-    await page.click("#sign-in-button")
+    await sign_in(page, base, CUSTOMER_KEY)
     await expect(page.locator("#amount-due")).to_have_text(money(SEPTEMBER_DUE_CENTS))
     shown = (await page.locator("#amount-due").text_content()).strip()
     due_by = (await page.locator("#due-date").text_content()).strip()
@@ -261,3 +266,43 @@ async def test_portal_and_payment_reminder_state_the_same_amount_due(portal, bro
     [mail] = mails
     assert mail["subject"] == f"Payment of {shown} due {due_by.removeprefix('by ')}", (mail["subject"], shown, due_by)
     assert f"A payment of {shown} is due" in mail["body"]
+
+
+async def test_plan_comparison_on_a_phone_with_a_few_months_of_usage(portal, browser):
+    """Only the months with usage data are compared (three here, since July), and the saving column is on a
+    390 px screen without sideways scrolling, in the page or in the table."""
+    base, http, _ = portal
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await sign_in(page, base, NEWCOMER_KEY)
+    await page.wait_for_selector("#plan-choices input")
+    await page.click("#compare-button")
+    await page.wait_for_selector("#scenario-table tbody tr")
+    checked = await page.eval_on_selector_all("#plan-choices input:checked", "els => els.map(e => e.value)")
+    wanted = await (await http.post(f"/v1/customers/{NEWCOMER}/scenarios?as_of={AS_OF}", json={"plans": checked})).json()
+    assert wanted["months"] == NEWCOMER_MONTHS
+    await expect(page.locator("#scenario-summary")).to_contain_text("over the 3 months with usage data (July 2026 to "
+                                                                    "September 2026)")
+    await expect(page.locator("#scenario-missing")).to_contain_text("No usage data for 9 of the last 12 months")
+    rows = page.locator("#scenario-table tbody tr")
+    assert await rows.count() == len(wanted["items"]) >= 2
+    for i, item in enumerate(wanted["items"]):
+        row = rows.nth(i)
+        assert (await row.locator("td.total").text_content()).strip() == money(item["total_cents"])
+        saving = row.locator("td.saving")
+        want = "–" if item["is_current"] else money(-item["difference_cents"])
+        assert (await saving.text_content()).strip().removeprefix("Saving") == want
+        box = await saving.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    # no sideways scroll: not the page, not the table's own scroller
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    wrap = await page.eval_on_selector("#scenario-table", "t => [t.parentElement.scrollWidth, t.parentElement.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    await page.locator("#scenario-result").scroll_into_view_if_needed()
+    await page.screenshot(path=str(ARTIFACTS / "portal-phone-plan-comparison.png"))
+    assert not errors, errors
+    await context.close()

@@ -68,6 +68,10 @@ class Grid:
         self.table = PartitionTable.load_or_create(self.data_dir / "partition_table.json", config.shards)
         self.shards = [self._actor(i) for i in range(self.table.shards)]
         self.moving: dict[int, asyncio.Event] = {}
+        # contacts: alert scatters (declare, restore, notices, escalations) and partition moves exclude each
+        # other, so no scatter misses a customer whose partition is between two shards (see _alerting)
+        self._alerts_running = 0
+        self._alerts_paused = False
         self._scale_lock = asyncio.Lock()  # one scale at a time; bill runs wait for a scale to finish
         self._classify_lock = asyncio.Lock()  # classification rounds share scratch state on the shards
         self.classifying = False  # a classification is running (portfolio reads answer 503 meanwhile)
@@ -479,6 +483,7 @@ class Grid:
                     for p in batch:
                         self.moving[p] = asyncio.Event()
                     try:
+                        await self._pause_alerts()  # contacts: no alert scatter sees the batch half moved
                         payload = await self._aget(self.shards[src].export_partitions.remote(batch), long)
                         try:
                             await self._aget(self.shards[dst].import_partitions.remote(payload), long)
@@ -492,11 +497,21 @@ class Grid:
                         self.table.save(self.data_dir / "partition_table.json")
                         await self._aget(self.shards[src].drop_partitions.remote(batch), long)
                     finally:
+                        self._alerts_paused = False
                         for p in batch:
                             self.moving.pop(p).set()
                     done += len(batch)
                     if progress:
                         progress(done, total)
+            for k, gone in enumerate(self.shards[count:], start=count):
+                # contacts: what is left in a removed shard's outbox belongs to no partition; a survivor takes
+                # it through its WAL (an id per removal: a retried scale absorbs it once)
+                rest = await self._aget(gone.outbox_handover.remote(), long)
+                if any(rest.values()):
+                    await self._aget(self.shards[0].write.remote({
+                        "kind": "outbox_absorb", "customer_id": None, "body": rest,
+                        "write_id": f"outbox-handover:{k}:{self.table.version}"}), long)
+                    await self._aget(gone.outbox_forget.remote(), long)
             for s in self.shards[count:]:
                 ray.kill(s, no_restart=True)
             del self.shards[count:]
@@ -523,23 +538,46 @@ class Grid:
         return await asyncio.gather(*(self._aget(getattr(s, method).remote(*args), self.config.call_timeout_s)
                                       for s in self.shards))
 
+    async def _alerting(self, method: str, *args) -> list:
+        """An alert scatter: waits while a batch of partitions moves (and holds the next batch back), so each
+        customer is planned by exactly one shard, the one that owns it (grid.contacts.moves)."""
+        while self._alerts_paused:
+            await asyncio.sleep(0.02)
+        self._alerts_running += 1
+        try:
+            return await self._everywhere(method, *args)
+        finally:
+            self._alerts_running -= 1
+
+    async def _pause_alerts(self) -> None:
+        self._alerts_paused = True
+        while self._alerts_running:
+            await asyncio.sleep(0.02)
+
     async def adeclare_outage(self, event: dict, ack_within_s: float) -> dict:
         """Find the outage's customers on every shard at once and enqueue their alerts durably; totals."""
-        parts = await self._everywhere("declare_event", event, ack_within_s)
+        parts = await self._alerting("declare_event", event, ack_within_s)
         return {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
 
     async def arestore_outage(self, outage_id: str, restored_at: str) -> dict:
-        parts = [p for p in await self._everywhere("declare_restoration", outage_id, restored_at) if p is not None]
+        parts = [p for p in await self._alerting("declare_restoration", outage_id, restored_at) if p is not None]
         if not parts:
             from grid.errors import NotFound
             raise NotFound(f"no outage {outage_id!r}", field="id")
         return {"notifications": sum(p["notifications"] for p in parts)}
 
     async def anotify(self, notice: dict) -> int:
-        return sum(await self._everywhere("declare_notice", notice))
+        return sum(await self._alerting("declare_notice", notice))
 
     async def aoutage(self, outage_id: str, state: str | None = None, limit: int = 500) -> dict | None:
         """Counts and recipients of an outage (or notice) over every shard; None if no shard knows it."""
+        from grid.contacts.moves import merge_event
+
+        for ev in list(self.moving.values()):  # a batch of partitions moving: its messages are in transit
+            try:
+                await asyncio.wait_for(ev.wait(), self.config.move_wait_s)
+            except asyncio.TimeoutError:
+                break
         parts = [p for p in await self._everywhere("outbox_group", outage_id, state, limit) if p is not None]
         if not parts:
             return None
@@ -548,9 +586,9 @@ class Grid:
             for k, v in p["counts"].items():
                 counts[k] = counts.get(k, 0) + v
         recipients = sorted((r for p in parts for r in p["recipients"]), key=lambda r: r["message_id"])
-        event = dict(parts[0]["event"])
-        for p in parts:  # restoration updates every shard's copy; take the most advanced
-            event.update({k: v for k, v in p["event"].items() if v is not None})
+        event = None
+        for p in parts:  # every shard's copy (restoration updates each); merged as partition moves merge them
+            event = merge_event(event, p["event"])
         return {"event": event, "counts": counts, "total": sum(p["total"] for p in parts),
                 "attempts": sum(p["attempts"] for p in parts), "recipients": recipients[:limit]}
 
@@ -563,8 +601,46 @@ class Grid:
         return await self._aget(self.shards[shard_index].outbox_due.remote(now, limit), self.config.call_timeout_s)
 
     async def aoutbox_write(self, shard_index: int, op: dict) -> dict:
-        """A shard-wide outbox op through that shard's write path (WAL, apply, acknowledgement)."""
-        return await self._aget(self.shards[shard_index].write.remote(op), self.config.call_timeout_s)
+        """A shard-wide outbox op through that shard's write path (WAL, apply, acknowledgement).
+
+        An op on messages that moved with their customers' partitions (a scale since the caller read them)
+        is written where each message is now: one op per shard holding some, write ids derived from the
+        op's, so a retry of the whole op applies each part once.
+        """
+        if shard_index < len(self.shards):
+            try:
+                return await self._aget(self.shards[shard_index].write.remote(op), self.config.call_timeout_s)
+            except (WrongShard, NotFound):
+                if not op["body"].get("items"):
+                    raise
+        return await self._outbox_relocated(op)
+
+    async def _outbox_relocated(self, op: dict) -> dict:
+        items, changed = list(op["body"]["items"]), 0
+        for attempt in range(5):
+            while self.moving:  # wait out the batch in transit
+                await asyncio.sleep(0.05)
+            held = await self._everywhere("outbox_held", [it["nid"] for it in items])
+            found: set[str] = set()
+            moved_again = []
+            for i, nids in enumerate(held):
+                mine = [it for it in items if it["nid"] in set(nids) and it["nid"] not in found]
+                if not mine:
+                    continue
+                found.update(it["nid"] for it in mine)
+                sub = {**op, "write_id": f"{op['write_id']}@{i}", "body": {**op["body"], "items": mine}}
+                try:
+                    out = await self._aget(self.shards[i].write.remote(sub), self.config.call_timeout_s)
+                    changed += out.get("changed", 0)
+                except WrongShard:  # moved again under us
+                    moved_again += mine
+            missing = [it for it in items if it["nid"] not in found]
+            if not moved_again and not missing:
+                return {"kind": op["kind"], "changed": changed}
+            if missing and not moved_again and attempt and not self.moving:
+                raise NotFound(f"no message {missing[0]['nid']!r} on any shard", field="items[0].nid")
+            items = moved_again + missing
+        raise ShardUnavailable("messages are moving between shards; retry shortly", retry_after=1)
 
     async def aoutbox_locate(self, nid: str) -> int | None:
         found = await self._everywhere("outbox_has", nid)
@@ -581,7 +657,7 @@ class Grid:
 
     async def aescalate(self, now: float, fallback: dict | None) -> int:
         """Escalate, on every shard, critical alerts not acknowledged in time; how many escalations."""
-        return sum(await self._everywhere("escalate_overdue", now, fallback))
+        return sum(await self._alerting("escalate_overdue", now, fallback))
 
     async def astats(self) -> list[dict]:
         out = []
@@ -622,10 +698,10 @@ class Grid:
 
         return await client.reviews(self, state, after, limit)
 
-    async def adecide_review(self, review_id: str, decision: str, by: str = "") -> dict:
+    async def adecide_review(self, review_id: str, decision: str, by: str = "", audit: dict | None = None) -> dict:
         from grid.identity import client
 
-        return await client.decide_review(self, review_id, decision, by)
+        return await client.decide_review(self, review_id, decision, by, audit)
 
     async def amerge(self, survivor: str, merged: str) -> dict:
         """Merge customer ``merged`` into ``survivor`` (durable across shards; a retry finishes it)."""

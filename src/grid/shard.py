@@ -298,6 +298,7 @@ class Shard:
                 "applied": [(k, v) for k, v in self.applied.items() if v.get("customer_id") in cset],
                 "identity": self.identity.export(cset),
                 "decisions": self.decisions.export(cset), "audit": self.audit.export(cset),
+                "outbox": self.outbox.export(partitions),  # contacts: notifications move with the customer
                 "bill_outcomes": self.bill_outcomes.export(self._accounts_of(cids)),
                 "classification": self.classification.export(self._accounts_of(cids))}
 
@@ -319,6 +320,7 @@ class Shard:
         self.identity.take(payload.get("identity"))
         self.decisions.absorb(payload.get("decisions"))
         self.audit.absorb(payload.get("audit"))
+        self.outbox.absorb(payload.get("outbox"))
         self.bill_outcomes.absorb(payload.get("bill_outcomes"))
         self.classification.absorb(payload.get("classification"))
         return len(payload["records"])
@@ -340,16 +342,23 @@ class Shard:
             self.bills.drop_customers(cids)
         self.decisions.drop(cids)
         self.audit.drop(cids)
+        self.outbox.drop(partitions)
         self.bill_outcomes.drop(accounts)
         self.classification.drop(accounts)
         for k in [k for k, v in self.applied.items() if v.get("customer_id") in cids]:
             del self.applied[k]
         return len(cids)
 
+    def reown_partitions(self, partitions: list[int]) -> None:
+        """Undo an export whose import failed (the data never left)."""
+        self.owned[partitions] = True
+        self.outbox.reown(partitions)  # contacts: exported notifications are served here again
+
     def drop_unowned(self) -> int:
         """After recovery: forget customers whose partitions moved away (ownership file beats snapshot)."""
-        stray = sorted({partition_of(c) for c in self.records if not self.owns(c)})
-        return self.drop_partitions(stray) if stray else 0
+        stray = {partition_of(c) for c in self.records if not self.owns(c)}
+        stray |= {p for p in self.outbox.partitions_held() if not self.owned[p]}  # contacts: their messages too
+        return self.drop_partitions(sorted(stray)) if stray else 0
 
     # -- writes -------------------------------------------------------------------------------------------
     def owns(self, customer_id: str) -> bool:

@@ -376,6 +376,24 @@ class ShardServer:
     async def outbox_has(self, nid: str) -> bool:
         return nid in self.shard.outbox.items
 
+    async def outbox_held(self, nids: list[str]) -> list[str]:
+        """Which of these messages this shard serves (a partition move may have taken the others)."""
+        return [nid for nid in nids if nid in self.shard.outbox.items]
+
+    async def outbox_handover(self) -> dict:
+        """This shard's whole outbox, for a survivor to absorb before the shard is removed (scale-down)."""
+        from grid.contacts.moves import handover
+
+        return handover(self.shard.outbox)
+
+    async def outbox_forget(self) -> None:
+        """After a survivor absorbed :meth:`outbox_handover` durably: hold none of it (a shard started again
+        later in this directory must not count it twice). Durable by a snapshot, as a partition drop is."""
+        from grid.contacts.outbox import Outbox
+
+        self.shard.outbox = Outbox()
+        await self.snapshot()
+
     async def outbox_awaiting_reply(self, address: str) -> list[str]:
         return self.shard.outbox.awaiting_reply(address)
 
@@ -444,7 +462,7 @@ class ShardServer:
 
     async def reown_partitions(self, partitions: list[int]) -> None:
         """Undo an export whose import failed."""
-        self.shard.owned[partitions] = True
+        self.shard.reown_partitions(partitions)
         self._save_owned()
 
     async def snapshot(self) -> dict:

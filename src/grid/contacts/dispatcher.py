@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from grid.contacts.config import ContactsConfig
 from grid.contacts.templates import Templates
-from grid.contacts.transports import Outcome
+from grid.contacts.transports import Outcome, was_ambiguous
 from grid.errors import ContextGridError, NotFound, ShardUnavailable
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,16 @@ class Dispatcher:
 
     # -- the loops ------------------------------------------------------------------------------------------
     async def run(self) -> None:
-        loops = [asyncio.create_task(self._shard_loop(i)) for i in range(len(self.grid.shards))]
-        loops.append(asyncio.create_task(self._escalation_loop()))
-        loops.append(asyncio.create_task(self._retention_loop()))
+        loops = [asyncio.create_task(self._escalation_loop()), asyncio.create_task(self._retention_loop())]
+        shard_loops: dict[int, asyncio.Task] = {}
         try:
-            await asyncio.gather(*loops)
+            while True:  # one loop per shard, also for shards a scale-up added (a removed one's loop ends)
+                for i in range(len(self.grid.shards)):
+                    if i not in shard_loops or shard_loops[i].done():
+                        shard_loops[i] = asyncio.create_task(self._shard_loop(i))
+                await asyncio.sleep(self.config.poll_s)
         finally:
+            loops += shard_loops.values()
             for t in loops + list(self._tasks):
                 t.cancel()
             await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
@@ -131,7 +135,7 @@ class Dispatcher:
 
     async def _shard_loop(self, shard: int) -> None:
         slots = asyncio.Semaphore(self.config.batches_in_flight)
-        while True:
+        while shard < len(self.grid.shards):
             await slots.acquire()
             try:
                 started = await self._round(shard, slots)
@@ -151,6 +155,17 @@ class Dispatcher:
         due = [n for n in due if n["nid"] not in self.inflight]
         if not due:
             return False
+        # claimed before any await: while its partition moves, another shard's loop may list the same message
+        for n in due:
+            self.inflight[n["nid"]] = shard
+        try:
+            return await self._start(shard, slots, due, now)
+        except BaseException:
+            for n in due:
+                self.inflight.pop(n["nid"], None)
+            raise
+
+    async def _start(self, shard: int, slots: asyncio.Semaphore, due: list[dict], now: float) -> bool:
         sends, others = [], []
         for n in due:
             choice = self._choose(n, now)
@@ -164,6 +179,8 @@ class Dispatcher:
                                "at": _iso(now)})
         if others:
             await self._write(shard, op("outbox_failed", {"items": others}))
+            for item in others:
+                self.inflight.pop(item["nid"], None)
         if not sends:
             slots.release()
             return True
@@ -171,7 +188,6 @@ class Dispatcher:
         await self._write(shard, op("outbox_attempt", {"items": [
             {"nid": n["nid"], "pos": pos, "lease_until": lease, "at": _iso(now)} for n, pos in sends]}))
         for n, _ in sends:
-            self.inflight[n["nid"]] = shard
             self.where[n["nid"]] = shard
         while len(self.where) > WHERE:
             self.where.popitem(last=False)
@@ -212,11 +228,15 @@ class Dispatcher:
                                       "provider_id": out.provider_id, "sent_epoch": now, "at": _iso(now)})
                     continue
                 tries = n["attempts"].get(cand["key"], {}).get("n", 0) + 1
-                if out.status == "retry" and (tries < self.config.max_attempts or self._last_hope(n, pos, now)):
+                # an ambiguous try (the provider may hold it) is retried rather than failed over: the next try
+                # looks it up first, and past max_attempts only looks (``verify_only``), so that no second
+                # channel reaches a recipient the first one did reach
+                if out.status == "retry" and (tries < self.config.max_attempts or self._last_hope(n, pos, now)
+                                              or (out.ambiguous and tries < 2 * self.config.max_attempts)):
                     delay = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (tries - 1))
                     delay = delay / 2 + self.rng.random() * delay / 2  # "equal jitter": spread, but never 0
                     failed.append({"nid": n["nid"], "key": cand["key"], "next": "retry", "not_before": now + delay,
-                                   "error": out.error, "at": _iso(now)})
+                                   "error": out.error, "at": _iso(now), "ambiguous": out.ambiguous})
                 else:
                     failed.append({"nid": n["nid"], "key": cand["key"], "next": "failover", "pos": pos,
                                    "error": out.error, "at": _iso(now)})
@@ -254,7 +274,11 @@ class Dispatcher:
             return Outcome("permanent", error=f"template: {type(exc).__name__}")
         callback = (f"{self.config.public_url}/v1/providers/{cand['channel']}/status"
                     f"?message_id={n['nid']}&key={cand['key']}")
-        return await self.transports[cand["channel"]].send(cand["address"], message, cand["key"], callback)
+        previous = n["attempts"].get(cand["key"])  # as the outbox held it before this try (grid.contacts.transports)
+        verify = (was_ambiguous(previous) and previous["n"] >= self.config.max_attempts  # before a failover
+                  and any(c["channel"] in self.transports for c in n["route"][pos + 1:]))
+        return await self.transports[cand["channel"]].send(cand["address"], message, cand["key"], callback,
+                                                           previous=previous, verify_only=verify)
 
     async def _write(self, shard: int, o: dict, forever: bool = False) -> dict:
         """Write an op to one shard; with ``forever``, retry (same write id) while the shard restarts."""

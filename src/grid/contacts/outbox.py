@@ -17,10 +17,15 @@ decision (times, next step, backoff), so a replay rebuilds exactly the same outb
                        ``defer`` the whole notification (quiet hours) until ``not_before``
 ``outbox_acknowledged``  the recipient acknowledged (reply keyword or link): no escalation
 ``outbox_compact``     retention: every outage or notice whose notifications are all finished and last
-                       changed before ``before`` (an ISO time in the op) is retired: its notifications are
-                       dropped, its event keeps the counts per state, and a later enqueue into it (a replayed
-                       or retried declaration) adds nothing, so nothing is sent twice after compaction
+                       changed before ``before`` (an ISO time in the op) is retired: each notification
+                       shrinks to its *done* entry (group, customer, final state, attempts), which keeps the
+                       counts of the status page and makes a later enqueue of the same notification (a
+                       replayed or retried declaration) add nothing, so nothing is sent twice after compaction
+``outbox_absorb``      a removed shard's outbox handed to a survivor on scale-down (:mod:`grid.contacts.moves`)
 =====================  ==================================================================================
+
+Partition moves: notifications, done entries and the events they belong to move with their customer's
+partition (:meth:`Outbox.export` / :meth:`Outbox.absorb` / :meth:`Outbox.drop`, see :mod:`grid.contacts.moves`).
 
 States of a notification: ``queued`` -> ``sending`` -> ``sent`` -> ``delivered`` (-> ``acknowledged``), or
 ``failed`` when every candidate failed. A state never moves backwards (a late ``sent`` after a receipt's
@@ -34,10 +39,11 @@ from itertools import islice
 
 import msgpack
 
-from grid.errors import InvalidInput, NotFound
+from grid.contacts import moves
+from grid.errors import InvalidInput, NotFound, WrongShard
 
 KINDS = ("outbox_enqueue", "outbox_attempt", "outbox_delivered", "outbox_failed", "outbox_acknowledged",
-         "outbox_compact")
+         "outbox_compact", "outbox_absorb")
 FINISHED = frozenset({"sent", "delivered", "acknowledged", "failed"})  # nothing more will be sent
 RANK = {"failed": -1, "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "acknowledged": 4}
 HISTORY = 20  # events kept per notification (attempts are counted, not all listed)
@@ -58,6 +64,11 @@ class Outbox:
     def __init__(self):
         self.events: dict[str, dict] = {}  # outage/notice id -> what was declared
         self.items: dict[str, dict] = {}  # nid -> notification
+        self.done: dict[str, list] = {}  # nid -> [group, customer id, final state, attempts]: compacted ones
+        # exported to another shard and not yet dropped: served nowhere here (writes on them answer
+        # WrongShard), kept so that a failed move can be undone (see grid.contacts.moves)
+        self.away: dict[str, dict] = {}
+        self.away_done: dict[str, list] = {}
         self._index()
 
     def _index(self) -> None:
@@ -67,6 +78,9 @@ class Outbox:
         self.by_group: dict[str, list[str]] = {}
         self.by_customer: dict[str, list[str]] = {}
         self.by_address: dict[str, list[str]] = {}
+        self.done_by_group: dict[str, list[str]] = {}
+        for nid, d in self.done.items():
+            self.done_by_group.setdefault(d[0], []).append(nid)
         for n in self.items.values():
             self._track(n)
             self.by_group.setdefault(n["group"], []).append(n["nid"])
@@ -88,14 +102,20 @@ class Outbox:
             self.awaiting_ack[nid] = n["ack_by"]
 
     # -- snapshots ----------------------------------------------------------------------------------------
+    # Snapshots hold what was exported and not yet dropped as if it were still here: the source's durable
+    # state only loses it at the drop (a recovered shard drops the partitions it no longer owns).
     def to_blob(self) -> bytes:
-        return msgpack.packb({"events": self.events, "items": self.items}, use_bin_type=True)
+        return msgpack.packb({"events": self.events, "items": {**self.items, **self.away},
+                              "done": {**self.done, **self.away_done}}, use_bin_type=True)
 
     def digest(self) -> bytes:
         """Order-independent digest for the shard checksum (a replay may interleave shards' ops differently)."""
         h = hashlib.sha256()
-        for nid in sorted(self.items):
-            h.update(msgpack.packb(self.items[nid], use_bin_type=True))
+        items, done = {**self.items, **self.away}, {**self.done, **self.away_done}
+        for nid in sorted(items):
+            h.update(msgpack.packb(items[nid], use_bin_type=True))
+        for nid in sorted(done):
+            h.update(msgpack.packb([nid, done[nid]], use_bin_type=True))
         for g in sorted(self.events):
             h.update(msgpack.packb(self.events[g], use_bin_type=True))
         return h.digest()
@@ -105,9 +125,25 @@ class Outbox:
         box = cls()
         if blob:
             data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-            box.events, box.items = data["events"], data["items"]
+            box.events, box.items, box.done = data["events"], data["items"], data.get("done", {})
             box._index()
         return box
+
+    # -- moving partitions (grid.contacts.moves) ------------------------------------------------------------
+    def export(self, partitions) -> dict:
+        return moves.export(self, partitions)
+
+    def absorb(self, payload: dict | None) -> None:
+        moves.absorb(self, payload)
+
+    def drop(self, partitions) -> None:
+        moves.drop(self, partitions)
+
+    def reown(self, partitions) -> None:
+        moves.reown(self, partitions)
+
+    def partitions_held(self) -> set[int]:
+        return moves.partitions_held(self)
 
     # -- reads --------------------------------------------------------------------------------------------
     def due(self, now: float, limit: int) -> list[dict]:
@@ -134,18 +170,21 @@ class Outbox:
         """Counts per state and the recipients (up to ``limit``) of one outage or notice on this shard."""
         if group not in self.events:
             return None
-        retired = self.events[group].get("retired")
-        if retired:  # compacted by retention: the counts survive, the recipients do not
-            return {"event": self.events[group], "counts": dict(retired["counts"]), "total": retired["total"],
-                    "recipients": [], "attempts": retired["attempts"]}
         nids = self.by_group.get(group, [])
+        done = [self.done[n] for n in self.done_by_group.get(group, [])]  # compacted: counted, not listed
         counts = Counter(self.items[n]["state"] for n in nids)
+        counts.update(d[2] for d in done)
+        total = len(nids) + len(done)
+        attempts = sum(sum(a["n"] for a in self.items[n]["attempts"].values()) for n in nids) + sum(d[3] for d in done)
+        legacy = self.events[group].get("retired")  # compacted by an older version: shard-wide counts only
+        if legacy:
+            counts.update(legacy["counts"])
+            total, attempts = total + legacy["total"], attempts + legacy["attempts"]
         # only the rows shown are built: a status page polled during a 100k outage must not view every message
         rows = [public_view(self.items[n]) for n in islice(
             (n for n in nids if state is None or self.items[n]["state"] == state), limit)]
-        return {"event": self.events[group], "counts": dict(counts), "total": len(nids),
-                "recipients": rows, "attempts": sum(sum(a["n"] for a in self.items[n]["attempts"].values())
-                                                            for n in nids)}
+        return {"event": self.events[group], "counts": dict(counts), "total": total,
+                "recipients": rows, "attempts": attempts}
 
     def for_customer(self, customer_id: str) -> list[dict]:
         return [public_view(self.items[n]) for n in self.by_customer.get(customer_id, [])]
@@ -175,6 +214,11 @@ def public_view(n: dict) -> dict:
 # -- the ops --------------------------------------------------------------------------------------------------
 def shard_prepare(shard, op: dict) -> dict:
     """The shard's dispatch-table entry (``grid.shard.OPS``)."""
+    if op["kind"] == "outbox_enqueue":
+        for i, n in enumerate(op["body"].get("notifications", [])):
+            if not shard.owns(n.get("customer_id", "")):  # its partition moved: enqueued here, it would be lost
+                raise WrongShard(f"customer {n.get('customer_id')} is not on shard {shard.shard_id}",
+                                 field=f"notifications[{i}].customer_id", retry_after=1)
     return prepare(shard.outbox, op)
 
 
@@ -204,9 +248,15 @@ def prepare(box: Outbox, op: dict) -> dict:
         if not isinstance(op["body"].get("before"), str):
             raise InvalidInput("a compaction needs the time before which finished messages go", field="body.before")
         return op
+    if kind == "outbox_absorb":
+        moves.check_payload(op["body"])
+        return op
     for i, it in enumerate(_items(op)):
-        if it.get("nid") not in box.items:
-            raise NotFound(f"no message {it.get('nid')!r} in this outbox", field=f"items[{i}].nid")
+        nid = it.get("nid")
+        if nid not in box.items:
+            if nid in box.away:  # exported with its customer's partition: the grid client writes it there
+                raise WrongShard(f"message {nid!r} moved to another shard", field=f"items[{i}].nid", retry_after=1)
+            raise NotFound(f"no message {nid!r} in this outbox", field=f"items[{i}].nid")
     return op
 
 
@@ -217,6 +267,9 @@ def apply(box: Outbox, op: dict) -> dict:
         return _enqueue(box, body, at)
     if kind == "outbox_compact":
         return compact(box, body["before"], at)
+    if kind == "outbox_absorb":
+        moves.absorb(box, body, shard_wide=True)
+        return {"kind": kind, "items": len(body["items"]), "done": len(body["done"])}
     changed = 0
     for it in body["items"]:
         n = box.items[it["nid"]]
@@ -252,8 +305,8 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
         box.events[group] = dict(ev)
     elif ev.get("update"):
         box.events[group] = {**box.events[group], **ev["update"]}
-    if box.events[group].get("retired"):
-        return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": 0}  # long finished and compacted
+    if box.events[group].get("retired"):  # compacted by an older version, which kept no done entries
+        return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": 0}
     for nid in body.get("escalates", []):
         if nid in box.items:
             box.items[nid]["escalated"] = True
@@ -261,7 +314,7 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
             box._track(box.items[nid])
     added = 0
     for n in body.get("notifications", []):
-        if n["nid"] in box.items:
+        if n["nid"] in box.items or n["nid"] in box.done:
             continue  # the same event enqueued again (a retried request or a replay): already accepted
         rec = {**n, "group": group, "pos": n.get("pos", 0), "state": "queued", "attempts": {},
                "not_before": n.get("not_before", 0.0), "lease_until": 0.0, "created_at": at, "updated_at": at,
@@ -278,34 +331,37 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
 
 def compact(box: Outbox, before: str, at: str) -> dict:
     """Retire every group whose notifications are all finished, none awaiting an acknowledgement, and all last
-    changed before ``before`` (ISO times compare as text: the shard stamps them all in one format).
+    changed before ``before`` (ISO times compare as text: the shard stamps them all in one format): each of
+    them shrinks to its done entry.
 
     Deterministic in (outbox, op): groups are visited in sorted order and every time comes from the op.
     """
     retired, dropped = [], 0
     for group in sorted(box.events):
         nids = box.by_group.get(group, [])
-        if not nids or box.events[group].get("retired"):
+        if not nids:
             continue
         ns = [box.items[n] for n in nids]
         if all(n["state"] in FINISHED and n["nid"] not in box.awaiting_ack and n["updated_at"] < before
                for n in ns):
-            box.events[group] = {**box.events[group], "retired": {
-                "at": at, "total": len(ns), "counts": dict(sorted(Counter(n["state"] for n in ns).items())),
-                "attempts": sum(sum(a["n"] for a in n["attempts"].values()) for n in ns)}}
-            for n in nids:
-                del box.items[n]
+            for n in ns:
+                box.done[n["nid"]] = [group, n["customer_id"], n["state"],
+                                      sum(a["n"] for a in n["attempts"].values())]
+                del box.items[n["nid"]]
             retired.append(group)
             dropped += len(nids)
     if dropped:
         box._index()  # the indexes are derived from the items
-    return {"kind": "outbox_compact", "retired": retired, "dropped": dropped}
+    return {"kind": "outbox_compact", "retired": retired, "dropped": dropped, "at": at}
 
 
 def _attempt(n: dict, it: dict) -> None:
     pos = int(it["pos"])
     key = n["route"][pos]["key"]
     a = n["attempts"].setdefault(key, {"n": 0, "status": "", "provider_id": None, "error": None})
+    if a["status"] == "sending":  # the last try never reported (a crash, a lease run out): it may have gone
+        a["ambiguous"] = True
+    a.setdefault("since", it["at"])  # the first try: a lookup at the provider searches from there
     a["n"] += 1
     a["status"] = "sending"
     n["pos"] = pos  # the dispatcher may skip candidates in quiet hours or without a transport
@@ -340,6 +396,8 @@ def _failed(n: dict, it: dict) -> None:
     if key is not None:
         a = n["attempts"].setdefault(key, {"n": 0, "status": "", "provider_id": None, "error": None})
         a["status"], a["error"] = "failed", it.get("error")
+        if it.get("ambiguous"):  # the provider may hold it: the next try looks it up first (transports.py)
+            a["ambiguous"] = True
         current = n["route"][n["pos"]]["key"] if n["pos"] < len(n["route"]) else None
         if key != current:  # a late failure receipt for a candidate already left behind
             _log(n, it["at"], "failed", f"{it.get('error')} (earlier candidate)")

@@ -3,8 +3,15 @@
 Every transport answers an :class:`Outcome`: ``sent`` (the provider took it; receipts may follow),
 ``delivered`` (nothing more will be known: SMTP accepted it), ``retry`` (a timeout, a 4xx SMTP reply, a 429
 or 5xx: the same message may go again, with the same idempotency key) or ``permanent`` (this address will not
-work: move on to the next channel). Each transport has its own rate limit (a token bucket) and concurrency
-bound, so one slow provider never holds back the others.
+work: move on to the next channel). A ``retry`` is ``ambiguous`` when the provider may have taken the message
+all the same (the request went out and no answer came back, or a 5xx). Each transport has its own rate limit
+(a token bucket) and concurrency bound, so one slow provider never holds back the others.
+
+At most once through a provider that does not de-duplicate (Twilio ignores idempotency keys): the outbox
+records an ambiguous attempt through the WAL before the message is tried again (``outbox_failed`` with
+``ambiguous``; an attempt whose lease ran out with no result, a dispatcher crash, counts as ambiguous too).
+Before it sends an attempt whose earlier try was ambiguous, :class:`ProviderTransport` asks the provider
+whether the message exists (:meth:`ProviderTransport.lookup`) and, if so, reports it sent without sending.
 """
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ import hmac
 import time
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
+from urllib.parse import urlencode
 
 import aiohttp
 import aiosmtplib
@@ -29,6 +37,19 @@ class Outcome:
     status: str  # sent | delivered | retry | permanent
     provider_id: str | None = None
     error: str | None = None
+    ambiguous: bool = False  # a retry after which the provider may hold the message: look before re-sending
+
+
+def was_ambiguous(previous: dict | None) -> bool:
+    """Whether an earlier try of this (event, contact, channel) may have reached the provider unanswered: its
+    attempt record (``grid.contacts.outbox``) says so, or it is still ``sending`` (its lease ran out)."""
+    return bool(previous) and (bool(previous.get("ambiguous")) or previous.get("status") == "sending")
+
+
+def reference(key: str) -> str:
+    """The short reference an SMS carries, by which a lookup recognizes it (the list API returns bodies, not
+    callback URLs); 10 hex digits of the idempotency key, matched together with the recipient's number."""
+    return key[:10]
 
 
 class TokenBucket:
@@ -75,7 +96,8 @@ class EmailTransport:
                                start_tls=c.starttls, username=c.username, password=c.password,
                                validate_certs=True, cert_bundle=c.cert_bundle)
 
-    async def send(self, to: str, message: Rendered, key: str, callback_url: str) -> Outcome:
+    async def send(self, to: str, message: Rendered, key: str, callback_url: str,
+                   previous: dict | None = None, verify_only: bool = False) -> Outcome:
         if self._pool is None:
             self._pool = asyncio.Queue()
             for _ in range(self.config.connections):
@@ -148,10 +170,13 @@ async def _close(client: aiosmtplib.SMTP) -> None:
 class ProviderTransport:
     """SMS (``Messages.json``) or voice (``Calls.json``) through a provider with Twilio's REST API.
 
-    Form-encoded POST, HTTP basic auth (account SID, auth token), ``StatusCallback`` for receipts. The
-    idempotency key travels as ``Idempotency-Key`` (a header providers with idempotent sends honour; the
-    fake provider does); it is also in the callback URL, so a receipt finds its message without a lookup.
+    Form-encoded POST, HTTP basic auth (account SID, auth token), ``StatusCallback`` for receipts (the
+    idempotency key is in its URL, so a receipt finds its message without a lookup). The key also travels as
+    ``Idempotency-Key``, which Twilio ignores: at most once rests on :meth:`lookup` (module docstring).
     """
+
+    LOOKUP_PAGES = 20  # newest pages of messages to one number read before the lookup gives up undecided
+    LOOKUP_WINDOW_S = 2 * 86400.0  # older messages cannot be a try of a notification still being sent
 
     def __init__(self, channel: str, config: ProviderConfig):
         self.channel = channel
@@ -159,35 +184,96 @@ class ProviderTransport:
         self.bucket = TokenBucket(config.rate_per_s)
         self.slots = asyncio.Semaphore(config.concurrency)
         self._session: aiohttp.ClientSession | None = None
-        resource = "Messages.json" if channel == "sms" else "Calls.json"
-        self.url = f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}/{resource}"
+        self.resource = "Messages.json" if channel == "sms" else "Calls.json"
+        self.url = f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}/{self.resource}"
 
-    async def send(self, to: str, message: Rendered, key: str, callback_url: str) -> Outcome:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 auth=aiohttp.BasicAuth(self.config.account_sid, self.config.auth_token),
                 connector=aiohttp.TCPConnector(limit=self.config.concurrency))
+        return self._session
+
+    async def send(self, to: str, message: Rendered, key: str, callback_url: str,
+                   previous: dict | None = None, verify_only: bool = False) -> Outcome:
+        """Send once; with ``previous`` (the attempt record of this key) ambiguous, look it up first. With
+        ``verify_only`` (ambiguous tries used up), only look: not found is ``permanent`` (fail over)."""
         form = {"To": to, "From": self.config.from_number, "StatusCallback": callback_url}
         if self.channel == "sms":
-            form["Body"] = message.body
+            form["Body"] = f"{message.body}\n(ref {reference(key)})"
         else:
             form["Twiml"] = f"<Response><Say>{_xml_text(message.body)}</Say></Response>"
         await self.bucket.take()
         async with self.slots:
+            if was_ambiguous(previous) or verify_only:
+                found = await self.lookup(to, key, (previous or {}).get("since"))
+                if found is not None:
+                    return found
+                if verify_only:
+                    return Outcome("permanent", error=f"{self.channel} provider never took it")
             try:
-                async with self._session.post(self.url, data=form, headers={"Idempotency-Key": key},
-                                              timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)) as r:
+                async with self._client().post(self.url, data=form, headers={"Idempotency-Key": key},
+                                               timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)) as r:
                     body = await r.json(content_type=None) if r.content_length != 0 else {}
                     if r.status in (200, 201):
                         return Outcome("sent", provider_id=body.get("sid"))
                     err = f"HTTP {r.status} {body.get('code', '')}".strip()
-                    return Outcome("retry" if r.status == 429 or r.status >= 500 else "permanent", error=err)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                    if r.status >= 500:  # the provider may have created it before failing to answer
+                        return Outcome("retry", error=err, ambiguous=True)
+                    return Outcome("retry" if r.status == 429 else "permanent", error=err)
+            except aiohttp.ClientConnectorError as exc:  # never reached the provider: nothing was sent
                 return Outcome("retry", error=f"{self.channel} provider: {type(exc).__name__}")
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                return Outcome("retry", error=f"{self.channel} provider: {type(exc).__name__}", ambiguous=True)
+
+    async def lookup(self, to: str, key: str, since: str | None) -> Outcome | None:
+        """Whether an earlier try of ``key`` to ``to`` exists at the provider.
+
+        Lists what was sent to ``to`` from our number, newest first (Twilio's ``GET .../Messages.json?To=&From=``),
+        back to :attr:`LOOKUP_WINDOW_S` ago. An SMS is recognized by its :func:`reference` in the body; a call
+        (calls carry no body) by being a call to that number since the first try (``since``, from the attempt
+        record). Found: ``sent`` (or ``permanent`` if the provider failed it, so the next candidate goes);
+        not found: None (send); the provider cannot tell now: an ambiguous ``retry`` (never send unsure).
+
+        The ``DateSent`` filter is not used: a message still queued at the provider (its rate limit holds
+        messages for minutes in a large outage) has no send date yet and would be missed.
+        """
+        ref = reference(key)
+        oldest = time.time() - self.LOOKUP_WINDOW_S
+        if self.channel == "voice" and since:
+            oldest = max(oldest, _epoch(since) - 60.0)  # a clock skew's margin
+        url = self.url + "?" + urlencode({"To": to, "From": self.config.from_number, "PageSize": 100})
+        base = self.config.base_url.rstrip("/")
+        try:
+            for _ in range(self.LOOKUP_PAGES):
+                async with self._client().get(url, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)) as r:
+                    if r.status != 200:
+                        return Outcome("retry", error=f"lookup: HTTP {r.status}", ambiguous=True)
+                    page = await r.json(content_type=None)
+                rows = page.get("messages" if self.channel == "sms" else "calls") or []
+                for m in rows:
+                    if parsedate_to_datetime(m["date_created"]).timestamp() < oldest:
+                        return None
+                    if self.channel == "voice" or ref in (m.get("body") or ""):
+                        if m.get("status") in ("failed", "undelivered", "canceled"):
+                            return Outcome("permanent", provider_id=m.get("sid"), error=f"provider: {m['status']}")
+                        return Outcome("sent", provider_id=m.get("sid"))
+                if not page.get("next_page_uri"):
+                    return None
+                url = base + page["next_page_uri"]
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+            return Outcome("retry", error=f"lookup: {type(exc).__name__}", ambiguous=True)
+        return Outcome("retry", error="lookup: too many messages to this number to tell", ambiguous=True)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _epoch(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _xml_text(s: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from grid.gateway.audit import audit_of
 from grid.gateway.keys import BODY, CLASSIFIED, CONFIG, GRID, PARAMS, PRINCIPAL
 from grid.gateway.responses import respond
 from grid.identity.evidence import to_builtins
@@ -34,8 +35,11 @@ async def list_identity_reviews(request: web.Request) -> web.Response:
 async def post_identity_review(request: web.Request) -> web.Response:
     """A reviewer's decision (``same`` / ``different``), remembered for good."""
     request[PRINCIPAL].require("operator", "agent")
-    review = await request.app[GRID].adecide_review(request[PARAMS]["id"], request[BODY]["decision"],
-                                                    request[PRINCIPAL].key_id)
+    decision = request[BODY]["decision"]
+    # the proposed customer's audit trail records who decided (the console's review queue shows it)
+    audit = audit_of(request, "identity_decide", {"decision": decision})
+    review = await request.app[GRID].adecide_review(request[PARAMS]["id"], decision, request[PRINCIPAL].key_id,
+                                                    audit)
     return respond(request, review, "review")
 
 

@@ -140,8 +140,11 @@ async def find_review(grid, review_id: str) -> dict:
     raise NotFound(f"no review {review_id!r}", field="id")
 
 
-async def decide_review(grid, review_id: str, decision: str, by: str = "") -> dict:
-    """Record a reviewer's ``same`` / ``different``: durable on the proposed customer's shard, for good."""
+async def decide_review(grid, review_id: str, decision: str, by: str = "", audit: dict | None = None) -> dict:
+    """Record a reviewer's ``same`` / ``different``: durable on the proposed customer's shard, for good.
+
+    ``audit`` (the gateway's block: who, route, request id) rides in the op, so the proposed customer's audit
+    trail shows who decided, when and what (grid.audit)."""
     from grid.cluster import make_op
 
     if decision not in ("same", "different"):
@@ -149,6 +152,9 @@ async def decide_review(grid, review_id: str, decision: str, by: str = "") -> di
     r = await find_review(grid, review_id)
     op = make_op("identity_decide", r["customer_id"], {"review_id": review_id, "decision": decision, "by": by},
                  write_id(r["record_key"], "decide:" + decision, r["customer_id"]))
+    if audit is not None:
+        op["audit"] = {**audit, "changes": {"review_id": review_id, "record_key": r["record_key"],
+                                            "decision": decision}}
     await grid.awrite(op)
     return _review_view(await find_review(grid, review_id))
 

@@ -76,7 +76,8 @@ def prepare(shard, op: dict) -> dict:
     if not isinstance(body, dict) or not isinstance(body.get("position"), dict):
         raise InvalidInput("import_rows needs a body with a position", field="body.position")
     n = _length(body["offsets"])
-    if _length(body["customer_id"]) != n or any(_length(v) != n for v in body["columns"].values()):
+    if _length(body["customer_id"]) != n or any(_length(v) != n for v in body["columns"].values()) or \
+            len(body.get("raw") or ()) not in (0, n):
         raise InvalidInput("import_rows columns differ in length", field="body.columns")
     for cid in text(body["customer_id"])[0]:
         if not shard.owns(cid):
@@ -110,8 +111,13 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
             cols = {k: (lambda v, c: [v[i] for i in c])(*text(v)) if isinstance(v, dict) else v
                     for k, v in cols.items()}
             unchanged = _records(shard, body["action"], cids, offs, digests, cols, op["at"], refused, touched)
+    raw = body.get("raw")
+    at = {int(o): k for k, o in enumerate(offsets.tolist())} if raw and refused else {}
     for r in refused:
         r["stream"] = position["stream"]
+        # a batch that cannot be read again at its source carries its raw rows: the refusal keeps its row, so
+        # the quarantine entry can be rebuilt if the importer's own write is lost (grid.imports.quarantine)
+        r["row"] = raw[at[r["offset"]]] if at else None
     st.reject(source, refused)
     st.advance(source, position)
     applied = int(fresh.size) - len(refused) - unchanged

@@ -31,7 +31,7 @@ from grid.errors import ContextGridError, InvalidInput, ShardUnavailable
 from grid.imports import linking
 from grid.imports.files import FileLedger, row_hashes
 from grid.imports.mapping import EVIDENCE
-from grid.imports.quarantine import Quarantine
+from grid.imports.quarantine import Quarantine, raw_texts, recover
 from grid.imports.readers import Batch, open_file
 from grid.imports.sources import IMPLIED_EVIDENCE, Source, SourceRegistry
 
@@ -69,6 +69,7 @@ class Prepared:
     mapped: Any
     hashes: np.ndarray
     dropped: int = 0
+    from_file: bool = False  # its rows can be read again at their position (a refusal needs no copy of them)
 
 
 @dataclass
@@ -180,7 +181,9 @@ class Importer:
                         batch = await loop.run_in_executor(None, next, gen, done)
                         if batch is done:
                             break
-                        await ready.put(await loop.run_in_executor(None, self.prepare, src, batch, skip))
+                        prep = await loop.run_in_executor(None, self.prepare, src, batch, skip)
+                        prep.from_file = True
+                        await ready.put(prep)
                     await ready.put(done)
                 except BaseException as exc:  # handed to the writer, which raises it
                     await ready.put(exc)
@@ -258,7 +261,7 @@ class Importer:
         t0 = time.perf_counter()
         batch = prep.batch
         try:
-            rcpt = await self._write_batch(src, batch, prep.mapped, principal, per_row)
+            rcpt = await self._write_batch(src, batch, prep.mapped, principal, per_row, keep_raw=not prep.from_file)
         except ContextGridError as exc:
             prog.state, prog.last_error = "failed", exc.detail
             raise
@@ -275,7 +278,8 @@ class Importer:
         prog.last_applied_at = time.time()
         return rcpt
 
-    async def _write_batch(self, src: Source, batch: Batch, mapped, principal, per_row: bool) -> Receipt:
+    async def _write_batch(self, src: Source, batch: Batch, mapped, principal, per_row: bool,
+                           keep_raw: bool = True) -> Receipt:
         stream = str(batch.position["stream"])
         offsets = np.asarray(batch.row_offsets(), dtype=np.int64)
         rcpt = Receipt(position=batch.position)
@@ -324,7 +328,7 @@ class Importer:
         if per_row:
             for i, out, cid in good.select("_i", "_outcome", "_cid").iter_rows():
                 outcome[i] = {"outcome": "linked" if out == "link" else "new", "customer_id": cid}
-        results = await self._send(src, batch, good)
+        results = await self._send(src, batch, good, keep_raw)
         refused = []
         for res_ in results:
             rcpt.applied += res_["applied"]
@@ -334,7 +338,7 @@ class Importer:
                 k = int(np.searchsorted(offsets, r["offset"]))  # offsets ascend within a batch
                 i = k if k < offsets.size and offsets[k] == r["offset"] else None
                 refused.append({"stream": stream, "offset": r["offset"],
-                                "row": _raw_row(batch.rows, i) if i is not None else None,
+                                "row": _raw_row(batch.rows, i) if i is not None else json.loads(r["row"] or "null"),
                                 "field": r["field"], "reason": "refused", "detail": r["reason"]})
                 if i is not None:
                     outcome[i] = {"outcome": "quarantined", "field": r["field"], "reason": r["reason"]}
@@ -384,8 +388,11 @@ class Importer:
                     r[k] = v
         return out
 
-    async def _send(self, src: Source, batch: Batch, good: pl.DataFrame) -> list[dict]:
-        """One ``import_rows`` op per shard (rows or none, and the batch's position); retried through restarts."""
+    async def _send(self, src: Source, batch: Batch, good: pl.DataFrame, keep_raw: bool = True) -> list[dict]:
+        """One ``import_rows`` op per shard (rows or none, and the batch's position); retried through restarts.
+
+        ``keep_raw``: the op carries the rows' raw text too, so a refused row keeps it (grid.imports.quarantine);
+        batches read from a file need not (the file is read again)."""
         grid = self.grid
         fields = [c for c in good.columns if not c.startswith(("_", "id."))]
         usage = src.does == "usage"
@@ -395,6 +402,10 @@ class Importer:
             good = good.with_columns(pl.Series("_digest", [_digest(r) for r in good.select(fields).iter_rows()]))
         first = int(batch.row_offsets()[0]) if len(batch) else 0
         last = int(batch.position["offset"])
+        raw_of = {}
+        if keep_raw and good.height:
+            idx = good.get_column("_i").to_list()
+            raw_of = dict(zip(idx, raw_texts(_raw_rows(batch.rows, idx))))
         deadline = time.monotonic() + RETRY_S
         while True:
             table = grid.table
@@ -427,6 +438,8 @@ class Importer:
                         "offsets": sub.get_column("_off").cast(pl.Int64).to_numpy().tobytes(),
                         "customer_id": _dictionary(sub.get_column("_cid")) if usage else sub.get_column("_cid").to_list(),
                         "digest": digests, "columns": columns}
+                if keep_raw:
+                    body["raw"] = [raw_of[i] for i in sub.get_column("_i").to_list()]
                 ops.append((s, {"kind": "import_rows", "customer_id": None, "write_id": wid, "body": body}))
             try:
                 return list(await asyncio.gather(*(grid.aimport_rows(s, op) for s, op in ops)))
@@ -438,23 +451,18 @@ class Importer:
 
     # -- quarantine -------------------------------------------------------------------------------------------
     async def quarantined(self, source: str) -> list[dict]:
-        """The source's quarantine, plus rows a shard refused that the file lacks (the importer died between
-        the shard's acknowledgement and its own quarantine write): those show without their raw row."""
-        self.registry.get(source)
-        entries = self.quarantine.entries(source)
-        ids = {e["id"] for e in entries} | self.quarantine.resolved(source)
-        for view in await self.grid.aimport_view(source):
-            for r in view["rejected"]:
-                rid = f"{r['stream']}:{r['offset']}"
-                if rid not in ids:
-                    ids.add(rid)
-                    entries.append({"id": rid, "stream": r["stream"], "offset": r["offset"], "row": None,
-                                    "field": r["field"], "reason": "refused", "detail": r["reason"]})
-        return entries
+        """The source's quarantine, plus rows a shard refused whose entry was lost (the importer died between
+        the shard's acknowledgement and its own quarantine write), recovered with their row
+        (``grid.imports.quarantine.recover``)."""
+        src = self.registry.get(source)
+        views = await self.grid.aimport_view(source)
+        return await asyncio.get_running_loop().run_in_executor(None, recover, self.quarantine, self.files, src,
+                                                                views)
 
     async def replay(self, source: str) -> Receipt:
         """Run a source's quarantined rows through its current mapping; rows that go through leave quarantine."""
         src = self.registry.get(source)
+        await self.quarantined(source)  # refusals whose entry was lost come back first
         entries = [e for e in self.quarantine.entries(source) if e.get("row") is not None
                    and e.get("reason") != "malformed"]
         malformed = [e for e in self.quarantine.entries(source) if e.get("reason") == "malformed"]

@@ -1,7 +1,9 @@
-"""Rate-plan what-ifs: twelve monthly bills per candidate plan on the customer's live load, ranked.
+"""Rate-plan what-ifs: up to twelve monthly bills per candidate plan on the customer's live load, ranked.
 
-For one account (the request's ``account_id`` or the customer's first active account) and the 12 complete
-months before today's month:
+For one account (the request's ``account_id`` or the customer's first active account) and those of the 12
+complete months before today's month **with usage data** (any import or export, the forecast's rule): a month
+without readings would be billed its fixed charges alone and make every plan look alike, so it is left out
+and named in ``months_without_data``:
 
 * **baseline**: the account's current plan on the load as measured: what the customer paid (or would have,
   had every bill been right);
@@ -123,7 +125,7 @@ class _MonthLoad:
 
 def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = None,
               today: dt.date | str | None = None) -> dict:
-    """Price candidate rate plans, with optional load changes, on the last 12 months of an account's load.
+    """Price candidate rate plans, with optional load changes, on the months with data of the last 12.
 
     Parameters
     ----------
@@ -135,13 +137,14 @@ def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = 
         "days"?}}?, "account_id"?}``.
     catalogue : PlanCatalogue, optional
     today : date or YYYY-MM-DD, optional
-        The 12 months are the complete months before today's month.
+        The 12 months looked at are the complete months before today's month.
 
     Returns
     -------
     dict
-        ``{"customer_id", "account_id", "current_plan_id", "as_of", "months", "changes", "baseline", "load",
-        "items": [ranked plans]}``; see the module docstring.
+        ``{"customer_id", "account_id", "current_plan_id", "as_of", "months" (with data, oldest first),
+        "months_without_data", "changes", "baseline", "load", "items": [ranked plans]}``; see the module
+        docstring. No month with data: every plan totals 0 over no months.
 
     Raises
     ------
@@ -162,8 +165,11 @@ def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = 
     changes = LoadChanges.parse(request.get("changes"))
     account = pick_account(rec, request.get("account_id"))
     today = as_date(today) if today is not None else today_in(shard.timezone)
-    months = history_months(today, MONTHS)
-    loads = [_MonthLoad(account_load(shard, account, *month_bounds(m))) for m in months]
+    looked_at = history_months(today, MONTHS)
+    measured = [_MonthLoad(account_load(shard, account, *month_bounds(m))) for m in looked_at]
+    with_data = [i for i, ld in enumerate(measured) if ld.import_sum or ld.export_sum]
+    months = [looked_at[i] for i in with_data]
+    loads = [measured[i] for i in with_data]
     key = (cid, account["account_id"], rec["version"])
 
     current = current_plan(catalogue, account)
@@ -213,7 +219,8 @@ def scenarios(shard, cid: str, request: dict, catalogue: PlanCatalogue | None = 
     return {
         "customer_id": cid, "account_id": account["account_id"],
         "current_plan_id": current.plan_id if current is not None else None,
-        "as_of": today.isoformat(), "months": months, "changes": changes.describe(),
+        "as_of": today.isoformat(), "months": months,
+        "months_without_data": [m for m in looked_at if m not in months], "changes": changes.describe(),
         "baseline": baseline,
         "load": {"import_wh": sum(ld.import_sum for ld in loads), "export_wh": sum(ld.export_sum for ld in loads),
                  "scenario_import_wh": sum(b["import_wh"] for b in first),

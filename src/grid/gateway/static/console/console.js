@@ -41,8 +41,9 @@
     show("customers");
   }
   function show(view) {
-    for (const v of ["customers", "outages"]) $(`#${v}-view`).hidden = v !== view;
+    for (const v of ["customers", "outages", "reviews"]) $(`#${v}-view`).hidden = v !== view;
     for (const b of document.querySelectorAll(".tab")) b.setAttribute("aria-pressed", String(b.dataset.view === view));
+    document.dispatchEvent(new CustomEvent("console:view", { detail: view }));  // reviews.js loads its queue
   }
 
   // -- search -----------------------------------------------------------------------------------------------
@@ -263,6 +264,10 @@
     const busy = (s.counts.queued || 0) + (s.counts.sending || 0) + (s.counts.sent || 0);
     state.timer = setTimeout(watch, busy ? 700 : 3000);
   }
+
+  // what the identity review queue (reviews.js, its own file) uses of this page
+  window.contextgrid.console = { api, h, table, showError,
+    openCustomer: (cid) => { show("customers"); return openCustomer(cid); } };
 
   // -- wiring -----------------------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", () => {

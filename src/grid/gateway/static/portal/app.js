@@ -249,16 +249,29 @@
     $("#scenario-result").hidden = false;
     const best = data.items[0];
     const cur = data.items.find((i) => i.is_current);
-    $("#scenario-summary").textContent = cur && best !== cur
-      ? `${best.name} would have cost ${money(-best.difference_cents)} less than your current plan from ${monthName(data.months[0])} to ${monthName(data.months[data.months.length - 1])}.`
-      : `Your current plan is the cheapest of these from ${monthName(data.months[0])} to ${monthName(data.months[data.months.length - 1])}.`;
+    const n = data.months.length;
+    // only the months with usage data are compared (the server leaves the others out: months_without_data)
+    const span = n ? `over the ${n === 1 ? "month" : `${n} months`} with usage data (${monthName(data.months[0])}${n > 1 ? ` to ${monthName(data.months[n - 1])}` : ""})` : "";
+    $("#scenario-summary").textContent = !n ? "We have no usage data for you in the last 12 months yet, so there is nothing to compare plans on."
+      : cur && best !== cur && best.total_cents < cur.total_cents
+        ? `${best.name} would have cost ${money(cur.total_cents - best.total_cents)} less than your current plan ${span}.`
+        : `Your current plan is the cheapest of these ${span}.`;
+    const missing = data.months_without_data || [];
+    $("#scenario-missing").textContent = n && missing.length
+      ? `No usage data for ${missing.length === 1 ? monthName(missing[0]) : `${missing.length} of the last 12 months`}: ${missing.length === 1 ? "it is" : "they are"} left out.` : "";
+    $("#scenario-total-head").textContent = n === 1 ? "1 month" : `${n} months`;
+    $("#scenario-table").hidden = !n;
+    $("#scenario-chart").hidden = !n;
+    if (!n) return;
+    // saving: what the plan would have saved against the current one (negative: it would have cost more)
+    const saving = (it) => (it.difference_cents == null || it.is_current ? null : -it.difference_cents);
     $("#scenario-table tbody").replaceChildren(...data.items.map((it) => h("tr", { class: it.is_current ? "current" : "" },
-      h("td", {}, it.rank),
-      h("td", {}, it.name, it.is_current ? h("span", { class: "badge" }, "current") : null),
-      h("td", { class: "num total" }, money(it.total_cents)),
-      h("td", { class: `num ${it.difference_cents < 0 ? "save" : it.difference_cents > 0 ? "cost" : ""}` },
-        it.difference_cents == null ? "–" : signedMoney(it.difference_cents)),
-      h("td", { class: "num muted" }, it.change_from_today_cents == null ? "–" : signedMoney(it.change_from_today_cents)))));
+      h("td", { class: "rank" }, it.rank),
+      h("td", { class: "plan" }, it.name, it.is_current ? h("span", { class: "badge" }, "current") : null),
+      h("td", { class: "num total", "data-label": `${n} month${n === 1 ? "" : "s"}` }, money(it.total_cents)),
+      h("td", { class: `num saving ${saving(it) > 0 ? "save" : saving(it) < 0 ? "cost" : ""}`, "data-label": "Saving" },
+        saving(it) == null ? "–" : money(saving(it))),
+      h("td", { class: "num muted today", "data-label": "vs today" }, it.change_from_today_cents == null ? "–" : signedMoney(it.change_from_today_cents)))));
     const series = data.items.slice(0, 8).map((it) => ({ name: it.name, values: it.bills.map((b) => b.total_cents),
       width: it.is_current ? 3 : 2 }));
     const draw = () => Charts.lines($("#scenario-chart"), { labels: data.months.map(monthLabel), series, format: axisMoney });
