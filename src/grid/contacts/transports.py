@@ -186,6 +186,7 @@ class ProviderTransport:
         self._session: aiohttp.ClientSession | None = None
         self.resource = "Messages.json" if channel == "sms" else "Calls.json"
         self.url = f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}/{self.resource}"
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -212,8 +213,11 @@ class ProviderTransport:
                 if verify_only:
                     return Outcome("permanent", error=f"{self.channel} provider never took it")
             try:
-                async with self._client().post(self.url, data=form, headers={"Idempotency-Key": key},
-                                               timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)) as r:
+                # the form encoded here: aiohttp's FormData (a multipart writer and a uuid per request) was a
+                # sixth of the dispatcher's time in the outage benchmark
+                async with self._client().post(self.url, data=urlencode(form).encode(), headers={
+                        "Idempotency-Key": key, "Content-Type": "application/x-www-form-urlencoded"},
+                        timeout=self._timeout) as r:
                     body = await r.json(content_type=None) if r.content_length != 0 else {}
                     if r.status in (200, 201):
                         return Outcome("sent", provider_id=body.get("sid"))
