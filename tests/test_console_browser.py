@@ -144,6 +144,10 @@ async def test_console_end_to_end(console, browser):
     # bill lines read as the tariff names them, the same words the portal shows
     await page.locator("#c-bills details summary").first.click()
     await expect(page.locator("#c-bills")).to_contain_text("Winter peak energy, tier 1: $76.55")
+    # what she owes is the server's figure (grid.balances), as the portal and the payment reminder state it
+    due = (await (await http.get("/v1/customers/Q0000002/bills")).json())["amount_due_cents"]
+    assert due == 7_655 + 3_570 + 1_214  # the October bill; no payment on record
+    await expect(page.locator("#c-amount-due")).to_have_text("$124.39")
 
     # a bad address is refused with the field named, and nothing changes
     form = page.locator('form.contact[data-contact-id="QK2"]')

@@ -70,7 +70,7 @@
     renderNotes();
     renderEvents();
     const [bills, messages] = await Promise.all([api(cpath("/bills")), api(cpath("/messages"))]);
-    renderBills(bills.items);
+    renderBills(bills.items, bills.amount_due);
     renderMessages(messages.items);
     renderUsage(bills.items);
     await renderAudit();
@@ -135,11 +135,15 @@
       renderAudit();
     } catch (e) { status.className = "status error"; showError(status, e); }
   }
-  function renderBills(bills) {
-    $("#c-bills").replaceChildren(table(["Period", "Account", "Total", "Lines"], bills.slice(0, 12).map((b) =>
+  function renderBills(bills, due) {
+    // the amount due is the server's (grid.balances): what the portal and the payment reminder state too
+    const owed = due ? h("p", {}, due.amount_due_cents > 0 ? "Amount due: " : "Nothing due: ",
+      h("strong", { id: "c-amount-due", text: money(due.amount_due_cents) }),
+      due.due_date && due.amount_due_cents > 0 ? h("span", { class: "muted", text: ` by ${due.due_date}` }) : null) : null;
+    $("#c-bills").replaceChildren(...[owed, table(["Period", "Account", "Total", "Lines"], bills.slice(0, 12).map((b) =>
       [b.period_start.slice(0, 7), b.account_id, money(b.total_cents),
         h("details", {}, h("summary", { text: `${b.lines.length} lines` }),
-          h("ul", {}, ...b.lines.map((l) => h("li", { text: `${l.label || l.code}: ${money(l.amount_cents)}` }))))])));
+          h("ul", {}, ...b.lines.map((l) => h("li", { text: `${l.label || l.code}: ${money(l.amount_cents)}` }))))]))].filter(Boolean));
     const pays = state.ctx.payments || [];
     $("#c-payments").replaceChildren(table(["Date", "Amount", "Method"], pays.slice(-12).reverse().map((p) =>
       [p.date, money(p.amount_cents), p.method])));
