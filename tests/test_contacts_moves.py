@@ -19,7 +19,8 @@ from grid.shard import Shard, from_snapshot, to_snapshot
 
 OLD = {"id": "OUT-0000000000A1", "group": "OUT-0000000000A1", "type": "outage", "start": "2026-09-01T10:00:00Z",
        "estimated_restoration": None, "cause": "storm", "selector": {"area": {"attribute": "feeder", "value": "F1"}}}
-NEW = {**OLD, "id": "OUT-0000000000B2", "group": "OUT-0000000000B2", "start": "2026-12-01T10:00:00Z"}
+NEW = {**OLD, "id": "OUT-0000000000B2", "group": "OUT-0000000000B2", "start": "2026-12-01T10:00:00Z",
+       "audit": [{"action": "declare", "key_id": "ops", "role": "operator", "at": "2026-12-01T10:00:00Z"}]}
 N = 40
 
 
@@ -84,6 +85,7 @@ def test_notifications_move_with_the_partition_and_nothing_is_counted_twice(worl
     for g in (OLD["id"], NEW["id"]):
         assert _status(src, dst, group=g) == before[g]
     assert {n: dst.outbox.items[n] for n in held} == held  # states, attempts, leases and routes as they were
+    assert dst.outbox.events[NEW["id"]]["audit"] == NEW["audit"]  # who declared it travels with the outage
     leased = [n for n, x in held.items() if x["state"] == "sending"]
     assert leased and {x["nid"] for x in dst.outbox.due(1e9, 1000)} == {n for n, x in held.items()
                                                                      if x["state"] == "queued"}

@@ -559,8 +559,10 @@ class Grid:
         parts = await self._alerting("declare_event", event, ack_within_s)
         return {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
 
-    async def arestore_outage(self, outage_id: str, restored_at: str) -> dict:
-        parts = [p for p in await self._alerting("declare_restoration", outage_id, restored_at) if p is not None]
+    async def arestore_outage(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict:
+        """Restoration messages to everyone alerted; ``audit`` (who restored it) is kept with the outage."""
+        parts = [p for p in await self._alerting("declare_restoration", outage_id, restored_at, audit)
+                 if p is not None]
         if not parts:
             from grid.errors import NotFound
             raise NotFound(f"no outage {outage_id!r}", field="id")
@@ -591,6 +593,13 @@ class Grid:
             event = merge_event(event, p["event"])
         return {"event": event, "counts": counts, "total": sum(p["total"] for p in parts),
                 "attempts": sum(p["attempts"] for p in parts), "recipients": recipients[:limit]}
+
+    async def aoutage_audit(self, outage_id: str, limit: int = 100) -> list[dict]:
+        """Who declared, restored or re-declared an outage (or sent a notice), newest first."""
+        out = await self.aoutage(outage_id, limit=1)
+        if out is None:
+            raise NotFound(f"no outage or notice {outage_id!r}", field="outage")
+        return list(reversed(out["event"].get("audit") or []))[:limit]
 
     async def acustomer_messages(self, customer_id: str) -> list[dict]:
         """Messages of one customer: its owning shard first; any shard it lived on before as well."""

@@ -25,7 +25,7 @@ import msgpack
 import numpy as np
 
 from grid import context as ctx
-from grid.audit import AuditLog
+from grid.audit import DIFF_KINDS, AuditLog
 from grid.base import read_chunk, read_entities, read_manifest
 from grid.bill_outcomes import BillOutcomes
 from grid.billing_index import BillingIndexes
@@ -400,6 +400,9 @@ class Shard:
         kind = OPS[op["kind"]]
         prepared = self._prepared[1] if self._prepared and self._prepared[0] == op["write_id"] else None
         self._prepared = None
+        cid = op.get("customer_id")
+        # audit: what the context was, for the entry's diff (records are replaced on write, never mutated)
+        before = self.records.get(cid) if op.get("audit") and op["kind"] in DIFF_KINDS else None
         result, changed = kind.apply(self, op, prepared)
         for cid in changed:
             if kind.inputs:
@@ -408,10 +411,10 @@ class Shard:
             if rec is not None:
                 self.records[cid] = {**rec, "version": rec["version"] + 1}
             self.changed(cid)
-        cid = op.get("customer_id")
         if kind.customer and cid in self.records:
             result["version"] = self.records[cid]["version"]
-        self.audit.record(op, result.get("version"))  # audit: rides in the op, so the WAL holds it
+        # audit: rides in the op, so the WAL holds it
+        self.audit.record(op, result.get("version"), before, self.records.get(cid) if before is not None else None)
         if op.get("request") is not None:
             result["request"] = op["request"]  # what the client's Idempotency-Key is bound to
         # a retry gets the result again, less the rows refused (a quarantine list can be long; it was reported)

@@ -339,10 +339,10 @@ class ShardServer:
         await self.write(o)
         return summary
 
-    async def declare_restoration(self, outage_id: str, restored_at: str) -> dict | None:
+    async def declare_restoration(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict | None:
         from grid.contacts.events import restoration_op
 
-        o, n = restoration_op(self.shard, outage_id, restored_at)
+        o, n = restoration_op(self.shard, outage_id, restored_at, audit)
         if o is None:
             return None
         await self.write(o)

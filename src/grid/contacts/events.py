@@ -36,13 +36,16 @@ def outage_op(shard, event: dict, ack_within_s: float) -> tuple[dict, dict]:
     return _enqueue(f"{event['id']}:enqueue:{shard.shard_id}", event, notifications), summary
 
 
-def restoration_op(shard, outage_id: str, restored_at: str) -> tuple[dict | None, int]:
-    """(op, notifications) announcing restoration; (None, 0) when this shard never heard of the outage."""
+def restoration_op(shard, outage_id: str, restored_at: str, audit: dict | None = None) -> tuple[dict | None, int]:
+    """(op, notifications) announcing restoration; (None, 0) when this shard never heard of the outage.
+    ``audit``: who restored it, appended to the outage's audit entries (``grid.contacts.outbox``)."""
     if outage_id not in shard.outbox.events:
         return None, 0
     event_id = f"{outage_id}.restored"
     notifications = targets.plan_restoration(shard, outage_id, event_id, restored_at)
     event = {"id": event_id, "group": outage_id, "update": {"restored_at": restored_at, "state": "restored"}}
+    if audit:
+        event["audit"] = [audit]
     return _enqueue(f"{event_id}:enqueue:{shard.shard_id}", event, notifications), len(notifications)
 
 

@@ -303,8 +303,12 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
     group = ev.get("group", ev["id"])
     if group not in box.events:
         box.events[group] = dict(ev)
-    elif ev.get("update"):
-        box.events[group] = {**box.events[group], **ev["update"]}
+    else:
+        if ev.get("update"):
+            box.events[group] = {**box.events[group], **ev["update"]}
+        if ev.get("audit"):  # who declared, restored or re-sent it, and when: entries accumulate
+            known = box.events[group].get("audit") or []
+            box.events[group] = {**box.events[group], "audit": known + [e for e in ev["audit"] if e not in known]}
     if box.events[group].get("retired"):  # compacted by an older version, which kept no done entries
         return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": 0}
     for nid in body.get("escalates", []):

@@ -20,6 +20,7 @@ from grid.contacts.config import ContactsConfig
 from grid.contacts.dispatcher import Dispatcher, check_ack_token
 from grid.contacts.transports import EmailTransport, ProviderTransport, twilio_signature
 from grid.errors import Forbidden, InvalidInput, NotFound
+from grid.gateway.audit import audit_of
 from grid.gateway.keys import BODY, CONFIG, GRID, METRICS, PARAMS, PRINCIPAL
 from grid.gateway.responses import respond
 
@@ -60,6 +61,14 @@ def _now(request: web.Request) -> str:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _audit(request: web.Request, action: str, changes: dict) -> dict:
+    """One audit entry of an outage or notice (who, when, what), kept with the event by every shard's outbox
+    through the enqueue op, so it is as durable as the alerts it caused. ``at`` is wall-clock time, not the
+    delivery clock (tests run that at 3 a.m.)."""
+    at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {**audit_of(request, action, changes), "action": action, "at": at}
+
+
 def _event_id(request: web.Request, prefix: str) -> str:
     key = request[PARAMS].get("Idempotency-Key")
     if key:  # the same request retried names the same outage: its enqueue ops are applied once
@@ -81,6 +90,8 @@ async def post_outages(request: web.Request) -> web.Response:
     event = {"id": oid, "group": oid, "type": "outage", "selector": selector, "start": start,
              "estimated_restoration": eta, "cause": body.get("cause", ""), "declared_at": _now(request),
              "declared_by": request[PRINCIPAL].key_id, "state": "active", "restored_at": None}
+    event["audit"] = [_audit(request, "declare", {"selector": selector, "start": start,
+                                                   "estimated_restoration": eta, "cause": event["cause"]})]
     summary = await request.app[GRID].adeclare_outage(event, request.app[CONTACTS].ack_within_s)
     request.app[DISPATCHER].notify()
     m = request.app[DISPATCHER].metrics
@@ -103,7 +114,8 @@ async def post_outage_restore(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator", "agent")
     body = request[BODY] or {}
     restored_at = _time(body.get("restored_at"), "restored_at") or _now(request)
-    out = await request.app[GRID].arestore_outage(request[PARAMS]["id"], restored_at)
+    out = await request.app[GRID].arestore_outage(request[PARAMS]["id"], restored_at,
+                                                  _audit(request, "restore", {"restored_at": restored_at}))
     request.app[DISPATCHER].notify()
     request.app[DISPATCHER].metrics.enqueued.labels("outage_restored").inc(out["notifications"])
     return respond(request, {"outage_id": request[PARAMS]["id"], "restored_at": restored_at, **out}, "restoration")
@@ -119,6 +131,7 @@ async def post_notices(request: web.Request) -> web.Response:
     notice = {"id": f"{kind}:{scope}", "type": kind, "period": body.get("period"), "as_of": body.get("as_of"),
               "customer_ids": body.get("customer_ids"), "ratio": body.get("ratio", 0.3),
               "declared_at": _now(request)}
+    notice["audit"] = [_audit(request, "notice", {k: body[k] for k in sorted(body)})]
     n = await request.app[GRID].anotify(notice)
     request.app[DISPATCHER].notify()
     request.app[DISPATCHER].metrics.events.labels(kind).inc()
