@@ -11,8 +11,8 @@ patch or a replacement holds what really changed in the context (``diff``: path,
 shard from the record before and after the write, so a console that writes a whole context back to change
 one service point's load priority is recorded as exactly that change.
 
-Outages and notices are not customer writes: who declared or restored one, when and with what, is kept
-with the event itself in every shard's outbox (``grid.contacts``) and read with ``GET /v1/audit?outage=``.
+Outages are not customer writes: who declared or restored one, when and with what, is kept with the event
+itself in every shard's outbox (``grid.contacts``) and read with ``GET /v1/outages/{id}/audit``.
 """
 from __future__ import annotations
 
