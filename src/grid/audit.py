@@ -53,6 +53,19 @@ class AuditLog:
             entry["diff"] = diff(before, after)
         self.entries.setdefault(cid, deque(maxlen=PER_CUSTOMER)).append(entry)
 
+    def record_each(self, op: dict, rows: dict[str, dict], versions: dict[str, int]) -> None:
+        """An op over many customers (an import push, ``customer_id`` None): one entry on each customer it named,
+        its ``changes`` the op's plus that customer's rows (``{"accepted", "quarantined"}``)."""
+        block = op.get("audit")
+        if not block:
+            return
+        for cid in sorted(rows):
+            entry = {k: block.get(k) for k in FIELDS}
+            entry["changes"] = {**(block.get("changes") or {}), **rows[cid]}
+            entry.update(customer_id=cid, kind=op["kind"], write_id=op["write_id"], at=op.get("at"),
+                         version=versions.get(cid))
+            self.entries.setdefault(cid, deque(maxlen=PER_CUSTOMER)).append(entry)
+
     def of(self, customer_id: str, limit: int = 100) -> list[dict]:
         """The newest ``limit`` entries of a customer, newest first."""
         got = self.entries.get(customer_id) or ()
