@@ -106,3 +106,35 @@ def test_meter_file_lands_on_both_shards_and_bad_rows_keep_their_text(speed_grid
         last = max(j for j in range(4000) if j % 20 == sp and j // 20 % 28 == day - 1 and j not in (10, 11, 12))
         assert got[f"2026-01-{day:02d}T08:00:00Z"] == last
     assert asyncio.run(imp.import_file("interval-wh", path)).applied == 0  # at its position: nothing again
+
+
+async def test_a_pushed_row_is_readable_on_its_receipt(speed_grid, keystore):
+    """Read-your-write: right after the push's 200 the context and the usage show it, though the gateway's near
+    cache held the context before and its change-log poll is off (only the push itself can refresh it)."""
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from conftest import auth
+    from grid.gateway.app import create_app
+
+    g, _ = speed_grid
+    config = dataclasses.replace(g.config, invalidate_interval_s=3600)
+    row = {"CUST_ID": "C0000003", "CUST_NAME": "Customer 3", "CLASS": "RES", "ACCT_NO": "A00000003", "RATE": "r1",
+           "SP_ID": "S00000003", "INTERVAL": "60"}
+    async with TestClient(TestServer(create_app(g, config, keys=keystore))) as api:
+        for k in range(3):
+            before = await (await api.get("/v1/customers/C0000003", headers=auth("operator"))).json()  # cached
+            r = await api.post("/v1/imports/billing-customers", json=[{**row, "CUST_NAME": f"Renamed {k}"}],
+                               headers=auth("operator"))
+            assert r.status == 200, await r.text()
+            assert "versions" not in await r.json()
+            after = await (await api.get("/v1/customers/C0000003", headers=auth("operator"))).json()
+            assert (after["name"], after["version"]) == (f"Renamed {k}", before["version"] + 1)
+            reading = {"sp": "S00000003", "ts": f"2026-02-0{k + 1}T08:00:00Z", "wh": str(700 + k)}
+            r = await api.post("/v1/imports/interval-wh", json=[reading], headers=auth("operator"))
+            assert r.status == 200 and (await r.json())["applied"] == 1, await r.text()
+            r = await api.get("/v1/customers/C0000003/usage", headers=auth("operator"),
+                              params={"month": "2026-02", "service_point_id": "S00000003"})
+            got = {i["start"]: i["import_wh"] for i in (await r.json())["items"]}
+            assert got[reading["ts"]] == 700 + k

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
 from grid.errors import InvalidInput, UnsupportedFormat
-from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL
+from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
 from grid.imports import espi
 from grid.imports.importer import Importer
@@ -99,6 +99,8 @@ async def post_import(request: web.Request) -> web.Response:
     if principal.role == "agent":
         principal.require("operator")
     receipt = await imp.push(name, rows, principal=principal, key=request[PARAMS].get("Idempotency-Key"))
+    for cid, version in receipt.versions.items():  # read-your-write: no cached context older than the push
+        request.app[READS].cache.written(cid, version)
     return respond(request, receipt.view(), "receipt")
 
 

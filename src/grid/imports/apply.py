@@ -138,8 +138,13 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
     applied = int(fresh.size) - len(refused) - unchanged
     st.applied_rows[source] = st.applied_rows.get(source, 0) + applied
     # the shard's apply path re-classifies each touched customer, bumps its version once and logs the change
-    return ({"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
-             "refused": refused, "customers": len(touched)}, list(touched))
+    out = {"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
+           "refused": refused, "customers": len(touched)}
+    if str(position["stream"]).startswith("push"):
+        # a push's few customers with the version this op gives them (the one bump that follows): the gateway
+        # raises its near cache's floor to it before it answers, so a read after the receipt sees the rows
+        out["versions"] = {c: shard.records[c]["version"] + 1 for c in touched if c in shard.records}
+    return out, list(touched)
 
 
 # -- usage: vectorized per (interval length, month) --------------------------------------------------------------

@@ -84,15 +84,18 @@ class Receipt:
     rejected: int = 0
     position: dict | None = None
     rows: list[dict] = field(default_factory=list)
+    # pushes: customer -> the version the push gave it (the gateway's near cache; not part of the receipt)
+    versions: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: "Receipt") -> None:
         for k in ("accepted", "applied", "unchanged", "skipped", "quarantined", "rejected"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.position = other.position or self.position
         self.rows += other.rows
+        self.versions.update(other.versions)
 
     def view(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "versions"}
 
 
 def _raw_rows(rows, idx: list[int]) -> list[dict]:
@@ -391,6 +394,7 @@ class Importer:
             rcpt.applied += res_["applied"]
             rcpt.unchanged += res_["unchanged"]
             rcpt.skipped += res_["skipped"]
+            rcpt.versions.update(res_.get("versions") or {})
             for r in res_.get("refused", ()):
                 k = int(np.searchsorted(offsets, r["offset"]))  # offsets ascend within a batch
                 i = k if k < offsets.size and offsets[k] == r["offset"] else None
