@@ -171,8 +171,9 @@ class Importer:
 
     # -- files ----------------------------------------------------------------------------------------------
     async def import_file(self, source: str | Source, path: str | Path,
-                          progress: Callable[[int, int], None] | None = None) -> Receipt:
-        """Import one file of a file source from where it stands; ``progress(rows, bytes)`` per batch."""
+                          progress: Callable[[int, int], None] | None = None, complete_lines: bool = False) -> Receipt:
+        """Import one file of a file source from where it stands; ``progress(rows, bytes)`` per batch.
+        ``complete_lines``: the file is being appended to; a last line without its line break waits."""
         src = self.registry.get(source) if isinstance(source, str) else source
         path = Path(path)
         if not path.is_file():
@@ -184,7 +185,7 @@ class Importer:
             reader = await loop.run_in_executor(
                 None, lambda: open_file(path, src.format, src.options, stream=stream,
                                         batch_rows=int(src.options.get("batch_rows", 50_000)),
-                                        column_types=src.mapping.column_types()))
+                                        column_types=src.mapping.column_types(), complete_lines=complete_lines))
             skip = await loop.run_in_executor(None, self.files.old_digests, src.name, path, previous)
             total = Receipt(position=after)
             gen = reader.batches(after)
