@@ -138,13 +138,24 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
     applied = int(fresh.size) - len(refused) - unchanged
     st.applied_rows[source] = st.applied_rows.get(source, 0) + applied
     # the shard's apply path re-classifies each touched customer, bumps its version once and logs the change
-    out = {"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
-           "refused": refused, "customers": len(touched)}
+    result = {"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
+              "refused": refused, "customers": len(touched)}
     if str(position["stream"]).startswith("push"):
         # a push's few customers with the version this op gives them (the one bump that follows): the gateway
         # raises its near cache's floor to it before it answers, so a read after the receipt sees the rows
-        out["versions"] = {c: shard.records[c]["version"] + 1 for c in touched if c in shard.records}
-    return out, list(touched)
+        result["versions"] = {c: shard.records[c]["version"] + 1 for c in touched if c in shard.records}
+    if op.get("audit") and fresh.size:  # audit (an HTTP push): each customer's rows, for its entry (grid.audit)
+        result["audit_rows"] = rows_per_customer(body, fresh, refused)
+    return result, list(touched)
+
+
+def rows_per_customer(body: dict, fresh: np.ndarray, refused: list[dict]) -> dict[str, dict]:
+    """customer -> {"accepted", "quarantined"}: the op's new rows of each customer, and those refused."""
+    vals, codes = text(body["customer_id"])
+    codes = codes[fresh]
+    bad = np.isin(ints(body["offsets"])[fresh], np.fromiter((r["offset"] for r in refused), np.int64, len(refused)))
+    n, q = np.bincount(codes, minlength=len(vals)), np.bincount(codes[bad], minlength=len(vals))
+    return {vals[c]: {"accepted": int(n[c] - q[c]), "quarantined": int(q[c])} for c in np.flatnonzero(n)}
 
 
 # -- usage: vectorized per (interval length, month) --------------------------------------------------------------

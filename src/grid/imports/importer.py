@@ -16,6 +16,7 @@ so a retry that the shard had applied answers its first result): no row is dropp
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -38,6 +39,8 @@ from grid.partitions import partitions_of
 
 log = logging.getLogger(__name__)
 
+# audit: the audit block of the HTTP push being written (grid.audit), stamped on each of its import_rows ops
+PUSH_AUDIT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("push_audit", default=None)
 RETRY_S = 120.0  # longest a batch waits for a restarting shard before the import fails (and can be resumed)
 
 
@@ -227,8 +230,13 @@ class Importer:
             return total
 
     # -- push -----------------------------------------------------------------------------------------------
-    async def push(self, source: str, rows: list[dict], principal=None, key: str | None = None) -> Receipt:
-        """Rows pushed over HTTP. With an idempotency ``key`` the push is its own stream (a retry is a no-op)."""
+    async def push(self, source: str, rows: list[dict], principal=None, key: str | None = None,
+                   audit: dict | None = None) -> Receipt:
+        """Rows pushed over HTTP. With an idempotency ``key`` the push is its own stream (a retry is a no-op).
+
+        ``audit``: the request's audit block (``grid.gateway.audit.audit_of``); each shard records it, with the
+        source, the batch id and that customer's rows accepted and quarantined, on every customer the push
+        names (``grid.audit``), in the same WAL record as the rows."""
         src = self.registry.get(source)
         if src.kind not in ("push", "folder"):
             raise InvalidInput(f"source {source!r} is a {src.kind} source and takes no pushed rows", field="source")
@@ -254,7 +262,15 @@ class Importer:
                 self._push_seq[src.name] = first + len(rows) - 1
             pos = {"stream": stream, "offset": first + len(rows) - 1, "batch": first}
             batch = Batch(pos, rows, offsets=list(range(first, first + len(rows))))
-            return await self.write_batch(src, batch, principal=principal if customer else None, per_row=True)
+            if audit is not None:
+                changes = {**(audit.get("changes") or {}), "source": src.name, "stream": stream, "batch": first,
+                           "push_rows": len(rows)}
+                token = PUSH_AUDIT.set({**audit, "changes": changes})
+            try:
+                return await self.write_batch(src, batch, principal=principal if customer else None, per_row=True)
+            finally:
+                if audit is not None:
+                    PUSH_AUDIT.reset(token)
 
     # -- one batch --------------------------------------------------------------------------------------------
     def prepare(self, src: Source, batch: Batch, unchanged_digests: np.ndarray | None = None) -> "Prepared":
@@ -480,9 +496,13 @@ class Importer:
         """Write the ops ``ops()`` builds (one per shard); a shard that is restarting or a moved partition makes
         the batch wait and go again, re-routed (same write ids: a shard that had applied it answers again)."""
         deadline = time.monotonic() + RETRY_S
+        audit = PUSH_AUDIT.get()
         while True:
+            built = ops()
+            for _, op in built if audit is not None else ():
+                op["audit"] = audit  # audit: not in the write id, so a retried push is recorded once
             try:
-                return list(await asyncio.gather(*(self.grid.aimport_rows(s, op) for s, op in ops())))
+                return list(await asyncio.gather(*(self.grid.aimport_rows(s, op) for s, op in built)))
             except ShardUnavailable as exc:
                 if time.monotonic() > deadline:
                     raise
