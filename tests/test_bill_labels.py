@@ -43,7 +43,7 @@ async def test_bill_routes_answer_a_label_beside_each_code(base_api):
                     seen += 1
                     assert line["label"] and "period" not in line["label"].lower(), line
                     if line["code"].startswith("ENERGY_"):
-                        assert line["label"].split(",")[0].endswith("energy"), line
+                        assert line["label"].split(",")[0].split(" (")[0].endswith("energy"), line  # "... energy (12:00-18:00)" too
         r = await base_api.get(f"/v1/customers/{cid}/bills", headers=H)
         for bill in (await r.json())["items"]:
             for line in bill.get("lines", []):
@@ -70,3 +70,17 @@ def test_no_shipped_tariff_names_two_lines_alike():
         assert not twins, f"{path.name}: lines {twins} each stand for more than one code of {codes}"
     assert period_names(json.loads((SHIPPED / "com-demand.json").read_text()))["energy"][3:] == [
         "Summer part-peak energy", "Summer peak energy"]
+
+
+def test_periods_priced_alike_get_the_hours_they_apply():
+    # what com-demand's URDB record alone gives (no period_names): summer part-peak and peak at one price
+    urdb = json.loads((TARIFFS / "com-demand.json").read_text())
+    del urdb["contextgrid"]["period_names"]
+    assert period_names(urdb)["energy"] == [
+        "Winter off-peak energy", "Winter peak energy", "Summer off-peak energy",
+        "Summer peak energy (08:00-12:00 and 18:00-21:00)", "Summer peak energy (12:00-18:00)"]
+    assert line_label("ENERGY_P4_T0", urdb) == "Summer peak energy (12:00-18:00)"
+    # a period used only at weekends says so
+    two = {"energyratestructure": [[{"rate": 0.2}], [{"rate": 0.2}]], "energyweekdayschedule": [[0] * 24] * 12,
+           "energyweekendschedule": [[1] * 6 + [0] * 18] * 12}
+    assert period_names(two)["energy"] == ["Energy (00:00-24:00)", "Energy (00:00-06:00 weekends)"]

@@ -76,6 +76,9 @@ async def console(ray_session, tmp_path_factory):
     from portal_seed import BILLS, legacy_bills
 
     legacy_bills(g, "Q0000002", "QA000002", BILLS, suffix="-Q2")  # bills whose lines the console names
+    from portal_seed import readings, synthetic_month
+
+    g.append_usage("Q0000002", readings("QS000002", *synthetic_month("2026-10", False, seed=2)))  # her meter
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     contacts = ContactsConfig(smtp=SmtpConfig(port=smtp_port),
@@ -148,6 +151,15 @@ async def test_console_end_to_end(console, browser):
     due = (await (await http.get("/v1/customers/Q0000002/bills")).json())["amount_due_cents"]
     assert due == 7_655 + 3_570 + 1_214  # the October bill; no payment on record
     await expect(page.locator("#c-amount-due")).to_have_text("$124.39")
+    # the usage chart: her meter's October, a bar a day, the month's total as the usage API answers it
+    await expect(page.locator("#c-usage-daily svg rect")).to_have_count(31)
+    usage = await (await http.get("/v1/customers/Q0000002/usage?month=2026-10&resolution=daily")).json()
+    total = sum(i["import_wh"] for i in usage["items"])
+    await expect(page.locator("#c-usage-total")).to_have_text(f"2026-10: {(total + 500) // 1000:,} kWh from the grid")
+    await page.fill("#c-usage-month", "2026-08")  # a month the meter has nothing for
+    await expect(page.locator("#c-usage-daily")).to_have_text("No meter readings in 2026-08.")
+    await page.fill("#c-usage-month", "2026-10")
+    await expect(page.locator("#c-usage-daily svg rect")).to_have_count(31)
 
     # a bad address is refused with the field named, and nothing changes
     form = page.locator('form.contact[data-contact-id="QK2"]')

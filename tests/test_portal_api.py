@@ -1,4 +1,6 @@
 """The portal's what-if routes through the gateway: each route, formats, auth, and bad inputs as 4xx problems."""
+import csv
+import io
 import json
 
 import pytest
@@ -246,3 +248,18 @@ async def test_plan_comparison_bills_only_the_months_with_data(api, grid):
                                  json={"plans": ["res-tiered"]}, headers=H)).json()
     assert data["months"] == [] and data["months_without_data"] == looked_at
     assert [(i["total_cents"], i["bills"]) for i in data["items"]] == [(0, []), (0, [])]
+
+
+@pytest.mark.parametrize("cid", [SOLAR, PLAIN])  # PLAIN: no bill, so no due date (null in every format)
+async def test_bills_with_the_amount_due_in_every_format(api, seeded, cid):
+    r = await api.get(f"/v1/customers/{cid}/bills?as_of=2026-10-20&format=csv", headers=H)
+    assert r.status == 200 and r.content_type == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(await r.text())))  # one row per bill, as before the amount due
+    assert [row["bill_id"] for row in rows] == (["B902-2026-09"] if cid == SOLAR else [])
+    r = await api.get(f"/v1/customers/{cid}/bills?as_of=2026-10-20", headers={**H, "Accept": "application/xml"})
+    assert r.status == 200 and r.content_type == "application/xml"
+    import defusedxml.ElementTree as ET
+
+    root = ET.fromstring(await r.read())
+    want = (await (await api.get(f"/v1/customers/{cid}/bills?as_of=2026-10-20", headers=H)).json())["amount_due_cents"]
+    assert root.findtext("amount_due_cents") == str(want)

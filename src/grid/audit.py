@@ -11,8 +11,8 @@ patch or a replacement holds what really changed in the context (``diff``: path,
 shard from the record before and after the write, so a console that writes a whole context back to change
 one service point's load priority is recorded as exactly that change.
 
-Outages and notices are not customer writes: who declared or restored one, when and with what, is kept
-with the event itself in every shard's outbox (``grid.contacts``) and read with ``GET /v1/audit?outage=``.
+Outages are not customer writes: who declared or restored one, when and with what, is kept with the event
+itself in every shard's outbox (``grid.contacts``) and read with ``GET /v1/outages/{id}/audit``.
 """
 from __future__ import annotations
 
@@ -52,6 +52,19 @@ class AuditLog:
         if before is not None and after is not None:
             entry["diff"] = diff(before, after)
         self.entries.setdefault(cid, deque(maxlen=PER_CUSTOMER)).append(entry)
+
+    def record_each(self, op: dict, rows: dict[str, dict], versions: dict[str, int]) -> None:
+        """An op over many customers (an import push, ``customer_id`` None): one entry on each customer it named,
+        its ``changes`` the op's plus that customer's rows (``{"accepted", "quarantined"}``)."""
+        block = op.get("audit")
+        if not block:
+            return
+        for cid in sorted(rows):
+            entry = {k: block.get(k) for k in FIELDS}
+            entry["changes"] = {**(block.get("changes") or {}), **rows[cid]}
+            entry.update(customer_id=cid, kind=op["kind"], write_id=op["write_id"], at=op.get("at"),
+                         version=versions.get(cid))
+            self.entries.setdefault(cid, deque(maxlen=PER_CUSTOMER)).append(entry)
 
     def of(self, customer_id: str, limit: int = 100) -> list[dict]:
         """The newest ``limit`` entries of a customer, newest first."""

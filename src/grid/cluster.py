@@ -595,10 +595,10 @@ class Grid:
                 "attempts": sum(p["attempts"] for p in parts), "recipients": recipients[:limit]}
 
     async def aoutage_audit(self, outage_id: str, limit: int = 100) -> list[dict]:
-        """Who declared, restored or re-declared an outage (or sent a notice), newest first."""
+        """Who declared, restored or re-declared an outage, newest first."""
         out = await self.aoutage(outage_id, limit=1)
         if out is None:
-            raise NotFound(f"no outage or notice {outage_id!r}", field="outage")
+            raise NotFound(f"no outage {outage_id!r}", field="id")
         return list(reversed(out["event"].get("audit") or []))[:limit]
 
     async def acustomer_messages(self, customer_id: str) -> list[dict]:

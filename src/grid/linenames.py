@@ -5,7 +5,8 @@ energy, tier 2". Period names come from ``contextgrid.period_names`` (``{"energy
 when the tariff carries them, else they are derived from its URDB schedules: periods used in the same months
 form a season, and within a season the dearest first-tier price is "Peak", the cheapest "Off-peak", any other
 "Mid-peak" (a utility's own TOU sheets name them so). A season that does not cover the whole year is called
-"Summer" when it holds July, else "Winter".
+"Summer" when it holds July, else "Winter". Two periods that would still read alike get the hours they apply
+("Summer peak energy (12:00-18:00)"); a tariff that knows better names them in ``contextgrid.period_names``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,34 @@ def derive_names(structure: list, weekday: list, weekend: list, noun: str) -> li
         prefix = "" if len(season) == 12 else ("summer" if 6 in season else "winter")
         words = " ".join(w for w in (prefix, rank, noun) if w)
         names.append(words[0].upper() + words[1:])
-    return names
+    return _distinct(names, weekday, weekend)
+
+
+def _hours_of(p: int, weekday: list, weekend: list) -> str:
+    """When period ``p`` applies, as a utility's sheet writes it: ``"12:00-18:00"``, ``"08:00-12:00 and
+    18:00-21:00"`` (weekday hours of the first month that uses it; weekend hours, marked so, if only then)."""
+    for sched, suffix in ((weekday or [], ""), (weekend or [], " weekends")):
+        for hours in sched:
+            used = [h for h, q in enumerate(hours) if int(q) == p]
+            if used:
+                runs, start = [], used[0]
+                for a, b in zip(used, used[1:] + [None]):
+                    if b != a + 1:
+                        runs.append(f"{start:02d}:00-{a + 1:02d}:00")
+                        start = b
+                return " and ".join(runs) + suffix
+    return ""
+
+
+def _distinct(names: list[str], weekday: list, weekend: list) -> list[str]:
+    """Names made distinct: two periods priced alike in one season (URDB often records a part-peak at the
+    peak's price) get the hours they apply, so a bill never shows two lines under one name."""
+    out = list(names)
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            hours = _hours_of(i, weekday, weekend)
+            out[i] = f"{name} ({hours})" if hours else f"{name} ({i + 1})"
+    return out
 
 
 def period_names(urdb: dict) -> dict[str, list[str]]:

@@ -415,6 +415,9 @@ class Shard:
             result["version"] = self.records[cid]["version"]
         # audit: rides in the op, so the WAL holds it
         self.audit.record(op, result.get("version"), before, self.records.get(cid) if before is not None else None)
+        if "audit_rows" in result:  # a shard-wide op (an import push): an entry on each customer it named
+            rows = result.pop("audit_rows")
+            self.audit.record_each(op, rows, {c: self.records[c]["version"] for c in rows if c in self.records})
         if op.get("request") is not None:
             result["request"] = op["request"]  # what the client's Idempotency-Key is bound to
         # a retry gets the result again, less the rows refused (a quarantine list can be long; it was reported)

@@ -4,8 +4,9 @@ It runs in the gateway process (a ``cleanup_ctx`` task), not in the shard actors
 are network waits on SMTP servers and providers (seconds when one misbehaves) that must not sit on a shard's
 event loop beside its reads and writes; receipts, replies and acknowledgement links arrive at the gateway
 anyway; and the gateway holds no state that matters: what is durable is the outbox in each shard, so a
-dispatcher that dies loses nothing. Its leases expire and the next dispatcher sends again with the same
-idempotency keys, which providers (and mail stores, by Message-ID) use to drop the copy.
+dispatcher that dies loses nothing. Its leases expire and the next dispatcher tries again with the same
+idempotency keys: mail stores drop a copy by Message-ID, and the SMS/voice transport first looks an ambiguous
+try up at the provider (Twilio does not de-duplicate; see ``grid.contacts.transports``).
 
 Per shard and per round: take up to ``batch`` due notifications, choose each one's candidate (quiet hours,
 transports available), write ONE ``outbox_attempt`` op (durable before anything is sent), send them all at

@@ -1,5 +1,4 @@
-"""``GET /v1/audit?customer=`` (operator): the customer's writes, newest first, from its shard's audit log;
-``GET /v1/audit?outage=``: who declared, restored (or re-declared) an outage or sent a notice, newest first.
+"""``GET /v1/audit?customer=`` (operator): the customer's writes, newest first, from its shard's audit log.
 
 :func:`audit_of` is what a handler puts in a write op's ``audit`` field: the key and role that wrote, the
 route, the request id (the one problem bodies and logs quote) and what changed. The shard keeps it with the
@@ -10,7 +9,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from grid.audit import audit_block
-from grid.errors import InvalidInput
 from grid.gateway.keys import GRID, PARAMS, PRINCIPAL
 from grid.gateway.problems import request_id
 from grid.gateway.responses import respond
@@ -36,11 +34,6 @@ def audit_of(request: web.Request, kind: str, body: dict) -> dict:
 async def get_audit(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator")
     p = request[PARAMS]
-    if ("customer" in p) == ("outage" in p):
-        raise InvalidInput("name either a customer or an outage", field="customer")
-    if "outage" in p:
-        items = await request.app[GRID].aoutage_audit(p["outage"], p.get("limit", 100))
-        return respond(request, {"outage_id": p["outage"], "items": items}, "audit")
     items = await request.app[GRID].acustomer_audit(p["customer"], p.get("limit", 100))
     return respond(request, {"customer_id": p["customer"], "items": items}, "audit")
 

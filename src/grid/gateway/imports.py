@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
 from grid.errors import InvalidInput, UnsupportedFormat
+from grid.gateway.audit import audit_of
 from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL
 from grid.gateway.responses import respond
 from grid.imports import espi
@@ -98,7 +99,8 @@ async def post_import(request: web.Request) -> web.Response:
         raise InvalidInput(f"at most {MAX_PUSH_ROWS} rows per push", field="rows")
     if principal.role == "agent":
         principal.require("operator")
-    receipt = await imp.push(name, rows, principal=principal, key=request[PARAMS].get("Idempotency-Key"))
+    receipt = await imp.push(name, rows, principal=principal, key=request[PARAMS].get("Idempotency-Key"),
+                             audit=audit_of(request, "import", {"source": name}))
     return respond(request, receipt.view(), "receipt")
 
 

@@ -62,7 +62,7 @@ def _now(request: web.Request) -> str:
 
 
 def _audit(request: web.Request, action: str, changes: dict) -> dict:
-    """One audit entry of an outage or notice (who, when, what), kept with the event by every shard's outbox
+    """One audit entry of an outage (who, when, what), kept with the event by every shard's outbox
     through the enqueue op, so it is as durable as the alerts it caused. ``at`` is wall-clock time, not the
     delivery clock (tests run that at 3 a.m.)."""
     at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -110,6 +110,13 @@ async def get_outage(request: web.Request) -> web.Response:
     return respond(request, {"outage_id": p["id"], **out}, "outage")
 
 
+async def get_outage_audit(request: web.Request) -> web.Response:
+    request[PRINCIPAL].require("operator")
+    p = request[PARAMS]
+    items = await request.app[GRID].aoutage_audit(p["id"], p.get("limit", 100))
+    return respond(request, {"outage_id": p["id"], "items": items}, "audit")
+
+
 async def post_outage_restore(request: web.Request) -> web.Response:
     request[PRINCIPAL].require("operator", "agent")
     body = request[BODY] or {}
@@ -131,7 +138,6 @@ async def post_notices(request: web.Request) -> web.Response:
     notice = {"id": f"{kind}:{scope}", "type": kind, "period": body.get("period"), "as_of": body.get("as_of"),
               "customer_ids": body.get("customer_ids"), "ratio": body.get("ratio", 0.3),
               "declared_at": _now(request)}
-    notice["audit"] = [_audit(request, "notice", {k: body[k] for k in sorted(body)})]
     n = await request.app[GRID].anotify(notice)
     request.app[DISPATCHER].notify()
     request.app[DISPATCHER].metrics.events.labels(kind).inc()
@@ -223,6 +229,7 @@ def setup_outages(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/outages", post_outages, name="post_outages")
     r.add_get("/v1/outages/{id}", get_outage, name="get_outage")
+    r.add_get("/v1/outages/{id}/audit", get_outage_audit, name="get_outage_audit")
     r.add_post("/v1/outages/{id}/restore", post_outage_restore, name="post_outage_restore")
     r.add_post("/v1/notices", post_notices, name="post_notices")
     r.add_get("/v1/customers/{id}/messages", get_customer_messages, name="get_customer_messages")

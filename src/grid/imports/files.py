@@ -12,12 +12,15 @@ no-ops (upserts compare, readings overwrite, payments/events/bills are keyed by 
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+import polars as pl
+import polars_hash as plh
 
 from grid.imports.readers import file_digest
 
@@ -25,18 +28,53 @@ from grid.imports.readers import file_digest
 def row_hashes(rows) -> np.ndarray:
     """64-bit digests of raw rows (a row's columns and values count, its place in the file does not).
 
-    Arrow batches hash vectorized (polars ``hash_rows``, fixed seeds: stable within a polars version; after an
-    upgrade old digests just stop matching and rows re-apply as no-ops); row lists hash their JSON.
+    The digest is the standard XXH64 (seed 0; ``polars-hash``, vectorized) of the row's canonical text: for each
+    column with a value, in column-name order, ``name \\x1f value \\x1e`` (UTF-8). It depends on nothing but
+    the row, so it stays the same across polars versions and machines: an upgrade cannot make a rewritten file
+    look new and write all of it again (polars' own ``hash_rows`` is stable only within one version).
+    A value's text is the text the reader gave; typed cells (spreadsheets, Parquet) are written the one way
+    :func:`cell_text` writes them, never by a library's display format.
     """
-    if hasattr(rows, "to_pylist"):
-        import polars as pl
+    n = rows.num_rows if hasattr(rows, "num_rows") else len(rows)
+    frame = _text_frame(rows)
+    parts = [pl.lit(f"{c}\x1f") + pl.col(c) + pl.lit("\x1e") for c in sorted(frame.columns)]
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if not parts:  # rows without columns are all the same row
+        frame, parts = pl.DataFrame({"_": [None] * n}, schema={"_": pl.String}), [pl.col("_")]
+    canon = pl.concat_str(parts, ignore_nulls=True).fill_null("").alias("_canon")
+    return frame.select(canon).select(plh.col("_canon").nchash.xxhash64()).to_series().to_numpy().astype(np.uint64)
 
-        return pl.from_arrow(rows).hash_rows(seed=11).to_numpy().astype(np.uint64)
-    out = np.empty(len(rows), dtype=np.uint64)
-    for i, r in enumerate(rows):
-        out[i] = int.from_bytes(hashlib.blake2b(json.dumps(r, default=str, separators=(",", ":")).encode(),
-                                                digest_size=8).digest(), "little")
-    return out
+
+def cell_text(v) -> str | None:
+    """A typed cell as text, the same in every library version (Python's shortest float repr, ISO dates)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dt.date, dt.time)):  # a datetime is a date
+        return v.isoformat()
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=str, sort_keys=True, separators=(",", ":"))
+    return str(v)
+
+
+def _text_frame(rows) -> pl.DataFrame:
+    """The rows as text columns: text as read, integers by their digits, any other type through cell_text."""
+    if hasattr(rows, "to_pylist"):  # an Arrow batch
+        frame = pl.from_arrow(rows)
+        cols = {}
+        for name, dtype in frame.schema.items():
+            s = frame.get_column(name)
+            if dtype == pl.String:
+                cols[name] = s
+            elif dtype.is_integer():
+                cols[name] = s.cast(pl.String)
+            else:
+                cols[name] = pl.Series(name, [cell_text(v) for v in s.to_list()], dtype=pl.String)
+        return pl.DataFrame(list(cols.values()))
+    names = sorted({k for r in rows for k in r})
+    return pl.DataFrame({k: [cell_text(r.get(k)) for r in rows] for k in names}, schema={k: pl.String for k in names})
 
 
 def _key(source: str, path: Path) -> str:

@@ -16,6 +16,7 @@ so a retry that the shard had applied answers its first result): no row is dropp
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -28,17 +29,19 @@ import numpy as np
 import polars as pl
 
 from grid.errors import ContextGridError, InvalidInput, ShardUnavailable
-from grid.imports import linking
+from grid.imports import linking, routing
 from grid.imports.files import FileLedger, row_hashes
 from grid.imports.mapping import EVIDENCE
 from grid.imports.quarantine import Quarantine, raw_texts, recover
 from grid.imports.readers import Batch, open_file
 from grid.imports.sources import IMPLIED_EVIDENCE, Source, SourceRegistry
+from grid.partitions import partitions_of
 
 log = logging.getLogger(__name__)
 
+# audit: the audit block of the HTTP push being written (grid.audit), stamped on each of its import_rows ops
+PUSH_AUDIT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("push_audit", default=None)
 RETRY_S = 120.0  # longest a batch waits for a restarting shard before the import fails (and can be resumed)
-USAGE_COLUMNS = ("usage.start", "usage.import_wh", "usage.export_wh")
 
 
 @dataclass
@@ -112,11 +115,25 @@ def _raw_row(rows, i: int) -> dict:
     return rows[i]
 
 
-def _dictionary(s: pl.Series) -> dict:
-    """A text column dictionary-encoded for the op (see grid.imports.apply.text)."""
-    values = s.unique(maintain_order=True).to_list()
-    codes = s.replace_strict({v: k for k, v in enumerate(values)}, return_dtype=pl.Int32)
-    return {"values": values, "codes": codes.to_numpy().astype("<i4").tobytes()}
+def _held_bad(batch: Batch, mapped, offsets: np.ndarray, outcome: dict) -> list[dict]:
+    """Quarantine entries for a batch's malformed records and the rows its mapping marked bad."""
+    stream = str(batch.position["stream"])
+    held: list[dict] = []
+    for k, rej in enumerate(batch.rejected):
+        held.append({"id": f"{stream}:r{batch.position['offset']}.{k}", "stream": stream, "offset": None,
+                     "row": {"text": rej.get("text")}, "field": "row", "reason": "malformed",
+                     "detail": rej.get("detail", "")})
+    for b, raw in zip(mapped.bad, _raw_rows(batch.text_rows(), [b["i"] for b in mapped.bad])):
+        held.append({"stream": stream, "offset": int(offsets[b["i"]]), "row": raw,
+                     "field": b["field"], "column": b["column"], "reason": "invalid", "detail": b["reason"]})
+        outcome[b["i"]] = {"outcome": "quarantined", "field": b["field"], "reason": b["reason"]}
+    return held
+
+
+def _reject_others(rows: list[int], outcome: dict, rcpt: "Receipt") -> None:
+    for i in rows:
+        outcome[i] = {"outcome": "rejected", "reason": "the row names a customer this key may not write"}
+    rcpt.rejected += len(rows)
 
 
 def _digest(values: tuple) -> str:
@@ -166,7 +183,8 @@ class Importer:
             after = await self.resume_position(src.name, stream)
             reader = await loop.run_in_executor(
                 None, lambda: open_file(path, src.format, src.options, stream=stream,
-                                        batch_rows=int(src.options.get("batch_rows", 50_000))))
+                                        batch_rows=int(src.options.get("batch_rows", 50_000)),
+                                        column_types=src.mapping.column_types()))
             skip = await loop.run_in_executor(None, self.files.old_digests, src.name, path, previous)
             total = Receipt(position=after)
             gen = reader.batches(after)
@@ -189,6 +207,7 @@ class Importer:
                     await ready.put(exc)
 
             producer = asyncio.ensure_future(produce())
+            known: dict = {}  # service points / meters resolved by earlier batches of this file
             try:
                 while True:
                     prep = await ready.get()
@@ -196,7 +215,7 @@ class Importer:
                         break
                     if isinstance(prep, BaseException):
                         raise prep
-                    rcpt = await self.commit(src, prep)
+                    rcpt = await self.commit(src, prep, known=known)
                     self.files.add_digests(src.name, path, stream, prep.hashes)
                     total.add(rcpt)
                     if progress:
@@ -207,8 +226,13 @@ class Importer:
             return total
 
     # -- push -----------------------------------------------------------------------------------------------
-    async def push(self, source: str, rows: list[dict], principal=None, key: str | None = None) -> Receipt:
-        """Rows pushed over HTTP. With an idempotency ``key`` the push is its own stream (a retry is a no-op)."""
+    async def push(self, source: str, rows: list[dict], principal=None, key: str | None = None,
+                   audit: dict | None = None) -> Receipt:
+        """Rows pushed over HTTP. With an idempotency ``key`` the push is its own stream (a retry is a no-op).
+
+        ``audit``: the request's audit block (``grid.gateway.audit.audit_of``); each shard records it, with the
+        source, the batch id and that customer's rows accepted and quarantined, on every customer the push
+        names (``grid.audit``), in the same WAL record as the rows."""
         src = self.registry.get(source)
         if src.kind not in ("push", "folder"):
             raise InvalidInput(f"source {source!r} is a {src.kind} source and takes no pushed rows", field="source")
@@ -234,7 +258,15 @@ class Importer:
                 self._push_seq[src.name] = first + len(rows) - 1
             pos = {"stream": stream, "offset": first + len(rows) - 1, "batch": first}
             batch = Batch(pos, rows, offsets=list(range(first, first + len(rows))))
-            return await self.write_batch(src, batch, principal=principal if customer else None, per_row=True)
+            if audit is not None:
+                changes = {**(audit.get("changes") or {}), "source": src.name, "stream": stream, "batch": first,
+                           "push_rows": len(rows)}
+                token = PUSH_AUDIT.set({**audit, "changes": changes})
+            try:
+                return await self.write_batch(src, batch, principal=principal if customer else None, per_row=True)
+            finally:
+                if audit is not None:
+                    PUSH_AUDIT.reset(token)
 
     # -- one batch --------------------------------------------------------------------------------------------
     def prepare(self, src: Source, batch: Batch, unchanged_digests: np.ndarray | None = None) -> "Prepared":
@@ -247,21 +279,25 @@ class Importer:
                 dropped = int(same.sum())
                 keep = np.flatnonzero(~same)
                 rows = batch.rows.take(keep) if hasattr(batch.rows, "take") else [batch.rows[i] for i in keep]
-                offs = np.asarray(batch.row_offsets())[keep].tolist()
-                batch = Batch(batch.position, rows, offsets=offs, rejected=batch.rejected)
+                offs = batch.offset_array()[keep]
+                text = None if batch.text is None else (lambda b=batch, k=keep: b.text_rows().take(k))
+                batch = Batch(batch.position, rows, offsets=offs, rejected=batch.rejected, text=text)
         return Prepared(batch, src.mapping.apply(batch.rows), hashes, dropped)
 
     async def write_batch(self, src: Source, batch: Batch, principal=None, per_row: bool = False) -> Receipt:
         return await self.commit(src, self.prepare(src, batch), principal, per_row)
 
-    async def commit(self, src: Source, prep: "Prepared", principal=None, per_row: bool = False) -> Receipt:
-        """Link, quarantine and write a prepared batch; progress is counted here."""
+    async def commit(self, src: Source, prep: "Prepared", principal=None, per_row: bool = False,
+                     known: dict | None = None) -> Receipt:
+        """Link, quarantine and write a prepared batch; progress is counted here. ``known``: keys resolved by
+        earlier batches of the same file (see grid.imports.routing)."""
         prog = self._progress(src.name)
         prog.state = "running"
         t0 = time.perf_counter()
         batch = prep.batch
         try:
-            rcpt = await self._write_batch(src, batch, prep.mapped, principal, per_row, keep_raw=not prep.from_file)
+            rcpt = await self._write_batch(src, batch, prep.mapped, principal, per_row, known,
+                                           keep_raw=not prep.from_file)
         except ContextGridError as exc:
             prog.state, prog.last_error = "failed", exc.detail
             raise
@@ -279,44 +315,33 @@ class Importer:
         return rcpt
 
     async def _write_batch(self, src: Source, batch: Batch, mapped, principal, per_row: bool,
-                           keep_raw: bool = True) -> Receipt:
+                           known: dict | None = None, keep_raw: bool = True) -> Receipt:
+        if src.does == "usage":
+            return await self._write_usage(src, batch, mapped, principal, per_row, known, keep_raw)
         stream = str(batch.position["stream"])
-        offsets = np.asarray(batch.row_offsets(), dtype=np.int64)
+        offsets = batch.offset_array()
         rcpt = Receipt(position=batch.position)
-        held: list[dict] = []
-        for k, rej in enumerate(batch.rejected):
-            held.append({"id": f"{stream}:r{batch.position['offset']}.{k}", "stream": stream, "offset": None,
-                         "row": {"text": rej.get("text")}, "field": "row", "reason": "malformed",
-                         "detail": rej.get("detail", "")})
         outcome: dict[int, dict] = {}
-        for b, raw in zip(mapped.bad, _raw_rows(batch.rows, [b["i"] for b in mapped.bad])):
-            held.append({"stream": stream, "offset": int(offsets[b["i"]]), "row": raw,
-                         "field": b["field"], "column": b["column"], "reason": "invalid", "detail": b["reason"]})
-            outcome[b["i"]] = {"outcome": "quarantined", "field": b["field"], "reason": b["reason"]}
+        held = _held_bad(batch, mapped, offsets, outcome)
         frame = mapped.frame.with_columns(pl.Series("_off", offsets[mapped.frame.get_column("_i").to_numpy()]))
-        if src.does == "usage":  # rows name a meter or service point: one key lookup per distinct value
-            frame = await self._link_points(frame)
-        else:
-            records = self._evidence(src, frame)
-            creates = src.does == "upsert" and principal is None and src.spec.get("unmatched") != "quarantine"
-            res = await linking.resolve(self.grid, records, creates=creates) if records else []
-            frame = frame.with_columns(
-                pl.Series("_outcome", [r["outcome"] for r in res], dtype=pl.String),
-                pl.Series("_cid", [r.get("customer_id") for r in res], dtype=pl.String),
-                pl.Series("_sp", [r.get("service_point_id") for r in res], dtype=pl.String),
-                pl.Series("_evidence", [json.dumps(r.get("evidence"), default=str) for r in res], dtype=pl.String))
+        records = self._evidence(src, frame)
+        creates = src.does == "upsert" and principal is None and src.spec.get("unmatched") != "quarantine"
+        res = await linking.resolve(self.grid, records, creates=creates) if records else []
+        frame = frame.with_columns(
+            pl.Series("_outcome", [r["outcome"] for r in res], dtype=pl.String),
+            pl.Series("_cid", [r.get("customer_id") for r in res], dtype=pl.String),
+            pl.Series("_sp", [r.get("service_point_id") for r in res], dtype=pl.String),
+            pl.Series("_evidence", [json.dumps(r.get("evidence"), default=str) for r in res], dtype=pl.String))
         linked = frame.get_column("_outcome").is_in(["link", "new"]) & frame.get_column("_cid").is_not_null()
         if principal is not None:
             # customer entry: a row for anyone else is refused the same way whether or not they exist
             mine = frame.get_column("_cid").is_in(sorted(principal.customers)).fill_null(False)
-            for i in frame.filter(~mine).get_column("_i").to_list():
-                outcome[i] = {"outcome": "rejected", "reason": "the row names a customer this key may not write"}
-            rcpt.rejected += int((~mine).sum())
+            _reject_others(frame.filter(~mine).get_column("_i").to_list(), outcome, rcpt)
             linked = linked & mine
         else:
             mine = pl.Series([True] * frame.height, dtype=pl.Boolean)
         unlinked = list(frame.filter(~linked & mine).select("_i", "_off", "_outcome", "_evidence").iter_rows())
-        for (i, off, out, ev), raw in zip(unlinked, _raw_rows(batch.rows, [u[0] for u in unlinked])):
+        for (i, off, out, ev), raw in zip(unlinked, _raw_rows(batch.text_rows(), [u[0] for u in unlinked])):
             reason = "review" if out == "review" else "unresolved"
             held.append({"stream": stream, "offset": int(off), "row": raw, "field": "identity",
                          "reason": reason, "detail": ev})
@@ -329,6 +354,54 @@ class Importer:
             for i, out, cid in good.select("_i", "_outcome", "_cid").iter_rows():
                 outcome[i] = {"outcome": "linked" if out == "link" else "new", "customer_id": cid}
         results = await self._send(src, batch, good, keep_raw)
+        return self._settle(src, batch, offsets, results, outcome, rcpt, per_row)
+
+    async def _write_usage(self, src: Source, batch: Batch, mapped, principal, per_row: bool,
+                           known: dict | None, keep_raw: bool) -> Receipt:
+        """A usage batch (``grid.imports.routing``): rows linked by their distinct service points or meters,
+        routed and packed per shard with numpy; the same outcomes and quarantine as any other batch
+        (``keep_raw`` as in :meth:`_send`)."""
+        stream = str(batch.position["stream"])
+        offsets = batch.offset_array()
+        rcpt = Receipt(position=batch.position)
+        outcome: dict[int, dict] = {}
+        held = _held_bad(batch, mapped, offsets, outcome)
+        frame = mapped.frame
+        at = frame.get_column("_i").to_numpy()
+        points = await routing.link(self.grid, frame, known)
+        cids, row_cid = points.customer_codes()
+        linked = row_cid >= 0
+        mine = np.ones(frame.height, bool)
+        if principal is not None:
+            # customer entry: a row for anyone else is refused the same way whether or not they exist
+            allowed = np.array([c in principal.customers for c in cids] + [False], bool)
+            mine = allowed[row_cid]
+            _reject_others(at[~mine].tolist(), outcome, rcpt)
+            linked &= mine
+        unlinked = np.flatnonzero(~linked & mine)
+        evidence = json.dumps({"tried": [points.key]})
+        for i, raw in zip(unlinked.tolist(), _raw_rows(batch.text_rows(), at[unlinked].tolist())):
+            held.append({"stream": stream, "offset": int(offsets[at[i]]), "row": raw, "field": "identity",
+                         "reason": "unresolved", "detail": evidence})
+            outcome[int(at[i])] = {"outcome": "quarantined", "reason": "unresolved"}
+        self.quarantine.add(src.name, held)  # durable before any shard moves past these rows
+        rcpt.quarantined += len(held)
+        good = np.flatnonzero(linked)
+        rcpt.accepted = int(good.size)
+        if per_row:
+            for i in good.tolist():
+                outcome[int(at[i])] = {"outcome": "linked", "customer_id": cids[row_cid[i]]}
+        first = int(offsets[0]) if offsets.size else 0
+        row_off = offsets[at]
+        raw = raw_texts(_raw_rows(batch.text_rows(), at[good].tolist())) if keep_raw else None
+        results = await self._retried(src, lambda: routing.usage_ops(
+            self.grid, src.name, batch.position, first, frame, row_off, good, points, cids, row_cid, raw))
+        return self._settle(src, batch, offsets, results, outcome, rcpt, per_row)
+
+    def _settle(self, src: Source, batch: Batch, offsets: np.ndarray, results: list[dict], outcome: dict,
+                rcpt: "Receipt", per_row: bool) -> "Receipt":
+        """Count the shards' answers and quarantine the rows they refused."""
+        stream = str(batch.position["stream"])
         refused = []
         for res_ in results:
             rcpt.applied += res_["applied"]
@@ -338,7 +411,7 @@ class Importer:
                 k = int(np.searchsorted(offsets, r["offset"]))  # offsets ascend within a batch
                 i = k if k < offsets.size and offsets[k] == r["offset"] else None
                 refused.append({"stream": stream, "offset": r["offset"],
-                                "row": _raw_row(batch.rows, i) if i is not None else json.loads(r["row"] or "null"),
+                                "row": _raw_row(batch.text_rows(), i) if i is not None else json.loads(r["row"] or "null"),
                                 "field": r["field"], "reason": "refused", "detail": r["reason"]})
                 if i is not None:
                     outcome[i] = {"outcome": "quarantined", "field": r["field"], "reason": r["reason"]}
@@ -348,22 +421,6 @@ class Importer:
         if per_row:
             rcpt.rows = [{"row": i, **outcome.get(i, {"outcome": "applied"})} for i in range(len(batch))]
         return rcpt
-
-    async def _link_points(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Usage rows linked by service point or meter id (deterministic keys, one lookup per distinct value):
-        adds ``_outcome``, ``_cid``, ``_sp`` (the service point), ``_evidence``."""
-        kind = next((k for k in ("id.service_point_id", "usage.service_point_id", "id.meter_id")
-                     if k in frame.columns), None)
-        key = "meter_id" if kind == "id.meter_id" else "service_point_id"
-        col = frame.get_column(kind).cast(pl.String) if kind else pl.Series([None] * frame.height, dtype=pl.String)
-        values = [v for v in col.unique().to_list() if v is not None]
-        found = (await self.grid.aimport_keys({key: values})).get(key, {}) if values else {}
-        cid = col.replace_strict({v: h[0] for v, h in found.items()}, default=None, return_dtype=pl.String)
-        sp = col.replace_strict({v: h[1] for v, h in found.items()}, default=None, return_dtype=pl.String)
-        return frame.with_columns(
-            pl.when(cid.is_not_null()).then(pl.lit("link")).otherwise(pl.lit("unresolved")).alias("_outcome"),
-            cid.alias("_cid"), sp.alias("_sp"),
-            pl.lit(json.dumps({"tried": [key]})).alias("_evidence"))
 
     def _evidence(self, src: Source, frame) -> list[dict]:
         cols = {}
@@ -395,27 +452,22 @@ class Importer:
         batches read from a file need not (the file is read again)."""
         grid = self.grid
         fields = [c for c in good.columns if not c.startswith(("_", "id."))]
-        usage = src.does == "usage"
-        if usage:
-            fields = [c for c in fields if c in USAGE_COLUMNS]
-        elif good.height:
+        if good.height:
             good = good.with_columns(pl.Series("_digest", [_digest(r) for r in good.select(fields).iter_rows()]))
-        first = int(batch.row_offsets()[0]) if len(batch) else 0
+        first = int(batch.offset_array()[0]) if len(batch) else 0
         last = int(batch.position["offset"])
         raw_of = {}
         if keep_raw and good.height:
             idx = good.get_column("_i").to_list()
-            raw_of = dict(zip(idx, raw_texts(_raw_rows(batch.rows, idx))))
-        deadline = time.monotonic() + RETRY_S
-        while True:
+            raw_of = dict(zip(idx, raw_texts(_raw_rows(batch.text_rows(), idx))))
+
+        def ops():
             table = grid.table
             cids = good.get_column("_cid").unique().to_list()
             owner = np.asarray(table.owner, dtype=np.int64)
-            from grid.partitions import partitions_of
-
             shard_of = dict(zip(cids, owner[partitions_of(cids)].tolist())) if cids else {}
             part_of = good.get_column("_cid").replace_strict(shard_of, default=-1, return_dtype=pl.Int64)
-            ops = []
+            out = []
             pushed = str(batch.position["stream"]).startswith("push")
             for s in range(len(grid.shards)):
                 sub = good.filter(part_of == s)
@@ -423,27 +475,30 @@ class Importer:
                     continue  # a push is never resumed by position: shards without its rows need not hear of it
                 wid = hashlib.sha1(f"{src.name}|{batch.position['stream']}|{first}|{last}|{s}|{table.version}"
                                    .encode()).hexdigest()
-                if usage:  # numbers as int64 bytes: a 50k-row batch packs in a millisecond
-                    columns = {c: sub.get_column(c).fill_null(0).cast(pl.Int64).to_numpy().tobytes()
-                               for c in fields if c != "usage.service_point_id"}
-                    given = sub.get_column("usage.service_point_id") if "usage.service_point_id" in sub.columns \
-                        else None
-                    spc = sub.get_column("_sp") if given is None else sub.get_column("_sp").fill_null(given)
-                    columns["service_point_id"] = _dictionary(spc)
-                    digests = []
-                else:
-                    columns = {c: sub.get_column(c).to_list() for c in fields}
-                    digests = sub.get_column("_digest").to_list() if sub.height else []
                 body = {"source": src.name, "position": batch.position, "action": src.does,
                         "offsets": sub.get_column("_off").cast(pl.Int64).to_numpy().tobytes(),
-                        "customer_id": _dictionary(sub.get_column("_cid")) if usage else sub.get_column("_cid").to_list(),
-                        "digest": digests, "columns": columns}
+                        "customer_id": sub.get_column("_cid").to_list(),
+                        "digest": sub.get_column("_digest").to_list() if sub.height else [],
+                        "columns": {c: sub.get_column(c).to_list() for c in fields}}
                 if keep_raw:
                     body["raw"] = [raw_of[i] for i in sub.get_column("_i").to_list()]
-                ops.append((s, {"kind": "import_rows", "customer_id": None, "write_id": wid, "body": body}))
+                out.append((s, {"kind": "import_rows", "customer_id": None, "write_id": wid, "body": body}))
+            return out
+
+        return await self._retried(src, ops)
+
+    async def _retried(self, src: Source, ops: Callable[[], list[tuple[int, dict]]]) -> list[dict]:
+        """Write the ops ``ops()`` builds (one per shard); a shard that is restarting or a moved partition makes
+        the batch wait and go again, re-routed (same write ids: a shard that had applied it answers again)."""
+        deadline = time.monotonic() + RETRY_S
+        audit = PUSH_AUDIT.get()
+        while True:
+            built = ops()
+            for _, op in built if audit is not None else ():
+                op["audit"] = audit  # audit: not in the write id, so a retried push is recorded once
             try:
-                return list(await asyncio.gather(*(grid.aimport_rows(s, op) for s, op in ops)))
-            except ShardUnavailable as exc:  # restarting shard or a moved partition: retry, re-routed
+                return list(await asyncio.gather(*(self.grid.aimport_rows(s, op) for s, op in built)))
+            except ShardUnavailable as exc:
                 if time.monotonic() > deadline:
                     raise
                 log.warning("import %s: %s; retrying the batch", src.name, exc.detail)

@@ -367,6 +367,23 @@ class Mapping:
         self.fields = fields
         self.evidence = evidence
 
+    def column_types(self) -> dict[str, pa.DataType]:
+        """Columns a text reader may parse typed (the mapping reads them the same typed or as text): whole Wh
+        or integer fields as int64, ISO date-times with an offset as UTC seconds. A column two rules read
+        differently, or with a lookup, case or format, stays text. See grid.imports.readers.delimited."""
+        want: dict[str, set] = {}
+        for rule in self.fields + self.evidence:
+            if rule.has_value or rule.path is not None or rule.column is None:
+                continue
+            typed = None
+            if rule.lookup is None and rule.case is None and rule.format is None:
+                if rule.type in ("energy", "integer") and rule.decimal == "." and rule.target not in ENUMS:
+                    typed = pa.int64()
+                elif rule.type == "datetime":
+                    typed = pa.timestamp("s", tz="UTC")
+            want.setdefault(str(rule.column), set()).add(typed)
+        return {c: next(iter(t)) for c, t in want.items() if len(t) == 1 and None not in t}
+
     def apply(self, rows) -> Mapped:
         if isinstance(rows, (pa.Table, pa.RecordBatch)):
             rows = pl.from_arrow(rows)

@@ -73,6 +73,9 @@
     renderBills(bills.items, bills.amount_due);
     renderMessages(messages.items);
     renderUsage(bills.items);
+    // the meters' month: the newest bill's, else this month
+    $("#c-usage-month").value = bills.items.length ? bills.items[0].period_start.slice(0, 7) : new Date().toISOString().slice(0, 7);
+    loadMeterUsage();
     await renderAudit();
   }
   async function renderAudit() {
@@ -148,38 +151,60 @@
     $("#c-payments").replaceChildren(table(["Date", "Amount", "Method"], pays.slice(-12).reverse().map((p) =>
       [p.date, money(p.amount_cents), p.method])));
   }
+  const kwh = (wh) => `${Math.round(wh / 1000).toLocaleString("en-US")} kWh`;
+  function bars(node, labels, values, title) {
+    // one SVG bar per value (Wh), labelled under the bar, the exact figure in each bar's tooltip
+    const max = Math.max(...values, 1);
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `0 0 ${values.length * 30} 120`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", title);
+    values.forEach((v, i) => {
+      const r = document.createElementNS(ns, "rect");
+      const ht = Math.max(1, (v / max) * 100);
+      r.setAttribute("x", String(i * 30 + 4)); r.setAttribute("y", String(105 - ht));
+      r.setAttribute("width", "22"); r.setAttribute("height", String(ht)); r.setAttribute("class", "bar");
+      const t = document.createElementNS(ns, "title");
+      t.textContent = `${labels[i]}: ${kwh(v)}`;
+      r.append(t);
+      const lab = document.createElementNS(ns, "text");
+      lab.setAttribute("x", String(i * 30 + 15)); lab.setAttribute("y", "118"); lab.setAttribute("class", "axis");
+      lab.textContent = labels[i];
+      svg.append(r, lab);
+    });
+    node.replaceChildren(svg);
+  }
   function renderUsage(bills) {
-    // monthly energy from the bills' energy lines (kWh), newest 12 months, as an SVG bar chart
+    // monthly energy from the bills' energy lines, newest 12 months
     const byMonth = new Map();
     for (const b of bills) {
-      const wh = b.lines.filter((l) => l.unit === "kWh" || /^ENERGY/.test(l.code)).reduce((s, l) => s + (l.quantity || 0), 0);
+      const wh = b.lines.filter((l) => /^ENERGY/.test(l.code)).reduce((s, l) => s + (l.quantity || 0), 0);
       const m = b.period_start.slice(0, 7);
       byMonth.set(m, (byMonth.get(m) || 0) + wh);
     }
     const months = [...byMonth.keys()].sort().slice(-12);
     const node = $("#c-usage");
     if (!months.length) { node.replaceChildren(h("p", { class: "muted", text: "No billed usage." })); return; }
-    const max = Math.max(...months.map((m) => byMonth.get(m)), 1);
-    const ns = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("viewBox", `0 0 ${months.length * 30} 120`);
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "Energy billed per month");
-    months.forEach((m, i) => {
-      const v = byMonth.get(m);
-      const r = document.createElementNS(ns, "rect");
-      const ht = Math.max(1, (v / max) * 100);
-      r.setAttribute("x", String(i * 30 + 4)); r.setAttribute("y", String(105 - ht));
-      r.setAttribute("width", "22"); r.setAttribute("height", String(ht)); r.setAttribute("class", "bar");
-      const t = document.createElementNS(ns, "title");
-      t.textContent = `${m}: ${Math.round(v / 1000).toLocaleString("en-US")} kWh`;
-      r.append(t);
-      const lab = document.createElementNS(ns, "text");
-      lab.setAttribute("x", String(i * 30 + 15)); lab.setAttribute("y", "118"); lab.setAttribute("class", "axis");
-      lab.textContent = m.slice(5);
-      svg.append(r, lab);
-    });
-    node.replaceChildren(svg);
+    bars(node, months.map((m) => m.slice(5)), months.map((m) => byMonth.get(m)), "Energy billed per month");
+  }
+  async function loadMeterUsage() {
+    // the meters' own readings (GET /usage, the route the portal charts), one bar per day of the chosen month
+    const month = $("#c-usage-month").value;
+    const node = $("#c-usage-daily"), total = $("#c-usage-total");
+    if (!month || !state.cid) return;
+    try {
+      const data = await api(cpath(`/usage?month=${month}&resolution=daily`));
+      const byDay = new Map();
+      for (const it of data.items) byDay.set(it.start, (byDay.get(it.start) || 0) + it.import_wh);
+      const days = [...byDay.keys()].sort();
+      const sum = days.reduce((a, d) => a + byDay.get(d), 0);
+      total.textContent = sum ? `${month}: ${kwh(sum)} from the grid` : "";
+      if (!sum) { node.replaceChildren(h("p", { class: "muted", text: `No meter readings in ${month}.` })); return; }
+      // a day's start is its local midnight in UTC: noon after it is the same calendar day everywhere
+      bars(node, days.map((d) => String(new Date(Date.parse(d) + 12 * 3600e3).getUTCDate())), days.map((d) => byDay.get(d)),
+        `Energy per day in ${month}`);
+    } catch (e) { node.replaceChildren(h("p", { class: "error", text: e.message })); }
   }
   function renderMessages(items) {
     $("#c-messages").replaceChildren(table(["When", "Type", "Channel", "State"], items.slice(0, 20).map((m) =>
@@ -292,6 +317,7 @@
       if (ev.target.matches(".priority")) savePriority(ev.target.dataset.sp, ev.target.value);
     });
     $("#c-contacts").addEventListener("submit", (ev) => { ev.preventDefault(); saveContact(ev.target); });
+    $("#c-usage-month").addEventListener("change", loadMeterUsage);
     $("#add-contact").addEventListener("click", () => {
       $("#c-contacts").append(contactForm({ contact_id: `K${Date.now().toString(36)}`, name: "", roles: ["outage"], channels: [] }));
     });

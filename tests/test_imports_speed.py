@@ -1,0 +1,108 @@
+"""The fast usage path of imports: packed columns, typed CSV blocks with their text fallback, rows routed by
+their distinct service points, and a pushed reading readable right after its acknowledgement."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grid.imports.columns import pack_ints, unpack_ints
+
+SOURCES = Path(__file__).resolve().parents[1] / "sources"
+INT64 = st.integers(-(2 ** 63), 2 ** 63 - 1)
+
+
+@given(st.lists(INT64, max_size=50) | st.lists(st.integers(-3, 3), min_size=2000, max_size=3000))
+def test_packed_column_round_trips_exactly(values):
+    a = np.array(values, dtype=np.int64)
+    out = unpack_ints(pack_ints(a))
+    assert out.dtype == np.int64 and out.tolist() == values
+
+
+def test_packed_column_of_ascending_offsets_and_readings_is_small():
+    offsets = np.arange(1, 250_001, 2, dtype=np.int64)  # one shard's rows of a batch: every other one
+    wh = np.random.default_rng(1).integers(0, 5000, offsets.size)
+    p_off, p_wh = pack_ints(offsets), pack_ints(wh)
+    assert p_off["delta"] and len(p_off["data"]) < 1000
+    assert p_wh["dtype"] == "i2" and len(p_wh["data"]) < 2.2 * wh.size  # against 8 bytes as int64
+    assert unpack_ints(p_off).tolist() == offsets.tolist() and unpack_ints(p_wh).tolist() == wh.tolist()
+
+
+def test_typed_blocks_fall_back_to_text_and_keep_the_files_text(tmp_path):
+    from grid.imports.readers import open_file
+    from grid.imports.sources import SourceRegistry
+
+    src = SourceRegistry(SOURCES).get("interval-wh")
+    types = src.mapping.column_types()
+    assert set(types) == {"ts", "wh"}  # the point id stays text
+    good = "".join(f"S{k:08d},2026-01-01T{8 + k % 10:02d}:00:00Z,{k}\n" for k in range(200))
+    path = tmp_path / "reads.csv"
+    path.write_text("sp,ts,wh\n" + good + "S00000001,2026-01-02T08:00:00Z,1.5\n" + good + "S00000001,2026-01-03T08:00:00Z,x\n")
+    reader = open_file(path, "csv", {"block_bytes": 4096}, stream="s", column_types=types)
+    batches = list(reader.batches(None))
+    kinds = [str(b.rows.schema.field("wh").type) for b in batches]
+    assert kinds[0] == "int64" and kinds[-1] == "string"  # typed until the block with 1.5 Wh, text after
+    first = batches[0]
+    assert first.text_rows().slice(0, 1).to_pylist() == [{"sp": "S00000000", "ts": "2026-01-01T08:00:00Z",
+                                                          "wh": "0"}]
+    mapped = [src.mapping.apply(b.rows) for b in batches]
+    assert [b["field"] for m in mapped for b in m.bad] == ["usage.import_wh"]  # x Wh; 1.5 Wh is 2 Wh (half-up)
+    assert 2 in pl.concat([m.frame for m in mapped[1:]]).get_column("usage.import_wh").to_list()
+    # the same file read all as text maps to the same values
+    text = [src.mapping.apply(b.rows) for b in open_file(path, "csv", {"block_bytes": 4096}, stream="s").batches()]
+    assert all(str(b.rows.schema.field("ts").type) == "string" for b in open_file(path, "csv", {}).batches())
+    assert pl.concat([m.frame.drop("_i") for m in mapped]).equals(pl.concat([m.frame.drop("_i") for m in text]))
+
+
+@pytest.fixture(scope="module")
+def speed_grid(ray_session, tmp_path_factory):
+    from grid.cluster import Grid
+    from grid.imports.importer import Importer
+
+    root = tmp_path_factory.mktemp("imports-speed")
+    (root / "sources").mkdir()
+    for name in ("interval-wh.yaml", "billing-customers.yaml"):
+        shutil.copy(SOURCES / name, root / "sources" / name)
+    g = Grid.start(data_dir=str(root), shards=2, namespace="cg-test-imports-speed")
+    imp = Importer(g, root)
+    customers = [{"CUST_ID": f"C{i:07d}", "CUST_NAME": f"Customer {i}", "CLASS": "RES", "ACCT_NO": f"A{i:08d}",
+                  "RATE": "r1", "SP_ID": f"S{i:08d}", "INTERVAL": "60"} for i in range(20)]
+    assert asyncio.run(imp.push("billing-customers", customers)).applied == 20
+    yield g, imp
+    g.shutdown()
+
+
+def test_meter_file_lands_on_both_shards_and_bad_rows_keep_their_text(speed_grid, tmp_path):
+    from grid.partitions import partition_of
+
+    g, imp = speed_grid
+    rows = [f"S{k % 20:08d},2026-01-{1 + k // 20 % 28:02d}T08:00:00Z,{k}" for k in range(4000)]
+    rows[10] = "S99999999,2026-01-01T08:00:00Z,5"  # no such service point: unresolved
+    rows[11] = "S00000011,2026-01-01T08:30:00Z,5"  # not an interval start: refused by its shard
+    rows[12] = ",2026-01-01T08:00:00Z,5"  # names no point
+    path = tmp_path / "meters.csv"
+    path.write_text("sp,ts,wh\n" + "\n".join(rows) + "\n")
+    imp.registry.get("interval-wh").options["block_bytes"] = 16384  # several typed blocks
+    rcpt = asyncio.run(imp.import_file("interval-wh", path))
+    assert (rcpt.applied, rcpt.quarantined) == (3997, 3), rcpt.view()
+    entries = {e["offset"]: e for e in imp.quarantine.entries("interval-wh") if e["stream"].startswith("meters")}
+    assert entries[11]["row"] == {"sp": "S99999999", "ts": "2026-01-01T08:00:00Z", "wh": "5"}
+    assert (entries[12]["reason"], entries[12]["row"]["ts"]) == ("refused", "2026-01-01T08:30:00Z")
+    assert entries[13]["reason"] == "unresolved"
+    shards = {int(g.table.owner[partition_of(f"C{i:07d}")]) for i in range(20)}
+    assert shards == {0, 1}
+    for k in (0, 19, 3999):  # the last reading of the last block, one of each shard's customers
+        sp = k % 20
+        items = g.customer_usage(f"C{sp:07d}", "2026-01", f"S{sp:08d}")["items"]
+        day = 1 + k // 20 % 28
+        got = {i["start"]: i["import_wh"] for i in items}
+        # a later row of the same interval (the file wraps every 28 days) is a correction: the last one wins
+        last = max(j for j in range(4000) if j % 20 == sp and j // 20 % 28 == day - 1 and j not in (10, 11, 12))
+        assert got[f"2026-01-{day:02d}T08:00:00Z"] == last
+    assert asyncio.run(imp.import_file("interval-wh", path)).applied == 0  # at its position: nothing again
