@@ -1,13 +1,14 @@
 """The dispatcher's fast paths (no Ray): the email it writes, the status of a large outage, batched claims."""
 from __future__ import annotations
 
+import copy
 import email
 import email.policy
 
 import pytest
 from factories import context
 
-from grid.contacts.events import outage_op
+from grid.contacts.events import outage_op, outage_ops
 from grid.contacts.transports import text_message
 from grid.partitions import PARTITIONS
 from grid.shard import Shard
@@ -16,15 +17,22 @@ EVENT = {"id": "OUT-00000000000B", "group": "OUT-00000000000B", "type": "outage"
          "estimated_restoration": None, "cause": "storm", "selector": {"area": {"attribute": "feeder", "value": "F1"}}}
 
 
+def _put(s: Shard, i: int) -> None:
+    cid, body = context(i)
+    body["attributes"]["feeder"] = "F1"
+    for a in body["accounts"]:
+        for sp in a["service_points"]:
+            sp["load_priority"] = "critical" if i % 7 == 3 else "normal"
+    body["contacts"] = [{"contact_id": f"K{i}", "name": "A", "roles": ["outage"], "channels": [
+        {"type": "sms", "address": f"+1415555{i:04d}", "preference": 1, "quiet_hours": None}]}]
+    s.write({"kind": "replace", "customer_id": cid, "body": body, "write_id": f"put-{i}"})
+
+
 @pytest.fixture
 def shard():
     s = Shard(0, list(range(PARTITIONS)))
     for i in range(30):
-        cid, body = context(i)
-        body["attributes"]["feeder"] = "F1"
-        body["contacts"] = [{"contact_id": f"K{i}", "name": "A", "roles": ["outage"], "channels": [
-            {"type": "sms", "address": f"+1415555{i:04d}", "preference": 1, "quiet_hours": None}]}]
-        s.write({"kind": "replace", "customer_id": cid, "body": body, "write_id": f"put-{i}"})
+        _put(s, i)
     return s
 
 
@@ -47,3 +55,33 @@ def test_status_of_a_large_outage_shows_only_the_rows_asked_for_with_every_count
     assert status["total"] == 30 and status["counts"] == {"queued": 30}
     assert len(status["recipients"]) == 3
     assert shard.outbox.group_status(EVENT["id"], "sending", limit=3)["recipients"] == []
+
+
+def test_a_large_outage_is_enqueued_in_chunks_critical_first_and_equal_to_one_op(shard):
+    ops, summary = outage_ops(shard, copy.deepcopy(EVENT), 900.0, chunk=7)
+    assert len(ops) == 5 and [len(o["body"]["notifications"]) for o in ops] == [7, 7, 7, 7, 2]
+    whole, whole_summary = outage_op(shard, copy.deepcopy(EVENT), 900.0)
+    assert summary == whole_summary
+    for o in ops:
+        shard.write(o)
+    due = shard.outbox.due(1e12, 100)
+    assert [n["nid"] for n in due] == [n["nid"] for n in whole["body"]["notifications"]]  # same order
+    assert [n["critical"] for n in due[:4]] == [True] * 4 and not any(n["critical"] for n in due[4:])
+    one = Shard(0, list(range(PARTITIONS)))
+    one.records = shard.records
+    one.write(whole)
+    assert one.outbox.to_blob() == shard.outbox.to_blob()  # chunks hold what one op would
+
+
+def test_a_declaration_retried_after_losing_chunks_adds_only_the_missing_ones(shard):
+    ops, _ = outage_ops(shard, copy.deepcopy(EVENT), 900.0, chunk=7)
+    for o in ops[:2]:  # the shard died before the rest were logged; the request was never acknowledged
+        shard.write(o)
+    assert len(shard.outbox.items) == 14
+    _put(shard, 99)  # a customer connected meanwhile
+    again, summary = outage_ops(shard, copy.deepcopy(EVENT), 900.0, chunk=7)  # plans one customer more
+    assert summary["notifications"] == 31
+    for o in again:
+        shard.write(o)
+    status = shard.outbox.group_status(EVENT["id"], None, limit=100)
+    assert status["total"] == 31 and len({r["message_id"] for r in status["recipients"]}) == 31

@@ -264,8 +264,10 @@ async def test_portal_and_payment_reminder_state_the_same_amount_due(portal, bro
         assert time.monotonic() < deadline, f"no payment reminder to {billing}: {mailbox.messages}"
         await asyncio.sleep(0.05)
     [mail] = mails
-    assert mail["subject"] == f"Payment of {shown} due {due_by.removeprefix('by ')}", (mail["subject"], shown, due_by)
-    assert f"A payment of {shown} is due" in mail["body"]
+    # the same figure and date, whatever the contact's language (the end-to-end test above set Spanish)
+    due_date = due_by.removeprefix("by ")
+    assert shown in mail["subject"] and due_date in mail["subject"], (mail["subject"], shown, due_by)
+    assert shown in mail["body"] and due_date in mail["body"]
 
 
 async def test_plan_comparison_on_a_phone_with_a_few_months_of_usage(portal, browser):

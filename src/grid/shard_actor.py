@@ -332,11 +332,18 @@ class ShardServer:
 
     # -- contacts: events that alert and the outbox (logic in grid.contacts) -----------------------------
     async def declare_event(self, event: dict, ack_within_s: float) -> dict:
-        """An outage on this shard's customers: plan its notifications and make them durable."""
-        from grid.contacts.events import outage_op
+        """An outage on this shard's customers: plan its notifications and make them durable (in chunks, the
+        dispatcher's claims served between them: see ``grid.contacts.events.outage_ops``); answered once all are."""
+        from grid.contacts.events import outage_ops
 
-        o, summary = outage_op(self.shard, event, ack_within_s)
-        await self.write(o)
+        ops, summary = outage_ops(self.shard, event, ack_within_s)
+        writes = []
+        for o in ops:
+            writes.append(asyncio.ensure_future(self.write(o)))
+            await asyncio.sleep(0)  # this chunk is applied (WAL order = chunk order); let waiting reads in
+        for result in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result  # not acknowledged: a retried declaration writes what is missing
         return summary
 
     async def declare_restoration(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict | None:

@@ -4,8 +4,9 @@ It runs in the gateway process (a ``cleanup_ctx`` task), not in the shard actors
 are network waits on SMTP servers and providers (seconds when one misbehaves) that must not sit on a shard's
 event loop beside its reads and writes; receipts, replies and acknowledgement links arrive at the gateway
 anyway; and the gateway holds no state that matters: what is durable is the outbox in each shard, so a
-dispatcher that dies loses nothing. Its leases expire and the next dispatcher sends again with the same
-idempotency keys, which providers (and mail stores, by Message-ID) use to drop the copy.
+dispatcher that dies loses nothing. Its leases expire and the next dispatcher tries again with the same
+idempotency keys: mail stores drop a copy by Message-ID, and the SMS/voice transport first looks an ambiguous
+try up at the provider (Twilio does not de-duplicate; see ``grid.contacts.transports``).
 
 Per shard and per round: take up to ``batch`` due notifications, choose each one's candidate (quiet hours,
 transports available), write ONE ``outbox_attempt`` op (durable before anything is sent), send them all at
@@ -24,7 +25,7 @@ import logging
 import random
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -167,16 +168,16 @@ class Dispatcher:
 
     async def _start(self, shard: int, slots: asyncio.Semaphore, due: list[dict], now: float) -> bool:
         sends, others = [], []
+        at = _iso(now)
         for n in due:
             choice = self._choose(n, now)
             if choice[0] == "send":
                 sends.append((n, choice[1]))
             elif choice[0] == "defer":
                 others.append({"nid": n["nid"], "key": None, "next": "defer", "not_before": choice[1],
-                               "error": "quiet hours", "at": _iso(now)})
+                               "error": "quiet hours", "at": at})
             else:
-                others.append({"nid": n["nid"], "key": None, "next": "exhausted", "error": choice[1],
-                               "at": _iso(now)})
+                others.append({"nid": n["nid"], "key": None, "next": "exhausted", "error": choice[1], "at": at})
         if others:
             await self._write(shard, op("outbox_failed", {"items": others}))
             for item in others:
@@ -186,7 +187,7 @@ class Dispatcher:
             return True
         lease = now + self.config.lease_s
         await self._write(shard, op("outbox_attempt", {"items": [
-            {"nid": n["nid"], "pos": pos, "lease_until": lease, "at": _iso(now)} for n, pos in sends]}))
+            {"nid": n["nid"], "pos": pos, "lease_until": lease, "at": at} for n, pos in sends]}))
         for n, _ in sends:
             self.where[n["nid"]] = shard
         while len(self.where) > WHERE:
@@ -219,13 +220,14 @@ class Dispatcher:
             timed = await asyncio.gather(*(self._send_timed(n, pos) for n, pos in sends))
             outcomes = [o for o, _ in timed]
             now = self.clock()
+            at = _iso(now)
             delivered, failed = [], []
             for (n, pos), (out, t) in zip(sends, timed):
                 cand = n["route"][pos]
                 if out.status in ("sent", "delivered"):
                     self.handed_over.setdefault(cand["key"], t)
                     delivered.append({"nid": n["nid"], "key": cand["key"], "status": out.status,
-                                      "provider_id": out.provider_id, "sent_epoch": now, "at": _iso(now)})
+                                      "provider_id": out.provider_id, "sent_epoch": now, "at": at})
                     continue
                 tries = n["attempts"].get(cand["key"], {}).get("n", 0) + 1
                 # an ambiguous try (the provider may hold it) is retried rather than failed over: the next try
@@ -236,13 +238,14 @@ class Dispatcher:
                     delay = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (tries - 1))
                     delay = delay / 2 + self.rng.random() * delay / 2  # "equal jitter": spread, but never 0
                     failed.append({"nid": n["nid"], "key": cand["key"], "next": "retry", "not_before": now + delay,
-                                   "error": out.error, "at": _iso(now), "ambiguous": out.ambiguous})
+                                   "error": out.error, "at": at, "ambiguous": out.ambiguous})
                 else:
                     failed.append({"nid": n["nid"], "key": cand["key"], "next": "failover", "pos": pos,
-                                   "error": out.error, "at": _iso(now)})
-            if self.metrics is not None:
-                for (n, pos), out in zip(sends, outcomes):
-                    self.metrics.sends.labels(n["route"][pos]["channel"], out.status).inc()
+                                   "error": out.error, "at": at})
+            if self.metrics is not None:  # counted per batch: a labelled counter's lock once per outcome kind
+                counts = Counter((n["route"][pos]["channel"], out.status) for (n, pos), out in zip(sends, outcomes))
+                for (channel, status), k in counts.items():
+                    self.metrics.sends.labels(channel, status).inc(k)
             if delivered:
                 await self._write(shard, op("outbox_delivered", {"items": delivered}), forever=True)
             if failed:

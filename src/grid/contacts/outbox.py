@@ -3,24 +3,23 @@
 A *notification* is one message of one event to one customer (``nid``); its *route* is the ordered list of
 (contact, channel, address) candidates it may go to: the contact's channels in preference order, then the next
 contact with the role (DOMAIN.md section 9). Each candidate has an idempotency key per (event, contact,
-channel), handed to the provider, so a retried or replayed send is delivered at most once.
+channel): the unit sent at most once, however often a send is retried or the log replayed.
 
 Every change is a shard-wide WAL op (``customer_id`` None) applied by :func:`apply`; the op carries every
 decision (times, next step, backoff), so a replay rebuilds exactly the same outbox. Op kinds:
 
 =====================  ==================================================================================
 ``outbox_enqueue``     an event and its notifications (already-known nids are skipped: replays, retries)
-``outbox_attempt``     candidates about to be handed to a provider, with a lease (a crash mid-send
-                       re-sends after the lease, with the same key, so the provider drops the copy)
+``outbox_attempt``     candidates about to be handed to a provider, with a lease (a crash mid-send leaves
+                       it ``sending``: after the lease the next try is ambiguous and first looks the
+                       message up at the provider, ``grid.contacts.transports``)
 ``outbox_delivered``   a provider accepted (``sent``) or confirmed (``delivered``) a message
-``outbox_failed``      a send failed: ``retry`` the same candidate later, ``failover`` to the next one, or
-                       ``defer`` the whole notification (quiet hours) until ``not_before``
+``outbox_failed``      a send failed: ``retry`` the same candidate later (``ambiguous`` when the provider
+                       may hold it all the same), ``failover`` to the next one, or ``defer`` the whole
+                       notification (quiet hours) until ``not_before``
 ``outbox_acknowledged``  the recipient acknowledged (reply keyword or link): no escalation
-``outbox_compact``     retention: every outage or notice whose notifications are all finished and last
-                       changed before ``before`` (an ISO time in the op) is retired: each notification
-                       shrinks to its *done* entry (group, customer, final state, attempts), which keeps the
-                       counts of the status page and makes a later enqueue of the same notification (a
-                       replayed or retried declaration) add nothing, so nothing is sent twice after compaction
+``outbox_compact``     retention (:mod:`grid.contacts.retention`): finished outages and notices shrink to
+                       one *done* entry per notification
 ``outbox_absorb``      a removed shard's outbox handed to a survivor on scale-down (:mod:`grid.contacts.moves`)
 =====================  ==================================================================================
 
@@ -40,11 +39,11 @@ from itertools import islice
 import msgpack
 
 from grid.contacts import moves
+from grid.contacts.retention import compact
 from grid.errors import InvalidInput, NotFound, WrongShard
 
 KINDS = ("outbox_enqueue", "outbox_attempt", "outbox_delivered", "outbox_failed", "outbox_acknowledged",
          "outbox_compact", "outbox_absorb")
-FINISHED = frozenset({"sent", "delivered", "acknowledged", "failed"})  # nothing more will be sent
 RANK = {"failed": -1, "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "acknowledged": 4}
 HISTORY = 20  # events kept per notification (attempts are counted, not all listed)
 
@@ -331,32 +330,6 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
             box.by_address.setdefault(c["address"], []).append(n["nid"])
         added += 1
     return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": added}
-
-
-def compact(box: Outbox, before: str, at: str) -> dict:
-    """Retire every group whose notifications are all finished, none awaiting an acknowledgement, and all last
-    changed before ``before`` (ISO times compare as text: the shard stamps them all in one format): each of
-    them shrinks to its done entry.
-
-    Deterministic in (outbox, op): groups are visited in sorted order and every time comes from the op.
-    """
-    retired, dropped = [], 0
-    for group in sorted(box.events):
-        nids = box.by_group.get(group, [])
-        if not nids:
-            continue
-        ns = [box.items[n] for n in nids]
-        if all(n["state"] in FINISHED and n["nid"] not in box.awaiting_ack and n["updated_at"] < before
-               for n in ns):
-            for n in ns:
-                box.done[n["nid"]] = [group, n["customer_id"], n["state"],
-                                      sum(a["n"] for a in n["attempts"].values())]
-                del box.items[n["nid"]]
-            retired.append(group)
-            dropped += len(nids)
-    if dropped:
-        box._index()  # the indexes are derived from the items
-    return {"kind": "outbox_compact", "retired": retired, "dropped": dropped, "at": at}
 
 
 def _attempt(n: dict, it: dict) -> None:

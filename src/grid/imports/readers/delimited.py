@@ -175,8 +175,11 @@ class DelimitedReader:
                 if not block:
                     return
                 final = not chunk
-                n = _cut(block, quote, final)
+                # a tail source's last line may be half written: it waits for its line break (and the next read)
+                n = _cut(block, quote, final and not self.info.complete_lines)
                 if n == 0:  # one record longer than a block: read on
+                    if final:
+                        return
                     carry = block
                     continue
                 data, carry = block[:n], block[n:]
