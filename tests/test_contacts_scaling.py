@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import signal
 import time
 
 import pytest
@@ -118,6 +120,18 @@ async def test_alerts_pending_and_in_flight_survive_scaling_down_and_up(world):
     assert down["moved_partitions"] > 0 and up["moved_partitions"] > 0
     moved = [cid for cid, s in was.items() if g.shard_index(cid) != s]
     assert moved and set(was.values()) == {0, 1}
+    # kill -9 of the shard that took messages over: the moved messages are durable there (its snapshot + WAL)
+    pid = g.stats()[1]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if g.stats()[1]["pid"] != pid:
+                break
+        except Exception:  # noqa: BLE001 - restarting
+            pass
+        assert time.monotonic() < deadline, "the killed shard did not come back"
+        await asyncio.sleep(0.2)
     sms.release()
     s = await _settled(c, oid)
     assert s["total"] == N and s["counts"].get("failed", 0) == 0

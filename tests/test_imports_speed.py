@@ -106,3 +106,110 @@ def test_meter_file_lands_on_both_shards_and_bad_rows_keep_their_text(speed_grid
         last = max(j for j in range(4000) if j % 20 == sp and j // 20 % 28 == day - 1 and j not in (10, 11, 12))
         assert got[f"2026-01-{day:02d}T08:00:00Z"] == last
     assert asyncio.run(imp.import_file("interval-wh", path)).applied == 0  # at its position: nothing again
+
+
+async def test_a_pushed_row_is_readable_on_its_receipt(speed_grid, keystore):
+    """Read-your-write: right after the push's 200 the context and the usage show it, though the gateway's near
+    cache held the context before and its change-log poll is off (only the push itself can refresh it)."""
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from conftest import auth
+    from grid.gateway.app import create_app
+
+    g, _ = speed_grid
+    config = dataclasses.replace(g.config, invalidate_interval_s=3600)
+    row = {"CUST_ID": "C0000003", "CUST_NAME": "Customer 3", "CLASS": "RES", "ACCT_NO": "A00000003", "RATE": "r1",
+           "SP_ID": "S00000003", "INTERVAL": "60"}
+    async with TestClient(TestServer(create_app(g, config, keys=keystore))) as api:
+        for k in range(3):
+            before = await (await api.get("/v1/customers/C0000003", headers=auth("operator"))).json()  # cached
+            r = await api.post("/v1/imports/billing-customers", json=[{**row, "CUST_NAME": f"Renamed {k}"}],
+                               headers=auth("operator"))
+            assert r.status == 200, await r.text()
+            assert "versions" not in await r.json()
+            after = await (await api.get("/v1/customers/C0000003", headers=auth("operator"))).json()
+            assert (after["name"], after["version"]) == (f"Renamed {k}", before["version"] + 1)
+            reading = {"sp": "S00000003", "ts": f"2026-02-0{k + 1}T08:00:00Z", "wh": str(700 + k)}
+            r = await api.post("/v1/imports/interval-wh", json=[reading], headers=auth("operator"))
+            assert r.status == 200 and (await r.json())["applied"] == 1, await r.text()
+            r = await api.get("/v1/customers/C0000003/usage", headers=auth("operator"),
+                              params={"month": "2026-02", "service_point_id": "S00000003"})
+            got = {i["start"]: i["import_wh"] for i in (await r.json())["items"]}
+            assert got[reading["ts"]] == 700 + k
+
+
+async def test_tail_source_reads_lines_as_they_land_never_a_half_written_row(speed_grid, keystore):
+    """A tail source (options.tail) imports each complete line while its file is still being appended to; a
+    half-written last line waits for its line break, or (written without one) for the file to settle."""
+    import yaml
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from conftest import auth
+    from grid.gateway.app import create_app
+
+    g, _ = speed_grid
+    root = Path(g.data_dir)
+    feeds = {}
+    for name, settle in (("meter-tail", 600_000), ("meter-tail-settles", 300)):
+        spec = yaml.safe_load((SOURCES / "interval-wh.yaml").read_text())
+        spec.update(name=name, location=f"inbox/{name}", options={"tail": True, "settle_ms": settle})
+        (root / "sources" / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+        feeds[name] = root / "inbox" / name / "live.csv"
+        feeds[name].parent.mkdir(parents=True, exist_ok=True)
+        feeds[name].write_text("sp,ts,wh\n")
+
+    async with TestClient(TestServer(create_app(g, keys=keystore))) as api:
+        async def usage(day):
+            r = await api.get("/v1/customers/C0000004/usage", headers=auth("operator"),
+                              params={"month": "2026-03", "service_point_id": "S00000004"})
+            got = {i["start"]: i["import_wh"] for i in (await r.json())["items"] if i["import_wh"]}
+            return got.get(f"2026-03-{day:02d}T08:00:00Z")  # intervals not read yet show 0 Wh
+
+        async def until(day, seconds=20.0):
+            for _ in range(int(seconds / 0.02)):
+                if (got := await usage(day)) is not None:
+                    return got
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"day {day} not imported")
+
+        await asyncio.sleep(0.5)  # the watchers take the empty feeds
+        with open(feeds["meter-tail"], "a") as f:  # a whole row, then half of the next
+            f.write("S00000004,2026-03-01T08:00:00Z,11\nS00000004,2026-03-02T08:00:00Z,1")
+        assert await until(1) == 11  # the file has not settled (settle_ms is 10 minutes): read as it grew
+        await asyncio.sleep(0.3)
+        assert await usage(2) is None  # the half-written row waits
+        with open(feeds["meter-tail"], "a") as f:
+            f.write("22\n")
+        assert await until(2) == 122
+        with open(feeds["meter-tail-settles"], "a") as f:  # a last line that never gets its line break
+            f.write("S00000004,2026-03-03T08:00:00Z,33")
+        assert await until(3) == 33
+    entries = [e for n in feeds for e in _imp_entries(speed_grid, n)]
+    assert entries == []  # nothing was read half-written
+
+
+def _imp_entries(speed_grid, source):
+    return speed_grid[1].quarantine.entries(source)
+
+
+@pytest.mark.parametrize("fmt, head, line", [("csv", "sp,ts,wh\n", "S1,2026-01-01T08:00:00Z,{}"),
+                                             ("jsonl", "", '{{"sp": "S1", "wh": {}}}')])
+def test_complete_lines_leave_a_half_written_last_line_for_the_next_read(tmp_path, fmt, head, line):
+    from grid.imports.readers import open_file
+
+    path = tmp_path / f"feed.{fmt}"
+    path.write_text(head + line.format(1) + "\n" + line.format(2)[:-3])
+
+    def rows(after=None):
+        batches = list(open_file(path, fmt, {}, stream="s", complete_lines=True).batches(after))
+        got = [r for b in batches for r in (b.rows.to_pylist() if hasattr(b.rows, "to_pylist") else b.rows)]
+        return got, (batches[-1].position if batches else after)
+
+    got, pos = rows()
+    assert [str(r["wh"]) for r in got] == ["1"] and pos["offset"] == 1
+    with open(path, "a") as f:
+        f.write(line.format(2)[-3:] + "\n")
+    got, pos = rows(pos)
+    assert [str(r["wh"]) for r in got] == ["2"] and pos["offset"] == 2

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from grid.errors import InvalidInput, UnsupportedFormat
 from grid.gateway.audit import audit_of
-from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL
+from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
 from grid.imports import espi
 from grid.imports.importer import Importer
@@ -101,6 +101,8 @@ async def post_import(request: web.Request) -> web.Response:
         principal.require("operator")
     receipt = await imp.push(name, rows, principal=principal, key=request[PARAMS].get("Idempotency-Key"),
                              audit=audit_of(request, "import", {"source": name}))
+    for cid, version in receipt.versions.items():  # read-your-write: no cached context older than the push
+        request.app[READS].cache.written(cid, version)
     return respond(request, receipt.view(), "receipt")
 
 

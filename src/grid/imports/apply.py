@@ -140,6 +140,10 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
     # the shard's apply path re-classifies each touched customer, bumps its version once and logs the change
     result = {"applied": applied, "unchanged": unchanged, "skipped": int(offsets.size - fresh.size),
               "refused": refused, "customers": len(touched)}
+    if str(position["stream"]).startswith("push"):
+        # a push's few customers with the version this op gives them (the one bump that follows): the gateway
+        # raises its near cache's floor to it before it answers, so a read after the receipt sees the rows
+        result["versions"] = {c: shard.records[c]["version"] + 1 for c in touched if c in shard.records}
     if op.get("audit") and fresh.size:  # audit (an HTTP push): each customer's rows, for its entry (grid.audit)
         result["audit_rows"] = rows_per_customer(body, fresh, refused)
     return result, list(touched)

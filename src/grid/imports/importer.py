@@ -87,15 +87,18 @@ class Receipt:
     rejected: int = 0
     position: dict | None = None
     rows: list[dict] = field(default_factory=list)
+    # pushes: customer -> the version the push gave it (the gateway's near cache; not part of the receipt)
+    versions: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: "Receipt") -> None:
         for k in ("accepted", "applied", "unchanged", "skipped", "quarantined", "rejected"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.position = other.position or self.position
         self.rows += other.rows
+        self.versions.update(other.versions)
 
     def view(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "versions"}
 
 
 def _raw_rows(rows, idx: list[int]) -> list[dict]:
@@ -171,8 +174,9 @@ class Importer:
 
     # -- files ----------------------------------------------------------------------------------------------
     async def import_file(self, source: str | Source, path: str | Path,
-                          progress: Callable[[int, int], None] | None = None) -> Receipt:
-        """Import one file of a file source from where it stands; ``progress(rows, bytes)`` per batch."""
+                          progress: Callable[[int, int], None] | None = None, complete_lines: bool = False) -> Receipt:
+        """Import one file of a file source from where it stands; ``progress(rows, bytes)`` per batch.
+        ``complete_lines``: the file is being appended to; a last line without its line break waits."""
         src = self.registry.get(source) if isinstance(source, str) else source
         path = Path(path)
         if not path.is_file():
@@ -184,7 +188,7 @@ class Importer:
             reader = await loop.run_in_executor(
                 None, lambda: open_file(path, src.format, src.options, stream=stream,
                                         batch_rows=int(src.options.get("batch_rows", 50_000)),
-                                        column_types=src.mapping.column_types()))
+                                        column_types=src.mapping.column_types(), complete_lines=complete_lines))
             skip = await loop.run_in_executor(None, self.files.old_digests, src.name, path, previous)
             total = Receipt(position=after)
             gen = reader.batches(after)
@@ -407,6 +411,7 @@ class Importer:
             rcpt.applied += res_["applied"]
             rcpt.unchanged += res_["unchanged"]
             rcpt.skipped += res_["skipped"]
+            rcpt.versions.update(res_.get("versions") or {})
             for r in res_.get("refused", ()):
                 k = int(np.searchsorted(offsets, r["offset"]))  # offsets ascend within a batch
                 i = k if k < offsets.size and offsets[k] == r["offset"] else None

@@ -102,6 +102,8 @@ class FileInfo:
     stream: str = ""
     # columns a text reader may parse typed (Mapping.column_types); a block that does not parse so is read as text
     column_types: dict = field(default_factory=dict)
+    # a file still being appended to: read only the lines that end with a line break (a tail source)
+    complete_lines: bool = False
 
     def __post_init__(self):
         if not self.stream:
@@ -138,14 +140,16 @@ def format_of(path: Path, declared: str = "auto") -> str:
 
 
 def open_file(path: str | Path, fmt: str = "auto", options: dict | None = None,
-              batch_rows: int = BATCH_ROWS, stream: str | None = None, column_types: dict | None = None) -> Reader:
-    """A reader for one file of a file source (``fmt`` and ``options`` as in the source YAML)."""
+              batch_rows: int = BATCH_ROWS, stream: str | None = None, column_types: dict | None = None,
+              complete_lines: bool = False) -> Reader:
+    """A reader for one file of a file source (``fmt`` and ``options`` as in the source YAML; ``column_types``
+    and ``complete_lines`` as in :class:`FileInfo`)."""
     path = Path(path)
     options = dict(options or {})
     fmt = format_of(path, fmt)
     # the digest only names a stream not given (a pass over the file: 0.3 s for 350 MB)
     info = FileInfo(path, path.stat().st_size, "" if stream else file_digest(path), options, stream or "",
-                    dict(column_types or {}))
+                    dict(column_types or {}), complete_lines)
     if fmt == "csv":
         from grid.imports.readers.delimited import DelimitedReader as cls
     elif fmt == "fixed":
@@ -163,15 +167,20 @@ def open_file(path: str | Path, fmt: str = "auto", options: dict | None = None,
     return cls(info, batch_rows=batch_rows)
 
 
-def line_batches(f, parse, stream: str, row: int, batch_rows: int) -> Iterator[Batch]:
+def line_batches(f, parse, stream: str, row: int, batch_rows: int, complete_lines: bool = False) -> Iterator[Batch]:
     """Batches of a line-per-record file open at the first line to read (the fixed-width and JSON-lines readers).
 
     ``parse(line: bytes)`` returns ``(row, None)``, ``(None, rejected)`` for a malformed record or
     ``(None, None)`` to skip the line; positions carry the byte offset after the batch, to resume at.
+    ``complete_lines``: a last line without its line break is left for the next read (see FileInfo).
     """
     rows, bad = [], []
     while True:
+        at = f.tell()
         raw = f.readline()
+        if raw and complete_lines and not raw.endswith(b"\n"):
+            f.seek(at)
+            raw = b""
         if raw:
             rec, rejected = parse(raw)
             if rec is not None:

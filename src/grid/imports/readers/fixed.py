@@ -48,7 +48,8 @@ class FixedWidthReader:
                 f.seek(self.bom)
                 for _ in range(self.skip_lines):
                     f.readline()
-            yield from line_batches(f, self._parse, stream, row, self.batch_rows)
+            yield from line_batches(f, self._parse, stream, row, self.batch_rows,
+                                    complete_lines=self.info.complete_lines)
 
     def _parse(self, raw: bytes):
         line = raw.decode(self.encoding, errors="replace").rstrip("\r\n")

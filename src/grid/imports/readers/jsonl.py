@@ -25,7 +25,8 @@ class JsonLinesReader:
                 f.seek(int(after["byte"]))
             elif f.read(3) != b"\xef\xbb\xbf":
                 f.seek(0)
-            yield from line_batches(f, _parse, stream, row, self.batch_rows)
+            yield from line_batches(f, _parse, stream, row, self.batch_rows,
+                                    complete_lines=self.info.complete_lines)
 
 
 def _parse(raw: bytes):
