@@ -1,6 +1,7 @@
 """Shared fixtures: hypothesis profiles, one Ray instance per test session."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -54,6 +55,17 @@ def keystore():
 
 def auth(role: str) -> dict:
     return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+@contextlib.asynccontextmanager
+async def gateway(grid, keystore, config=None):
+    """An aiohttp test client on a real loopback server in front of ``grid`` (for a module's own grid)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from grid.gateway.app import create_app
+
+    async with TestClient(TestServer(create_app(grid, config, keys=keystore))) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

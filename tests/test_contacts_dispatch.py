@@ -1,6 +1,7 @@
 """The dispatcher's fast paths (no Ray): the email it writes, the status of a large outage, batched claims."""
 from __future__ import annotations
 
+import asyncio
 import copy
 import email
 import email.policy
@@ -8,6 +9,8 @@ import email.policy
 import pytest
 from factories import context
 
+from grid.contacts.config import ContactsConfig
+from grid.contacts.dispatcher import Dispatcher
 from grid.contacts.events import outage_op, outage_ops
 from grid.contacts.transports import text_message
 from grid.partitions import PARTITIONS
@@ -85,3 +88,30 @@ def test_a_declaration_retried_after_losing_chunks_adds_only_the_missing_ones(sh
         shard.write(o)
     status = shard.outbox.group_status(EVENT["id"], None, limit=100)
     assert status["total"] == 31 and len({r["message_id"] for r in status["recipients"]}) == 31
+
+
+class SlowOutboxGrid:
+    """A grid whose outbox writes take a while (a shard busy with an outage): the receipts' group commit."""
+
+    shards = [object()]
+
+    def __init__(self):
+        self.ops: list[dict] = []
+
+    async def aoutbox_write(self, shard: int, o: dict) -> dict:
+        await asyncio.sleep(0.1)
+        self.ops.append(o)
+        return {"changed": len(o["body"]["items"])}
+
+    async def aoutbox_locate(self, nid: str) -> int:
+        return 0
+
+
+async def test_a_receipt_arriving_while_the_last_batch_is_written_is_not_left_waiting():
+    grid = SlowOutboxGrid()
+    d = Dispatcher(grid, ContactsConfig(), {})
+    first = asyncio.create_task(d.receipt("M1", "k1", "delivered"))
+    await asyncio.sleep(0.05)  # the first flush is writing now
+    second = asyncio.create_task(d.receipt("M2", "k2", "delivered"))
+    await asyncio.wait_for(asyncio.gather(first, second), timeout=2.0)
+    assert [[it["nid"] for it in o["body"]["items"]] for o in grid.ops] == [["M1"], ["M2"]]

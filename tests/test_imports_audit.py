@@ -10,7 +10,7 @@ import signal
 import pytest
 import yaml
 
-from conftest import OWN_CUSTOMER, auth
+from conftest import OWN_CUSTOMER, auth, gateway
 
 # payments keyed by customer id; the shard refuses a payment for an account the customer does not have
 CASH = {"name": "cash-audit", "kind": "push", "does": "payment", "customer_entry": True,
@@ -36,11 +36,7 @@ def agrid(ray_session, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 async def aapi(agrid, keystore):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from grid.gateway.app import create_app
-
-    async with TestClient(TestServer(create_app(agrid, keys=keystore))) as client:
+    async with gateway(agrid, keystore) as client:
         yield client
 
 

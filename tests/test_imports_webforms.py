@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import auth
+from conftest import auth, gateway
 from grid.errors import InvalidInput
 from grid.imports.sources import compile_source
 
@@ -98,11 +98,7 @@ def web_world(ray_session, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 async def web_api(web_world, keystore):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from grid.gateway.app import create_app
-
-    async with TestClient(TestServer(create_app(web_world[0], keys=keystore))) as client:
+    async with gateway(web_world[0], keystore) as client:
         yield client
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import auth
+from conftest import auth, gateway
 from grid.imports.readers import open_file
 
 XLS = Path(__file__).resolve().parent / "data" / "xls" / "optional_records.xls"
@@ -60,6 +60,20 @@ def test_xls_resumes_after_a_position():
     assert [x for b in again for x in b.rows] == [x for b in batches[1:] for x in b.rows]
 
 
+def test_header_row_per_sheet_is_refused_for_delimited_text_and_by_the_schema(tmp_path):
+    from grid.errors import InvalidInput
+    from grid.imports.sources import compile_source
+
+    p = tmp_path / "deals.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(InvalidInput) as e:
+        open_file(p, "auto", {"header_row": {"Orig Sched": 8}})
+    assert e.value.field == "options.header_row"
+    with pytest.raises(InvalidInput) as e:
+        compile_source({**DEALS, "options": {"header_row": "eight"}}, "deals.yaml")
+    assert e.value.field == "deals.yaml:options.header_row"
+
+
 @pytest.fixture(scope="module")
 def xgrid(ray_session, tmp_path_factory):
     from grid.cluster import Grid
@@ -74,11 +88,7 @@ def xgrid(ray_session, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 async def xapi(xgrid, keystore):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from grid.gateway.app import create_app
-
-    async with TestClient(TestServer(create_app(xgrid, keys=keystore))) as client:
+    async with gateway(xgrid, keystore) as client:
         yield client
 
 

@@ -37,7 +37,7 @@ from grid.errors import ContextGridError, NotFound, ShardUnavailable
 log = logging.getLogger(__name__)
 
 ACK_WORDS = {"ACK", "YES", "Y", "1", "OK", "CONFIRM", "SI", "SÍ"}
-RECEIPT_FLUSH_S = 0.02
+RECEIPT_FLUSH_S = 0.05  # a provider waits seconds for a webhook's answer; fewer, larger ops cost the shard less
 WHERE = 1_000_000  # nid -> shard remembered for receipts (~100 B each); older ones are looked up by a scatter
 
 
@@ -325,21 +325,24 @@ class Dispatcher:
             self.wake.set()
 
     async def _flush_receipts(self, shard: int) -> None:
-        await asyncio.sleep(RECEIPT_FLUSH_S)  # group commit: one op for every receipt of the last few ms
-        pending, self._receipts[shard] = self._receipts.get(shard, []), []
-        try:
-            for kind in ("outbox_delivered", "outbox_failed"):
-                items = [r["item"] for r, _ in pending if r["kind"] == kind]
-                if items:
-                    await self._write(shard, op(kind, {"items": items}), forever=True)
-            for _, fut in pending:
-                if not fut.done():
-                    fut.set_result(None)
-        except BaseException as exc:
-            for _, fut in pending:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else ShardUnavailable("cancelled"))
-            raise
+        # group commit: one op for every receipt of the last few ms; receipts that came while an op was being
+        # written go in the next (this task is still running then, so nobody else would flush them)
+        while self._receipts.get(shard):
+            await asyncio.sleep(RECEIPT_FLUSH_S)
+            pending, self._receipts[shard] = self._receipts.get(shard, []), []
+            try:
+                for kind in ("outbox_delivered", "outbox_failed"):
+                    items = [r["item"] for r, _ in pending if r["kind"] == kind]
+                    if items:
+                        await self._write(shard, op(kind, {"items": items}), forever=True)
+                for _, fut in pending:
+                    if not fut.done():
+                        fut.set_result(None)
+            except BaseException as exc:
+                for _, fut in pending:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else ShardUnavailable("cancelled"))
+                raise
 
     async def acknowledge(self, nid: str, via: str) -> dict:
         shard = await self._shard_of(nid)

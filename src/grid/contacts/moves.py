@@ -38,8 +38,7 @@ def export(box, partitions) -> dict:
         del box.done[nid]
     box.away.update(items)
     box.away_done.update(done)
-    if items or done:
-        box._index()
+    box._remove(items, done)
     return {"items": items, "done": done,
             "events": {g: _movable(box.events[g]) for g in sorted(groups) if g in box.events}}
 
@@ -60,32 +59,39 @@ def absorb(box, payload: dict | None, shard_wide: bool = False) -> None:
             box.events[g]["retired"] = {"at": max(mine["at"], theirs["at"]), "total": mine["total"] + theirs["total"],
                                         "counts": dict(sorted(counts.items())),
                                         "attempts": mine["attempts"] + theirs["attempts"]}
-    box.items.update(payload["items"])
-    box.done.update(payload["done"])
-    box._index()
+    items = {nid: n for nid, n in payload["items"].items() if nid not in box.items}  # (a retried absorb)
+    done = {nid: d for nid, d in payload["done"].items() if nid not in box.done}
+    box.items.update(items)
+    box.done.update(done)
+    box._add(items.values(), done)
 
 
 def drop(box, partitions) -> None:
     """Forget the notifications of ``partitions`` (exported ones, and any still here: a recovered shard
     dropping partitions that moved while it was down)."""
     ps = set(int(p) for p in partitions)
-    for store in (box.away, box.items):
-        for nid in [nid for nid, n in store.items() if partition_of(n["customer_id"]) in ps]:
+    served = {nid: n for nid, n in box.items.items() if partition_of(n["customer_id"]) in ps}
+    served_done = {nid: d for nid, d in box.done.items() if partition_of(d[1]) in ps}
+    for store, gone in ((box.items, served), (box.done, served_done)):
+        for nid in gone:
             del store[nid]
-    for store in (box.away_done, box.done):
-        for nid in [nid for nid, d in store.items() if partition_of(d[1]) in ps]:
+    box._remove(served, served_done)
+    for store in (box.away, box.away_done):  # out of the indexes since the export
+        for nid in [nid for nid, x in store.items() if partition_of(x["customer_id"] if isinstance(x, dict)
+                                                                     else x[1]) in ps]:
             del store[nid]
-    box._index()
 
 
 def reown(box, partitions) -> None:
     """Undo an export whose import failed: serve its notifications here again."""
     ps = set(int(p) for p in partitions)
-    for nid in [nid for nid, n in box.away.items() if partition_of(n["customer_id"]) in ps]:
-        box.items[nid] = box.away.pop(nid)
-    for nid in [nid for nid, d in box.away_done.items() if partition_of(d[1]) in ps]:
-        box.done[nid] = box.away_done.pop(nid)
-    box._index()
+    items = {nid: box.away.pop(nid) for nid in [nid for nid, n in box.away.items()
+                                                if partition_of(n["customer_id"]) in ps]}
+    done = {nid: box.away_done.pop(nid) for nid in [nid for nid, d in box.away_done.items()
+                                                    if partition_of(d[1]) in ps]}
+    box.items.update(items)
+    box.done.update(done)
+    box._add(items.values(), done)
 
 
 def partitions_held(box) -> set[int]:

@@ -78,14 +78,37 @@ class Outbox:
         self.by_customer: dict[str, list[str]] = {}
         self.by_address: dict[str, list[str]] = {}
         self.done_by_group: dict[str, list[str]] = {}
-        for nid, d in self.done.items():
+        self._add(self.items.values(), self.done)
+
+    def _add(self, items, done: dict[str, list]) -> None:
+        """Index these notifications and done entries (already in ``items`` / ``done``)."""
+        for nid, d in done.items():
             self.done_by_group.setdefault(d[0], []).append(nid)
-        for n in self.items.values():
+        for n in items:
             self._track(n)
             self.by_group.setdefault(n["group"], []).append(n["nid"])
             self.by_customer.setdefault(n["customer_id"], []).append(n["nid"])
             for c in n["route"]:
                 self.by_address.setdefault(c["address"], []).append(n["nid"])
+
+    def _remove(self, items: dict[str, dict], done: dict[str, list]) -> None:
+        """Take these notifications and done entries out of the indexes: a partition move takes a few
+        percent of a shard's messages per batch, and rebuilding every index for that stalled the shard."""
+        for nid in items:
+            self.queued.pop(nid, None)
+            self.leased.pop(nid, None)
+            self.awaiting_ack.pop(nid, None)
+        for index, keys, gone in (
+                (self.by_group, {n["group"] for n in items.values()}, items),
+                (self.by_customer, {n["customer_id"] for n in items.values()}, items),
+                (self.by_address, {c["address"] for n in items.values() for c in n["route"]}, items),
+                (self.done_by_group, {d[0] for d in done.values()}, done)):
+            for k in keys:
+                left = [nid for nid in index.get(k, ()) if nid not in gone]
+                if left:
+                    index[k] = left
+                else:
+                    index.pop(k, None)
 
     def _track(self, n: dict) -> None:
         """Keep the queue indexes in step with one notification's state."""
@@ -323,11 +346,7 @@ def _enqueue(box: Outbox, body: dict, at: str) -> dict:
                "not_before": n.get("not_before", 0.0), "lease_until": 0.0, "created_at": at, "updated_at": at,
                "history": [[at, "queued", ""]]}
         box.items[n["nid"]] = rec
-        box._track(rec)
-        box.by_group.setdefault(group, []).append(n["nid"])
-        box.by_customer.setdefault(n["customer_id"], []).append(n["nid"])
-        for c in n["route"]:
-            box.by_address.setdefault(c["address"], []).append(n["nid"])
+        box._add((rec,), {})
         added += 1
     return {"kind": "outbox_enqueue", "event_id": ev["id"], "added": added}
 

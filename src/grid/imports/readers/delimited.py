@@ -87,7 +87,12 @@ class DelimitedReader:
             self.encoding = enc
         text = head[self.bom:].decode(self.encoding, errors="replace")
         self.quote = o.get("quote", '"')
-        header_row = int(o.get("header_row", 1))
+        header_row = o.get("header_row", 1)
+        if header_row == "auto":
+            header_row = 1
+        if isinstance(header_row, bool) or not isinstance(header_row, int):  # a per-sheet mapping is spreadsheets'
+            raise InvalidInput(f"{info.path.name}: header_row of delimited text is a line number, not "
+                               f"{header_row!r}", field="options.header_row")
         lines = text.splitlines(keepends=True)
         skip_lines = max(header_row - 1, 0)
         self.delimiter = o.get("delimiter") or "auto"
