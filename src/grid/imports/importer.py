@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from grid.errors import ContextGridError, InvalidInput, ShardUnavailable
 from grid.imports import linking, routing
@@ -126,7 +128,7 @@ def _held_bad(batch: Batch, mapped, offsets: np.ndarray, outcome: dict) -> list[
         held.append({"id": f"{stream}:r{batch.position['offset']}.{k}", "stream": stream, "offset": None,
                      "row": {"text": rej.get("text")}, "field": "row", "reason": "malformed",
                      "detail": rej.get("detail", "")})
-    for b, raw in zip(mapped.bad, _raw_rows(batch.text_rows(), [b["i"] for b in mapped.bad])):
+    for b, raw in zip(mapped.bad, _raw_rows(batch.rows, [b["i"] for b in mapped.bad])):
         held.append({"stream": stream, "offset": int(offsets[b["i"]]), "row": raw,
                      "field": b["field"], "column": b["column"], "reason": "invalid", "detail": b["reason"]})
         outcome[b["i"]] = {"outcome": "quarantined", "field": b["field"], "reason": b["reason"]}
@@ -155,6 +157,8 @@ class Importer:
         self.progress: dict[str, Progress] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._push_seq: dict[str, int] = {}  # source -> last unkeyed push offset
+        # the first pyarrow.compute call of a process imports pandas (0.3 s): at start, not in the first batch
+        pc.dictionary_encode(pa.array([""]))
 
     def _progress(self, name: str) -> Progress:
         return self.progress.setdefault(name, Progress())
@@ -188,7 +192,7 @@ class Importer:
             reader = await loop.run_in_executor(
                 None, lambda: open_file(path, src.format, src.options, stream=stream,
                                         batch_rows=int(src.options.get("batch_rows", 50_000)),
-                                        column_types=src.mapping.column_types(), complete_lines=complete_lines))
+                                        complete_lines=complete_lines))
             skip = await loop.run_in_executor(None, self.files.old_digests, src.name, path, previous)
             total = Receipt(position=after)
             gen = reader.batches(after)
@@ -284,8 +288,7 @@ class Importer:
                 keep = np.flatnonzero(~same)
                 rows = batch.rows.take(keep) if hasattr(batch.rows, "take") else [batch.rows[i] for i in keep]
                 offs = batch.offset_array()[keep]
-                text = None if batch.text is None else (lambda b=batch, k=keep: b.text_rows().take(k))
-                batch = Batch(batch.position, rows, offsets=offs, rejected=batch.rejected, text=text)
+                batch = Batch(batch.position, rows, offsets=offs, rejected=batch.rejected)
         return Prepared(batch, src.mapping.apply(batch.rows), hashes, dropped)
 
     async def write_batch(self, src: Source, batch: Batch, principal=None, per_row: bool = False) -> Receipt:
@@ -345,7 +348,7 @@ class Importer:
         else:
             mine = pl.Series([True] * frame.height, dtype=pl.Boolean)
         unlinked = list(frame.filter(~linked & mine).select("_i", "_off", "_outcome", "_evidence").iter_rows())
-        for (i, off, out, ev), raw in zip(unlinked, _raw_rows(batch.text_rows(), [u[0] for u in unlinked])):
+        for (i, off, out, ev), raw in zip(unlinked, _raw_rows(batch.rows, [u[0] for u in unlinked])):
             reason = "review" if out == "review" else "unresolved"
             held.append({"stream": stream, "offset": int(off), "row": raw, "field": "identity",
                          "reason": reason, "detail": ev})
@@ -384,7 +387,7 @@ class Importer:
             linked &= mine
         unlinked = np.flatnonzero(~linked & mine)
         evidence = json.dumps({"tried": [points.key]})
-        for i, raw in zip(unlinked.tolist(), _raw_rows(batch.text_rows(), at[unlinked].tolist())):
+        for i, raw in zip(unlinked.tolist(), _raw_rows(batch.rows, at[unlinked].tolist())):
             held.append({"stream": stream, "offset": int(offsets[at[i]]), "row": raw, "field": "identity",
                          "reason": "unresolved", "detail": evidence})
             outcome[int(at[i])] = {"outcome": "quarantined", "reason": "unresolved"}
@@ -397,7 +400,7 @@ class Importer:
                 outcome[int(at[i])] = {"outcome": "linked", "customer_id": cids[row_cid[i]]}
         first = int(offsets[0]) if offsets.size else 0
         row_off = offsets[at]
-        raw = raw_texts(_raw_rows(batch.text_rows(), at[good].tolist())) if keep_raw else None
+        raw = raw_texts(_raw_rows(batch.rows, at[good].tolist())) if keep_raw else None
         results = await self._retried(src, lambda: routing.usage_ops(
             self.grid, src.name, batch.position, first, frame, row_off, good, points, cids, row_cid, raw))
         return self._settle(src, batch, offsets, results, outcome, rcpt, per_row)
@@ -416,7 +419,7 @@ class Importer:
                 k = int(np.searchsorted(offsets, r["offset"]))  # offsets ascend within a batch
                 i = k if k < offsets.size and offsets[k] == r["offset"] else None
                 refused.append({"stream": stream, "offset": r["offset"],
-                                "row": _raw_row(batch.text_rows(), i) if i is not None else json.loads(r["row"] or "null"),
+                                "row": _raw_row(batch.rows, i) if i is not None else json.loads(r["row"] or "null"),
                                 "field": r["field"], "reason": "refused", "detail": r["reason"]})
                 if i is not None:
                     outcome[i] = {"outcome": "quarantined", "field": r["field"], "reason": r["reason"]}
@@ -464,7 +467,7 @@ class Importer:
         raw_of = {}
         if keep_raw and good.height:
             idx = good.get_column("_i").to_list()
-            raw_of = dict(zip(idx, raw_texts(_raw_rows(batch.text_rows(), idx))))
+            raw_of = dict(zip(idx, raw_texts(_raw_rows(batch.rows, idx))))
 
         def ops():
             table = grid.table

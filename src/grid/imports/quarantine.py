@@ -113,9 +113,17 @@ class Quarantine:
             os.close(fd)
 
 
+def _cell(v):
+    """A cell JSON has no type for (a date, a decimal, bytes) as text, the way :func:`_jsonable` writes it."""
+    return v.isoformat() if isinstance(v, (dt.datetime, dt.date, dt.time)) else str(v)
+
+
 def raw_texts(rows: list[dict]) -> list[str]:
-    """Raw rows as the compact JSON text an ``import_rows`` op carries (dates and other cells as text)."""
-    return [json.dumps(_jsonable(r), separators=(",", ":")) for r in rows]
+    """Raw rows as the compact JSON text an ``import_rows`` op carries (dates and other cells as text).
+
+    json's C encoder takes the common cells (text, numbers, None) itself; only the rest go through ``_cell``."""
+    dumps = json.JSONEncoder(separators=(",", ":"), default=_cell).encode
+    return [dumps(r) for r in rows]
 
 
 def recover(quarantine: Quarantine, files, src, views: list[dict]) -> list[dict]:

@@ -52,14 +52,6 @@ class Batch:
     offsets: list[int] | None = None
     # raw records the reader could not even split into columns ({"text", "reason", "detail"}), for quarantine
     rejected: list[dict] = field(default_factory=list)
-    # rows as the source's text, when ``rows`` were parsed typed (a quarantined row shows what the file says)
-    text: Any = None
-
-    def text_rows(self):
-        """``rows`` as text: what quarantine keeps of a row (re-read once from the block when parsed typed)."""
-        if callable(self.text):
-            self.text = self.text()
-        return self.rows if self.text is None else self.text
 
     def __iter__(self):  # ``position, rows = batch`` reads naturally
         return iter((self.position, self.rows))
@@ -100,8 +92,6 @@ class FileInfo:
     digest: str  # sha256 of the content (hex, first 16 chars)
     options: dict = field(default_factory=dict)
     stream: str = ""
-    # columns a text reader may parse typed (Mapping.column_types); a block that does not parse so is read as text
-    column_types: dict = field(default_factory=dict)
     # a file still being appended to: read only the lines that end with a line break (a tail source)
     complete_lines: bool = False
 
@@ -140,16 +130,15 @@ def format_of(path: Path, declared: str = "auto") -> str:
 
 
 def open_file(path: str | Path, fmt: str = "auto", options: dict | None = None,
-              batch_rows: int = BATCH_ROWS, stream: str | None = None, column_types: dict | None = None,
-              complete_lines: bool = False) -> Reader:
-    """A reader for one file of a file source (``fmt`` and ``options`` as in the source YAML; ``column_types``
-    and ``complete_lines`` as in :class:`FileInfo`)."""
+              batch_rows: int = BATCH_ROWS, stream: str | None = None, complete_lines: bool = False) -> Reader:
+    """A reader for one file of a file source (``fmt`` and ``options`` as in the source YAML; ``complete_lines``
+    as in :class:`FileInfo`)."""
     path = Path(path)
     options = dict(options or {})
     fmt = format_of(path, fmt)
     # the digest only names a stream not given (a pass over the file: 0.3 s for 350 MB)
     info = FileInfo(path, path.stat().st_size, "" if stream else file_digest(path), options, stream or "",
-                    dict(column_types or {}), complete_lines)
+                    complete_lines)
     if fmt == "csv":
         from grid.imports.readers.delimited import DelimitedReader as cls
     elif fmt == "fixed":

@@ -114,11 +114,9 @@ class DelimitedReader:
                                        field="header")
         else:
             self.columns = list(o.get("columns") or [])
-        names = self.columns or []
-        self.typed = {c: t for c, t in info.column_types.items() if c in names}
 
-    def _parse(self, data: bytes, ncols: int, typed: dict | None = None) -> tuple[pa.Table, list[dict]]:
-        """(table, malformed records) of one block; ``typed``: columns to parse as these types (else text)."""
+    def _parse(self, data: bytes, ncols: int) -> tuple[pa.Table, list[dict]]:
+        """(table, malformed records) of one block, every column as text."""
         bad: list[dict] = []
 
         def on_invalid(row):
@@ -135,28 +133,9 @@ class DelimitedReader:
             read_options=pacsv.ReadOptions(column_names=names, encoding=self.encoding, block_size=1 << 20),
             parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quote or False,
                                              newlines_in_values=quoted, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={n: (typed or {}).get(n, pa.string()) for n in names},
-                                                 null_values=[""], strings_can_be_null=False,
-                                                 quoted_strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
         return table, bad
-
-    def _parse_block(self, data: bytes, ncols: int) -> tuple[pa.Table, list[dict], object]:
-        """(table, malformed records, the block as text or a callable that reads it so) of one block.
-
-        Columns the mapping reads the same typed or as text (``info.column_types``) are parsed typed by
-        pyarrow while every block of the file allows it: a 250k-row meter block then maps in 9 ms instead of
-        30 (no text cast of numbers and times). A block with any value that does not convert (``1.5`` Wh, a
-        time without an offset) is read as text, as are the rest of the file's blocks, so mapping names the
-        row and field that is bad; a typed block keeps its bytes to be re-read as text for quarantine.
-        """
-        if self.typed:
-            try:
-                table, bad = self._parse(data, ncols, self.typed)
-                return table, bad, lambda: self._parse(data, ncols)[0]
-            except pa.ArrowInvalid:
-                self.typed = {}
-        table, bad = self._parse(data, ncols)
-        return table, bad, None
 
     def batches(self, after: dict | None = None) -> Iterator[Batch]:
         stream = self.info.stream
@@ -187,12 +166,12 @@ class DelimitedReader:
                     first = data.split(b"\n", 1)[0].decode(self.encoding, errors="replace")
                     ncols = len(next(csv.reader([first], delimiter=self.delimiter, quotechar=self.quote), []))
                 try:
-                    table, malformed, text = self._parse_block(data, ncols)
+                    table, malformed = self._parse(data, ncols)
                 except pa.ArrowInvalid as exc:
                     raise InvalidInput(f"{self.info.path.name}: unreadable text near byte {pos}: {exc}",
                                        field="file") from exc
                 pos += n
                 row += table.num_rows
-                yield Batch({"stream": stream, "offset": row, "byte": pos}, table, rejected=malformed, text=text)
+                yield Batch({"stream": stream, "offset": row, "byte": pos}, table, rejected=malformed)
                 if final:
                     return
