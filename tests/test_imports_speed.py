@@ -214,3 +214,41 @@ def test_complete_lines_leave_a_half_written_last_line_for_the_next_read(tmp_pat
         f.write(line.format(2)[-3:] + "\n")
     got, pos = rows(pos)
     assert [str(r["wh"]) for r in got] == ["2"] and pos["offset"] == 2
+
+
+@pytest.mark.slow
+def test_shard_killed_mid_meter_file_loses_no_reading(speed_grid, tmp_path):
+    """kill -9 of a shard while a packed usage file streams in: the batch waits for the restarted shard (its
+    WAL holds every acknowledged batch with its position) and every reading lands with its value."""
+    import os
+    import signal
+
+    g, imp = speed_grid
+    hours = 300
+    rows = [(k % 20, k // 20, (k * 7919) % 5000) for k in range(20 * hours)]
+    path = tmp_path / "kill.csv"
+    path.write_text("sp,ts,wh\n" + "".join(
+        f"S{sp:08d},{_hour(h)},{wh}\n" for sp, h, wh in rows))
+    src = imp.registry.get("interval-wh")
+    src.options["block_bytes"] = 8192  # ~230 rows a batch
+    pid = next(s["pid"] for s in g.stats() if s["shard"] == 1)
+    batches = []
+
+    def kill_mid_file(n, _bytes):
+        batches.append(n)
+        if len(batches) == 3:
+            os.kill(pid, signal.SIGKILL)
+
+    rcpt = asyncio.run(imp.import_file(src, path, progress=kill_mid_file))
+    assert rcpt.quarantined == 0 and len(batches) > 10, rcpt.view()
+    assert next(s["pid"] for s in g.stats() if s["shard"] == 1) != pid  # it really died and came back
+    assert asyncio.run(imp.import_file(src, path)).applied == 0
+    for sp in range(20):
+        got = {i["start"]: i["import_wh"] for i in g.customer_usage(f"C{sp:07d}", "2026-01", f"S{sp:08d}")["items"]}
+        assert [got[_hour(h)] for h in range(hours)] == [wh for s, h, wh in rows if s == sp], sp
+
+
+def _hour(h: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1767254400 + 3600 * h))

@@ -176,6 +176,12 @@ class Feed:
         file's LocalTimeParameters offset), ``duration_s``, ``import_wh``, ``export_wh`` (None where the file
         has no such channel), ``quality`` (the highest ReadingQuality code among the interval's readings, None if none given).
         """
+        points = sorted({ch.usage_point for ch in self.channels})
+        if service_point_id and len(points) > 1:
+            # one service point for several meters would let one meter's readings overwrite another's
+            raise InvalidInput(f"the file holds {len(points)} usage points ({', '.join(points)}): one "
+                               f"service_point_id cannot take them all; map each in the source's "
+                               f"options.usage_points", field="service_point_id")
         merged: dict[tuple[str, int], dict] = {}
         for ch in self.channels:
             target = service_point_id or (usage_points or {}).get(ch.usage_point)
@@ -350,14 +356,14 @@ class EspiReader:
 
         stream = self.info.stream
         first = start_row(after, stream)
+        o = self.info.options
         try:
             feed = parse(self.info.path.read_bytes())
+            rows = feed.rows(o.get("service_point_id"), o.get("usage_points"))
         except InvalidInput as exc:
             yield Batch({"stream": stream, "offset": first - 1}, [],
                         rejected=[{"text": self.info.path.name, "reason": "malformed", "detail": exc.detail}])
             return
-        o = self.info.options
-        rows = feed.rows(o.get("service_point_id"), o.get("usage_points"))
         rejected = [{"text": s["href"], "reason": "skipped", "detail": s["reason"]} for s in feed.skipped]
         if first > len(rows) and after is not None:
             return

@@ -199,17 +199,21 @@ class Importer:
             done = object()
             ready: asyncio.Queue = asyncio.Queue(maxsize=2)
 
+            def prepare(batch: Batch) -> Prepared:
+                prep = self.prepare(src, batch, skip)
+                prep.from_file = True
+                return prep
+
             async def produce():
-                # read and map the next batches in threads (pyarrow and polars release the GIL) while the
-                # current one is linked and written: batches are still written one at a time, in order
+                # read the next batches in a thread and prepare (digest, map) each in its own (pyarrow and
+                # polars release the GIL: the next block is parsed while the last is mapped) while the current
+                # one is linked and written; batches are still written one at a time, in order
                 try:
                     while True:
                         batch = await loop.run_in_executor(None, next, gen, done)
                         if batch is done:
                             break
-                        prep = await loop.run_in_executor(None, self.prepare, src, batch, skip)
-                        prep.from_file = True
-                        await ready.put(prep)
+                        await ready.put(loop.run_in_executor(None, prepare, batch))
                     await ready.put(done)
                 except BaseException as exc:  # handed to the writer, which raises it
                     await ready.put(exc)
@@ -223,6 +227,7 @@ class Importer:
                         break
                     if isinstance(prep, BaseException):
                         raise prep
+                    prep = await prep
                     rcpt = await self.commit(src, prep, known=known)
                     self.files.add_digests(src.name, path, stream, prep.hashes)
                     total.add(rcpt)
@@ -230,6 +235,11 @@ class Importer:
                         progress(len(prep.batch), int(prep.batch.position.get("byte", 0)))
             finally:
                 producer.cancel()
+                while not ready.empty():  # prepared batches not written: their errors are not this one's
+                    left = ready.get_nowait()
+                    if isinstance(left, asyncio.Future):
+                        left.cancel()
+                        left.add_done_callback(lambda f: f.cancelled() or f.exception())
             self.files.finish(src.name, path, stream)
             return total
 
