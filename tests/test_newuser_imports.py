@@ -211,3 +211,23 @@ async def test_watched_file_the_reader_refuses_shows_in_imports_and_a_giant_line
     r = await iapi.get("/v1/imports/interval-wh/quarantine", headers=auth("operator"), params={"limit": 1000})
     bad = [e for e in (await r.json())["items"] if e["row"] and e["row"].get("ts") == "2026-01-14T01:00:00Z"]
     assert [(e["field"], e["detail"]) for e in bad] == [("usage.import_wh", "not a number")]
+
+
+async def test_customer_reuploads_own_download_my_data_without_naming_the_service_point(iapi):
+    from conftest import OWN_CUSTOMER
+
+    rows = "sp,ts,wh\n" + "".join(f"S00000001,2026-02-03T0{h}:00:00Z,{111 * (h + 1)}\n" for h in range(3))
+    r = await push(iapi, "interval-wh", rows.encode(), "text/csv")
+    assert r.status == 200 and (await r.json())["applied"] == 3, await r.text()
+    r = await iapi.get(f"/v1/customers/{OWN_CUSTOMER}/usage", params={"month": "2026-02", "format": "espi"},
+                       headers=auth("customer"))
+    assert r.status == 200, await r.text()
+    xml = (await r.read()).replace(b">222<", b">250<")  # the customer's own file, one reading corrected
+    r = await iapi.post("/v1/imports/greenbutton", data=xml,
+                        headers={**auth("customer"), "Content-Type": "application/atom+xml"})
+    assert r.status == 200, await r.text()
+    receipt = await r.json()
+    # was: every row "rejected: the row names a customer this key may not write" (no service point resolved)
+    assert {x["outcome"] for x in receipt["rows"]} == {"linked"} and receipt["rejected"] == 0, receipt
+    got = await readings(iapi, OWN_CUSTOMER, "S00000001", "2026-02")
+    assert [got[f"2026-02-03T0{h}:00:00Z"] for h in range(3)] == [111, 250, 333]
