@@ -231,3 +231,17 @@ async def test_customer_reuploads_own_download_my_data_without_naming_the_servic
     assert {x["outcome"] for x in receipt["rows"]} == {"linked"} and receipt["rejected"] == 0, receipt
     got = await readings(iapi, OWN_CUSTOMER, "S00000001", "2026-02")
     assert [got[f"2026-02-03T0{h}:00:00Z"] for h in range(3)] == [111, 250, 333]
+
+
+async def test_csv_labelled_as_excel_by_a_windows_browser_imports_and_unknown_types_are_415(iapi):
+    body = b"sp,ts,wh\r\nS00000001,2026-02-04T00:00:00Z,41\r\n"
+    r = await push(iapi, "interval-wh", body, "application/vnd.ms-excel")
+    # was a 422 "tmpXXXX.xls is not a readable spreadsheet: Cfb error ..." for a plain CSV upload
+    assert r.status == 200, await r.text()
+    assert (await readings(iapi, "C0000001", "S00000001", "2026-02"))["2026-02-04T00:00:00Z"] == 41
+    r = await push(iapi, "interval-wh", b"PK\x03\x04 not really a zip", XLSX)  # a broken workbook
+    assert r.status == 422
+    problem = await r.json()
+    assert problem["field"] == "body" and "tmp" not in problem["detail"], problem  # no temporary file names
+    r = await push(iapi, "interval-wh", b'{"sp": "S00000001"}\n', "application/x-ndjson")
+    assert r.status == 415 and (await r.json())["field"] == "Content-Type"  # was 406, which is about Accept

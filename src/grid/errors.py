@@ -4,6 +4,7 @@
     ├── InvalidInput        (field, reason)   -> 400 / 422
     │   ├── PayloadTooLarge                   -> 413
     │   ├── UnsupportedFormat                 -> 406
+    │   ├── UnsupportedMediaType              -> 415
     │   ├── RuleError       (file, rule, field)
     │   └── TariffError     (key)
     ├── NotFound                              -> 404
@@ -73,6 +74,13 @@ class UnsupportedFormat(InvalidInput):
 
     status = 406
     title = "Not acceptable"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body's Content-Type is not one the route reads."""
+
+    status = 415
+    title = "Unsupported media type"
 
 
 class RuleError(InvalidInput):

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
-from grid.errors import InvalidInput, UnsupportedFormat
+from grid.errors import InvalidInput, UnsupportedMediaType
 from grid.gateway.audit import audit_of
 from grid.gateway.keys import GRID, METRICS, PARAMS, PRINCIPAL, READS
 from grid.gateway.responses import respond
@@ -54,15 +54,26 @@ async def post_reload(request: web.Request) -> web.Response:
     return respond(request, {"changed": changed, "sources": sorted(imp.registry.sources)}, "imports")
 
 
+# what spreadsheet files start with: .xlsx/.ods are zip archives, legacy .xls an OLE compound file
+SPREADSHEET_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+
+
 def _rows_from_file(data: bytes, suffix: str, options: dict) -> list[dict]:
+    if suffix != ".csv" and not data.startswith(SPREADSHEET_MAGIC):
+        # Windows browsers label a .csv upload application/vnd.ms-excel when Excel is installed: text is text
+        suffix = ".csv"
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(data)
         f.flush()
         fmt = "csv" if suffix == ".csv" else "spreadsheet"
         rows, bad = [], []
-        for b in open_file(f.name, fmt, options, batch_rows=MAX_PUSH_ROWS + 1).batches():
-            rows += b.rows.to_pylist() if hasattr(b.rows, "to_pylist") else list(b.rows)
-            bad += b.rejected
+        try:
+            for b in open_file(f.name, fmt, options, batch_rows=MAX_PUSH_ROWS + 1).batches():
+                rows += b.rows.to_pylist() if hasattr(b.rows, "to_pylist") else list(b.rows)
+                bad += b.rejected
+        except InvalidInput as exc:  # the reader names its file: here that is our temporary one, not the user's
+            raise InvalidInput(exc.detail.replace(Path(f.name).name, "the body"), field="body",
+                               reason=getattr(exc, "reason", None)) from exc
         if bad:
             raise InvalidInput(f"line {bad[0].get('text', '')[:60]!r}: {bad[0].get('detail')}", field="body",
                                reason="malformed")
@@ -93,7 +104,7 @@ async def post_import(request: web.Request) -> web.Response:
         rows = feed.rows(request[PARAMS].get("service_point_id") or src.options.get("service_point_id"),
                          src.options.get("usage_points"))
     else:
-        raise UnsupportedFormat(f"rows must be JSON, CSV, a spreadsheet or Green Button XML, not {ctype}",
+        raise UnsupportedMediaType(f"rows must be JSON, CSV, a spreadsheet or Green Button XML, not {ctype}",
                                 field="Content-Type")
     if len(rows) > MAX_PUSH_ROWS:
         raise InvalidInput(f"at most {MAX_PUSH_ROWS} rows per push", field="rows")
