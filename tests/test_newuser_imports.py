@@ -177,3 +177,57 @@ async def test_xlsx_date_cells_beside_typed_text_import_and_a_serial_number_is_q
     c = await (await iapi.get("/v1/customers/C0000007", headers=auth("operator"))).json()
     assert {(x["date"], x["amount_cents"], x["method"]) for x in c["payments"]} >= {
         ("2026-11-05", 1250, "card"), ("2026-11-06", 710, "cash")}
+
+
+# -- a watched folder: a file it cannot read, a giant line ------------------------------------------------------
+async def test_watched_file_the_reader_refuses_shows_in_imports_and_a_giant_line_is_one_row(iapi, igrid):
+    import asyncio
+
+    inbox = Path(igrid.data_dir) / "inbox" / "interval-wh"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "twice.csv").write_text("sp,ts,wh,wh\nS00000001,2026-01-14T00:00:00Z,1,2\n")  # a column named twice
+
+    async def listed():
+        r = await iapi.get("/v1/imports", headers=auth("operator"))
+        return next(i for i in (await r.json())["items"] if i["source"] == "interval-wh")
+
+    for _ in range(200):
+        view = await listed()
+        if view["last_error"]:
+            break
+        await asyncio.sleep(0.05)
+    # was: last_error None and state idle, the refusal only in the gateway's log
+    assert view["state"] == "failed" and view["last_error"].startswith("twice.csv: ") and "'wh'" in view["last_error"]
+    # a value of 2 MiB on one line (over pyarrow's 1 MiB block): was "straddling object straddles two block
+    # boundaries", the whole file refused; now the line is a row (quarantined: not a number) and the next imports
+    (inbox / "giant.csv").write_text("sp,ts,wh\nS00000001,2026-01-14T01:00:00Z," + "9" * (2 << 20) +
+                                     "\nS00000001,2026-01-14T02:00:00Z,7\n")
+    for _ in range(400):
+        got = await readings(iapi, "C0000001", "S00000001", "2026-01")
+        if "2026-01-14T02:00:00Z" in got:
+            break
+        await asyncio.sleep(0.05)
+    assert got["2026-01-14T02:00:00Z"] == 7 and "2026-01-14T01:00:00Z" not in got
+    r = await iapi.get("/v1/imports/interval-wh/quarantine", headers=auth("operator"), params={"limit": 1000})
+    bad = [e for e in (await r.json())["items"] if e["row"] and e["row"].get("ts") == "2026-01-14T01:00:00Z"]
+    assert [(e["field"], e["detail"]) for e in bad] == [("usage.import_wh", "not a number")]
+
+
+async def test_customer_reuploads_own_download_my_data_without_naming_the_service_point(iapi):
+    from conftest import OWN_CUSTOMER
+
+    rows = "sp,ts,wh\n" + "".join(f"S00000001,2026-02-03T0{h}:00:00Z,{111 * (h + 1)}\n" for h in range(3))
+    r = await push(iapi, "interval-wh", rows.encode(), "text/csv")
+    assert r.status == 200 and (await r.json())["applied"] == 3, await r.text()
+    r = await iapi.get(f"/v1/customers/{OWN_CUSTOMER}/usage", params={"month": "2026-02", "format": "espi"},
+                       headers=auth("customer"))
+    assert r.status == 200, await r.text()
+    xml = (await r.read()).replace(b">222<", b">250<")  # the customer's own file, one reading corrected
+    r = await iapi.post("/v1/imports/greenbutton", data=xml,
+                        headers={**auth("customer"), "Content-Type": "application/atom+xml"})
+    assert r.status == 200, await r.text()
+    receipt = await r.json()
+    # was: every row "rejected: the row names a customer this key may not write" (no service point resolved)
+    assert {x["outcome"] for x in receipt["rows"]} == {"linked"} and receipt["rejected"] == 0, receipt
+    got = await readings(iapi, OWN_CUSTOMER, "S00000001", "2026-02")
+    assert [got[f"2026-02-03T0{h}:00:00Z"] for h in range(3)] == [111, 250, 333]

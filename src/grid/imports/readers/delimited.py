@@ -136,13 +136,24 @@ class DelimitedReader:
         # a block without any quote cannot hold a line break inside a value: the parser may then split it at
         # any line end and parse the pieces in parallel (twice as fast as the quote-aware scan)
         quoted = bool(self.quote) and data.find(self.quote.encode(self.encoding)) >= 0
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, encoding=self.encoding, block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quote or False,
-                                             newlines_in_values=quoted, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+        def read(block_size: int) -> pa.Table:
+            return pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=names, encoding=self.encoding, block_size=block_size),
+                parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quote or False,
+                                                 newlines_in_values=quoted, invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+        try:
+            table = read(1 << 20)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or len(data) < 1 << 20:
+                raise
+            # one record longer than pyarrow's 1 MiB block (a giant single line): parse the block in one piece
+            bad.clear()
+            table = read(len(data) + 1)
         return table, bad
 
     def batches(self, after: dict | None = None) -> Iterator[Batch]:
