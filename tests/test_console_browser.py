@@ -217,6 +217,12 @@ async def test_console_end_to_end(console, browser):
     await phone.wait_for_selector("#c-audit table")
     audit = await phone.text_content("#c-audit")
     assert "desk (agent)" in audit and "PATCH" in audit and "PUT" in audit
+    # each entry shows what really changed (the shard's diff), not the request: the load-priority PUT wrote the
+    # whole context back, and reads as the one field it changed, from and to; the contact PATCH as its channels
+    assert "accounts[QA000002].service_points[QS000002].load_priority: normal → priority" in audit, audit
+    assert "contacts[QK2].channels: " in audit and "rachel@example.com" in audit, audit
+    assert "Rachel.Green@example.com" in audit, audit
+    assert '"replace":' not in audit, audit  # the PUT's request summary gives way to its diff
     width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 392, f"page is {width}px wide on a 390px phone"
     await phone.screenshot(path=str(ARTIFACTS / "console-customer-phone.png"), full_page=True)

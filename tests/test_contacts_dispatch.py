@@ -115,3 +115,20 @@ async def test_a_receipt_arriving_while_the_last_batch_is_written_is_not_left_wa
     second = asyncio.create_task(d.receipt("M2", "k2", "delivered"))
     await asyncio.wait_for(asyncio.gather(first, second), timeout=2.0)
     assert [[it["nid"] for it in o["body"]["items"]] for o in grid.ops] == [["M1"], ["M2"]]
+
+
+def test_restoration_and_notices_are_chunked_like_the_outage(shard):
+    from grid.contacts.events import notice_ops, restoration_ops
+
+    for o in outage_ops(shard, copy.deepcopy(EVENT), 900.0, chunk=7)[0]:
+        shard.write(o)
+    ops, n = restoration_ops(shard, EVENT["id"], "2026-12-01T15:00:00Z", {"who": "op1"}, chunk=7)
+    assert n == 30 and len(ops) == 5
+    for o in ops:
+        shard.write(o)
+    event = shard.outbox.events[EVENT["id"]]
+    assert event["state"] == "restored" and event["audit"] == [{"who": "op1"}]  # once, not once per chunk
+    assert shard.outbox.group_status(EVENT["id"], None, limit=100)["total"] == 60
+    assert restoration_ops(shard, "OUT-NEVERHEARDOF", "2026-12-01T15:00:00Z")[0] is None
+    notices, n = notice_ops(shard, {"id": "bill_ready:2026-11", "type": "bill_ready", "period": "2026-11"}, chunk=7)
+    assert len(notices) == max(1, -(-n // 7))  # one op even when nobody has a bill of that period

@@ -98,7 +98,9 @@ def test_prefixed_and_default_namespaces_read_alike_and_usage_point_maps_to_a_se
     rows = feed.rows(usage_points={"GB-77": "S00000042"})
     assert [(r["service_point_id"], r["start"], r["import_wh"]) for r in rows] == [
         ("S00000042", "2026-09-21T14:13:20Z", 10), ("S00000042", "2026-09-21T15:13:20Z", 20)]
-    assert feed.rows()[0]["service_point_id"] is None  # no mapping, no target: identity decides
+    # no mapping: the usage point's own id (contextgrid's export names usage points by service point; an id
+    # that names no service point stays unresolved in the import)
+    assert feed.rows()[0]["service_point_id"] == "GB-77"
 
 
 def test_received_energy_is_export_and_other_units_and_registers_are_skipped_with_reasons():

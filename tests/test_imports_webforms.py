@@ -165,9 +165,19 @@ async def test_demo_feeds_web_contacts_resolved_onto_their_customers(web_world, 
     keys = {r["record_key"] for r in reviews["items"]}
     assert {f"web-contacts:{sid}" for sid, e in held.items() if e["reason"] == "review"} <= keys
 
+    # a link by match weight keeps its evidence in the customer's identity (GET /v1/customers/{id}/identity)
+    rows = {r["submission_id"]: r for r in csv.DictReader(open(feeds / "web_contacts.csv", newline=""))}
+    scored = [sid for sid in sorted(landed) if not rows[sid]["account_number"]]
+    assert len(scored) > len(landed) / 3
+    for sid in scored[:8]:
+        ident = await (await web_api.get(f"/v1/customers/{landed[sid]}/identity", headers=auth("operator"))).json()
+        link = next(x for x in ident["links"] if x["record_key"] == f"web-contacts:{sid}")
+        assert link["resolution"]["outcome"] == "link" and link["resolution"]["comparisons"]
+        assert link["resolution"]["score"] >= grid.identity_rules.current.link
+
     # a landed contact carries what the customer typed, normalized (name joined from two boxes, E.164 mobile)
     sid, cid = next(iter(sorted(landed.items())))
-    row = next(r for r in csv.DictReader(open(feeds / "web_contacts.csv", newline="")) if r["submission_id"] == sid)
+    row = rows[sid]
     contact = next(c for c in (await grid.aget(cid))["contacts"] if c["contact_id"] == f"web-{sid}")
     assert contact["name"].lower() == f"{row['first_name']} {row['last_name']}".strip().lower()
     assert any(ch["type"] == "sms" and ch["address"].startswith("+1") for ch in contact["channels"])

@@ -71,7 +71,31 @@ def settings_of(args) -> "Settings":
 def _grid(args, settings=None):
     from grid.cluster import Grid
 
-    return Grid(settings or settings_of(args))
+    import ray
+
+    settings = settings or settings_of(args)
+    if settings.address is None and not ray.is_initialized():  # a new local Ray: new shard actors, not its own
+        _refuse_busy_data_dir(Path(settings.data_dir))
+    return Grid(settings)
+
+
+def _refuse_busy_data_dir(data_dir: Path) -> None:
+    """A local grid on a data directory a running one owns (``serve`` left running, then ``import``) would
+    only get its shard actors refused by the WAL locks, after pages of Ray tracebacks: say so in one line."""
+    import time
+
+    from grid.errors import Conflict
+    from grid.wal import locked_by_another
+
+    wals = sorted(data_dir.glob("shards/shard-*/wal"))
+    deadline = time.monotonic() + 3.0  # a grid killed a moment ago: its dying actors' locks clear in a blink
+    while any(locked_by_another(wal) for wal in wals):
+        if time.monotonic() < deadline:
+            time.sleep(0.1)
+            continue
+        raise Conflict(f"{data_dir} is in use by a running contextgrid (its shards' write-ahead logs are "
+                       f"locked): stop it first, or push the file to its gateway (POST /v1/imports/{{source}})",
+                       field="data_dir")
 
 
 def _load(grid, base_dir: str) -> int:

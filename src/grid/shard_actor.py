@@ -332,11 +332,32 @@ class ShardServer:
 
     # -- contacts: events that alert and the outbox (logic in grid.contacts) -----------------------------
     async def declare_event(self, event: dict, ack_within_s: float) -> dict:
-        """An outage on this shard's customers: plan its notifications and make them durable (in chunks, the
-        dispatcher's claims served between them: see ``grid.contacts.events.outage_ops``); answered once all are."""
+        """An outage on this shard's customers: plan its notifications and make them durable."""
         from grid.contacts.events import outage_ops
 
         ops, summary = outage_ops(self.shard, event, ack_within_s)
+        await self._enqueue_chunks(ops)
+        return summary
+
+    async def declare_restoration(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict | None:
+        from grid.contacts.events import restoration_ops
+
+        ops, n = restoration_ops(self.shard, outage_id, restored_at, audit)
+        if ops is None:
+            return None
+        await self._enqueue_chunks(ops)
+        return {"notifications": n}
+
+    async def declare_notice(self, notice: dict) -> int:
+        from grid.contacts.events import notice_ops
+
+        ops, n = notice_ops(self.shard, notice)
+        await self._enqueue_chunks(ops)
+        return n
+
+    async def _enqueue_chunks(self, ops: list[dict]) -> None:
+        """An event's enqueue ops (``grid.contacts.events.enqueue_ops``) in order, each applied before the next is
+        logged and the dispatcher's claims served between them; returns once all are durable."""
         writes = []
         for o in ops:
             writes.append(asyncio.ensure_future(self.write(o)))
@@ -344,23 +365,6 @@ class ShardServer:
         for result in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result  # not acknowledged: a retried declaration writes what is missing
-        return summary
-
-    async def declare_restoration(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict | None:
-        from grid.contacts.events import restoration_op
-
-        o, n = restoration_op(self.shard, outage_id, restored_at, audit)
-        if o is None:
-            return None
-        await self.write(o)
-        return {"notifications": n}
-
-    async def declare_notice(self, notice: dict) -> int:
-        from grid.contacts.events import notice_op
-
-        o, n = notice_op(self.shard, notice)
-        await self.write(o)
-        return n
 
     async def escalate_overdue(self, now: float, fallback: dict | None) -> int:
         from grid.contacts.events import escalation_op

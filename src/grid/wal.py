@@ -85,6 +85,22 @@ def _settle(waiters: list, error: BaseException | None) -> None:
             waiter.set_exception(error) if error is not None else waiter.set_result(seq)
 
 
+def locked_by_another(directory: str | Path) -> bool:
+    """Whether a writer holds the WAL in ``directory`` now (its ``LOCK`` flocked): a probe for a friendly
+    refusal before starting shard actors on a data directory a running grid owns; the lock stays the guard."""
+    try:
+        fd = os.open(Path(directory) / "LOCK", os.O_RDWR)
+    except OSError:
+        return False  # no WAL there yet
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # drops the probe's own lock, if it took one
+
+
 class WriteAheadLog:
     """Append-only, segmented, checksummed log with group commit.
 

@@ -8,6 +8,7 @@ planned, whatever the records look like by then. Write ids are derived from the 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import Counter
 
 from grid.contacts import targets
@@ -20,33 +21,38 @@ def _enqueue(write_id: str, event: dict, notifications: list[dict], escalates: l
     return {"kind": "outbox_enqueue", "customer_id": None, "write_id": write_id, "body": body}
 
 
-ENQUEUE_CHUNK = 2000  # notifications per enqueue op of a large outage
+ENQUEUE_CHUNK = 2000  # notifications per enqueue op of a large outage or notice
 
 
-def outage_ops(shard, event: dict, ack_within_s: float, chunk: int = ENQUEUE_CHUNK) -> tuple[list[dict], dict]:
-    """(ops, summary) of an outage on this shard, its notifications in enqueue ops of ``chunk`` each, in
-    delivery order (critical first).
+def enqueue_ops(write_id: str, event: dict, notifications: list[dict], chunk: int = ENQUEUE_CHUNK) -> list[dict]:
+    """An event's notifications as enqueue ops of ``chunk`` each, in delivery order (at least one op: every shard
+    records the event, affected or not).
 
-    A 100k outage is some 50 MB of planned notifications per shard: as one op, nothing could be sent until all of
-    it was encoded, logged and applied (22 s in the benchmark). In chunks, the shard applies the first ones while
-    it logs the next, the dispatcher starts on the critical loads at once, and group commit shares the fsyncs.
-    A chunk's write id is its content (event, shard, the notification ids): a retried declaration that plans the
-    same writes nothing twice, and one that plans differently (a record changed in between, a chunk lost to a
-    crash before the acknowledgement) adds only the notifications not enqueued yet (enqueue skips known ids).
+    A 100k outage in one op per shard (50k notifications each) sent nothing until all of it was encoded, logged,
+    fsynced and applied (22 s in the benchmark, at load average 16). In chunks, the shard applies the first while it
+    logs the next, the dispatcher starts on the critical loads at once, and group commit shares the fsyncs.
+    A chunk's write id is ``write_id`` and its content (the notification ids): a retried declaration that plans
+    the same writes nothing twice, and one that plans differently (a record changed in between, chunks lost to
+    a crash before the acknowledgement) adds only what is not enqueued yet (enqueue skips known ids).
     """
-    notifications, summary = _plan_outage(shard, event, ack_within_s)
     ops = []
     for i in range(0, max(1, len(notifications)), chunk):
         part = notifications[i:i + chunk]
         digest = hashlib.sha256("|".join(n["nid"] for n in part).encode()).hexdigest()[:16]
-        ops.append(_enqueue(f"{event['id']}:enqueue:{shard.shard_id}:{digest}", event, part))
-    return ops, summary
+        ops.append(_enqueue(f"{write_id}:{digest}", event, part))
+    return ops
+
+
+def outage_ops(shard, event: dict, ack_within_s: float, chunk: int = ENQUEUE_CHUNK) -> tuple[list[dict], dict]:
+    """(ops, summary) of an outage on this shard, critical loads first (:func:`enqueue_ops`)."""
+    notifications, summary = _plan_outage(shard, event, ack_within_s)
+    return enqueue_ops(f"{event['id']}:enqueue:{shard.shard_id}", event, notifications, chunk), summary
 
 
 def outage_op(shard, event: dict, ack_within_s: float) -> tuple[dict, dict]:
-    """(op, summary) of an outage on this shard in one op: every shard records the event, affected or not."""
-    notifications, summary = _plan_outage(shard, event, ack_within_s)
-    return _enqueue(f"{event['id']}:enqueue:{shard.shard_id}", event, notifications), summary
+    """(op, summary) of an outage on this shard in one op."""
+    ops, summary = outage_ops(shard, event, ack_within_s, chunk=sys.maxsize)
+    return ops[0], summary
 
 
 def _plan_outage(shard, event: dict, ack_within_s: float) -> tuple[list[dict], dict]:
@@ -64,8 +70,9 @@ def _plan_outage(shard, event: dict, ack_within_s: float) -> tuple[list[dict], d
     return notifications, summary
 
 
-def restoration_op(shard, outage_id: str, restored_at: str, audit: dict | None = None) -> tuple[dict | None, int]:
-    """(op, notifications) announcing restoration; (None, 0) when this shard never heard of the outage.
+def restoration_ops(shard, outage_id: str, restored_at: str, audit: dict | None = None,
+                    chunk: int = ENQUEUE_CHUNK) -> tuple[list[dict] | None, int]:
+    """(ops, notifications) announcing restoration; (None, 0) when this shard never heard of the outage.
     ``audit``: who restored it, appended to the outage's audit entries (``grid.contacts.outbox``)."""
     if outage_id not in shard.outbox.events:
         return None, 0
@@ -74,12 +81,18 @@ def restoration_op(shard, outage_id: str, restored_at: str, audit: dict | None =
     event = {"id": event_id, "group": outage_id, "update": {"restored_at": restored_at, "state": "restored"}}
     if audit:
         event["audit"] = [audit]
-    return _enqueue(f"{event_id}:enqueue:{shard.shard_id}", event, notifications), len(notifications)
+    return enqueue_ops(f"{event_id}:enqueue:{shard.shard_id}", event, notifications, chunk), len(notifications)
 
 
-def notice_op(shard, notice: dict) -> tuple[dict, int]:
+def restoration_op(shard, outage_id: str, restored_at: str, audit: dict | None = None) -> tuple[dict | None, int]:
+    """:func:`restoration_ops` in one op."""
+    ops, n = restoration_ops(shard, outage_id, restored_at, audit, chunk=sys.maxsize)
+    return (ops[0] if ops else None), n
+
+
+def notice_ops(shard, notice: dict, chunk: int = ENQUEUE_CHUNK) -> tuple[list[dict], int]:
     notifications = targets.plan_notices(shard, notice)
-    return _enqueue(f"{notice['id']}:enqueue:{shard.shard_id}", notice, notifications), len(notifications)
+    return enqueue_ops(f"{notice['id']}:enqueue:{shard.shard_id}", notice, notifications, chunk), len(notifications)
 
 
 def escalation_op(shard, now: float, fallback: dict | None) -> dict | None:

@@ -51,9 +51,12 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
 
     ``{"outcome", "customer_id", "service_point_id", "interval_minutes", "evidence"}``; a ``new`` row gets the
     customer id it names, or the id derived from its record key when it has a name to make a customer of
-    (otherwise ``unresolved``); ``evidence`` is the full resolution. The one thing written is a ``review``
-    row's review item (WAL first, on the proposed customer's shard; idempotent by record), so a reviewer finds it
-    in ``GET /v1/identity/reviews``; the importer quarantines the row, and a replay after the decision links it.
+    (otherwise ``unresolved``); ``evidence`` is the full resolution. Two things are written (WAL first, on the
+    customer's shard; idempotent by record): a ``review`` row's review item, so a reviewer finds it in
+    ``GET /v1/identity/reviews`` (the importer quarantines the row, and a replay after the decision links it),
+    and a link decided by match weight or by a reviewer, with its evidence, so the customer's identity shows
+    why the row is theirs (links by a deterministic key, the bulk of a system-of-record feed, are not written:
+    the key is the evidence, and it is in the context).
     """
     rules = grid.identity_rules.current
     evs = decode_records([_evidence_dict(r) for r in records])
@@ -62,11 +65,11 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
     queries = [query(rules, ev) for ev in evs]
     found = await _lookup(grid, rules, [(record_key(ev), keys) for ev, (_, keys) in zip(evs, queries)])
     out = []
-    reviews = []
+    writes = []
     for ev, (m, _), f in zip(evs, queries, found):
         res = decide(rules, ev, m, f)
-        if res.outcome == "review":
-            reviews.append(_record(grid, ev, m, res))
+        if res.outcome == "review" or (res.outcome == "link" and res.key is None):
+            writes.append(_record(grid, ev, m, res))
         outcome = res.outcome
         if outcome == "new":
             # a row with only keys nobody has (a usage row of an unknown meter) cannot make a customer
@@ -83,7 +86,7 @@ async def resolve_for_import(grid, records: list[dict]) -> list[dict]:
                     "service_point_id": point[0] if point and res.outcome == "link" else None,
                     "interval_minutes": point[1] if point and res.outcome == "link" else None,
                     "evidence": to_builtins(res)})
-    await asyncio.gather(*reviews)
+    await asyncio.gather(*writes)
     return out
 
 

@@ -30,6 +30,13 @@ def _exact_units(s: pl.Series, scale: int, decimal: str) -> pl.Series:
 
 def _decimal_units(s: pl.Series, scale: int, decimal: str) -> pl.Series:
     txt = s.cast(pl.String).str.strip_chars().str.replace_all(r"[\$\s]", "")
+    # a thousands separator only counts in groups of three ("1,234.5"): "1,5" kWh from a decimal-comma export
+    # read with decimal "." is not a number (quarantined, naming the field), never 15 kWh
+    sep = "." if decimal == "," else ","
+    has_sep = txt.str.contains(sep, literal=True)
+    if has_sep.any():
+        grouped = txt.str.contains(rf"^[+-]?\d{{1,3}}(?:\{sep}\d{{3}})+(?:\{decimal}\d*)?$")
+        txt = txt.set(has_sep & ~grouped, None)
     if decimal == ",":
         txt = txt.str.replace_all(r"\.", "").str.replace(",", ".", literal=True)
     else:
@@ -80,6 +87,9 @@ def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
             d = s.cast(pl.Date)
         else:
             d = s.cast(pl.String).str.to_date(format=rule.format, strict=False)
+            if rule.format:  # a spreadsheet's date cell among typed text arrives as ISO text (mapping._pick)
+                iso = s.cast(pl.String).str.extract(r"^(\d{4}-\d{2}-\d{2})(?:[T ][\d:.]+)?$")
+                d = d.fill_null(iso.str.to_date(format="%Y-%m-%d", strict=False))
         return d.dt.strftime("%Y-%m-%d"), f"not a date{' like ' + rule.format if rule.format else ''}"
     if t == "datetime":
         reason = f"not a date-time{' like ' + rule.format if rule.format else ''}"
@@ -130,3 +140,19 @@ def _fast_datetime(txt: pl.Series) -> pl.Series | None:
                 return None  # mixed shapes: the general path decides row by row
             return d.dt.replace_time_zone("UTC") if utc else d
     return None
+
+
+def repeated_hour(frame: pl.DataFrame, col: str, keys: list[str], tz: str) -> pl.Series:
+    """``frame[col]`` (UTC epoch seconds of local times read as their first occurrence) with the hour repeated
+    when daylight time ends read twice: the second row of one key (meter, service point) with the same
+    repeated local time is that time's second occurrence. A meter export in local time without offsets writes
+    01:00 twice on the night clocks fall back; read both as the first, the second would replace the first (one
+    hour lost, the real second hour left stale). Counted within one batch."""
+    epoch = frame.get_column(col)
+    wall = (epoch * 1_000_000).cast(pl.Datetime("us", "UTC")).dt.convert_time_zone(tz).dt.replace_time_zone(None)
+    late = wall.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null").dt.epoch("s")
+    repeated = late.is_not_null() & (late != epoch)
+    if not repeated.any():
+        return epoch
+    nth = frame.select(pl.int_range(pl.len()).over([*keys, col]).alias("n")).get_column("n")
+    return pl.select(pl.when(repeated & (nth % 2 == 1)).then(late).otherwise(epoch)).to_series().alias(col)

@@ -171,14 +171,22 @@ class Feed:
         """One row per (usage point, interval start): raw columns for the import mapping.
 
         The target service point is ``service_point_id`` if given (a file pushed for one service point),
-        else ``usage_points[usage_point]`` (a source's mapping), else None (left to identity resolution).
+        else ``usage_points[usage_point]`` (a source's mapping), else the usage point's own id: "Download My
+        Data" from contextgrid names each usage point by its service point, so a customer's own download (one
+        meter or several) reads back as it is; a foreign id that names no service point stays unresolved.
         Columns: ``usage_point``, ``service_point_id``, ``start`` (RFC 3339 UTC), ``local_start`` (with the
         file's LocalTimeParameters offset), ``duration_s``, ``import_wh``, ``export_wh`` (None where the file
         has no such channel), ``quality`` (the highest ReadingQuality code among the interval's readings, None if none given).
         """
+        points = sorted({ch.usage_point for ch in self.channels})
+        if service_point_id and len(points) > 1:
+            # one service point for several meters would let one meter's readings overwrite another's
+            raise InvalidInput(f"the file holds {len(points)} usage points ({', '.join(points)}): one "
+                               f"service_point_id cannot take them all; map each in the source's "
+                               f"options.usage_points", field="service_point_id")
         merged: dict[tuple[str, int], dict] = {}
         for ch in self.channels:
-            target = service_point_id or (usage_points or {}).get(ch.usage_point)
+            target = service_point_id or (usage_points or {}).get(ch.usage_point) or ch.usage_point
             key_col = f"{ch.flow}_wh"
             for start, duration, wh, quality in ch.readings:
                 row = merged.get((ch.usage_point, start))
@@ -350,14 +358,14 @@ class EspiReader:
 
         stream = self.info.stream
         first = start_row(after, stream)
+        o = self.info.options
         try:
             feed = parse(self.info.path.read_bytes())
+            rows = feed.rows(o.get("service_point_id"), o.get("usage_points"))
         except InvalidInput as exc:
             yield Batch({"stream": stream, "offset": first - 1}, [],
                         rejected=[{"text": self.info.path.name, "reason": "malformed", "detail": exc.detail}])
             return
-        o = self.info.options
-        rows = feed.rows(o.get("service_point_id"), o.get("usage_points"))
         rejected = [{"text": s["href"], "reason": "skipped", "detail": s["reason"]} for s in feed.skipped]
         if first > len(rows) and after is not None:
             return

@@ -10,10 +10,12 @@ Target types and the conventions they follow (DOMAIN.md sections 1, 3 and 7; the
 * ``energy``: integer Wh. Text is converted exactly from its decimal digits (``"1.2345" kWh`` -> 1235 Wh,
   half-up), never through a float; ``unit`` is ``Wh`` (default), ``kWh`` or ``MWh``.
 * ``money``: integer cents, exactly from the digits; ``unit`` is ``cents`` (default) or ``dollars``; ``$`` and
-  thousands separators are dropped. ``decimal: ","`` reads ``1.234,56`` (European exports).
+  thousands separators (only in groups of three: ``"1,5"`` is not a number) are dropped. ``decimal: ","``
+  reads ``1.234,56`` (European exports).
 * ``datetime``: epoch seconds (UTC). A value without an offset is local time in ``timezone`` (the field's, else
-  the source's, else UTC); the repeated hour at the end of daylight time is read as its first occurrence, a
-  time that does not exist (spring forward) is bad.
+  the source's, else UTC); the repeated hour at the end of daylight time is read as its first occurrence, except
+  that a meter's second usage row of it in a batch is its second occurrence; a time that does not exist
+  (spring forward) is bad.
 * ``date``: ISO ``YYYY-MM-DD`` text. ``format`` is a strptime pattern for both; without it ISO 8601 is read.
 * ``boolean``: true/false, yes/no, y/n, 1/0, x (a ticked cell) and empty.
 
@@ -25,6 +27,7 @@ with no first name gives ``"Smith"``). The joined text then goes through the sam
 """
 from __future__ import annotations
 
+import datetime as dt
 import string
 import zoneinfo
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 
 from grid.errors import InvalidInput
-from grid.imports.conversions import convert
+from grid.imports.conversions import convert, repeated_hour
 
 # target field -> type; "attributes.*" and "payload.*" take any key
 FIELDS: dict[str, str] = {
@@ -222,6 +225,12 @@ def _pick(rows, rule: FieldRule, n: int) -> pl.Series:
         values = [get(r) for r in rows]
     else:
         values = [r.get(rule.column) for r in rows]
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and kinds & {dt.date, dt.datetime}:
+        # a hand-kept sheet mixes date cells with typed text or numbers: polars would make the dates day counts
+        # beside the numbers; as ISO text they convert (conversions' fallback) and the rest by the format
+        return pl.Series(rule.target, [v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else
+                                       None if v is None else str(v) for v in values], dtype=pl.String)
     try:
         return pl.Series(rule.target, values, strict=False)
     except (TypeError, ValueError, pl.exceptions.PolarsError):  # mixed cell types: read them as text
@@ -335,6 +344,10 @@ class Mapping:
         if bad:
             keep = pl.Series([i not in bad for i in range(n)])
             frame = frame.filter(keep)
+        start = next((r for r in self.fields if r.target == "usage.start"), None)
+        if start is not None and start.timezone != "UTC" and frame.height:  # local times: the fall-back hour
+            keys = [c for c in frame.columns if c.startswith("id.") or c == "usage.service_point_id"]
+            frame = frame.with_columns(repeated_hour(frame, "usage.start", keys, start.timezone))
         return Mapped(frame, [dict(i=i, **v) for i, v in sorted(bad.items())])
 
     @staticmethod

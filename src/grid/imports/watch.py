@@ -63,6 +63,9 @@ async def watch_folder(importer: Importer, src: Source, stop: asyncio.Event) -> 
         try:
             await importer.import_file(src, p, complete_lines=complete_lines)
         except ContextGridError as exc:  # recorded in the source's progress; the next change retries
+            # a file the reader refuses fails before any batch is committed: say which, in GET /v1/imports
+            prog = importer._progress(src.name)
+            prog.state, prog.last_error = "failed", f"{p.name}: {exc.detail}"
             log.warning("import %s of %s failed: %s", src.name, p.name, exc.detail)
         except Exception as exc:  # noqa: BLE001 - a watcher must outlive one bad file
             importer._progress(src.name).last_error = f"{type(exc).__name__}: {exc}"

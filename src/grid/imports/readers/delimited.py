@@ -7,7 +7,9 @@
 # batch, so a resume (or an appended file) seeks straight there instead of re-parsing what was read.
 # Encoding and delimiter are sniffed from the first 64 KiB: a UTF-8 BOM is skipped, text that is not UTF-8 is
 # read as cp1252 (a superset of latin-1's printable range that Excel writes), the delimiter is the candidate
-# (, ; tab |) that splits the first lines into the most, equal, fields.
+# (, ; tab |) that splits the first lines into the most, equal, fields. Excel's "Unicode Text" is UTF-16 with a
+# BOM: the BOM is skipped and the file read as utf-16-le/-be (Python's plain "utf-16" codec wants a BOM at the
+# start of every block pyarrow hands it), with blocks cut after a whole encoded line break.
 """
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ def sniff_encoding(head: bytes) -> tuple[str, int]:
     """(encoding, bytes to skip) for a file starting with ``head``."""
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8", 3
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16", 0
+    if head.startswith(b"\xff\xfe"):
+        return "utf-16-le", 2
+    if head.startswith(b"\xfe\xff"):
+        return "utf-16-be", 2
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -56,18 +60,22 @@ def sniff_delimiter(text: str) -> str:
         return best
 
 
-def _cut(block: bytes, quote: bytes, final: bool) -> int:
-    """Length of the longest prefix of ``block`` that ends at a line end outside quotes (0: none)."""
+def _cut(block: bytes, quote: bytes, final: bool, newline: bytes = b"\n") -> int:
+    """Length of the longest prefix of ``block`` that ends at a line end outside quotes (0: none).
+
+    ``newline`` and ``quote`` are encoded as the file is; a match not on a character boundary (UTF-16: an odd
+    offset) is a byte of some other character and is passed over."""
     if final:
         return len(block)
+    unit = len(newline)
     end = len(block)
     while True:
-        nl = block.rfind(b"\n", 0, end)
+        nl = block.rfind(newline, 0, end)
         if nl < 0:
             return 0
-        if block.count(quote, 0, nl) % 2 == 0:
-            return nl + 1
-        end = nl
+        if nl % unit == 0 and block.count(quote, 0, nl) % 2 == 0:
+            return nl + unit
+        end = nl + unit - 1
 
 
 class DelimitedReader:
@@ -128,13 +136,24 @@ class DelimitedReader:
         # a block without any quote cannot hold a line break inside a value: the parser may then split it at
         # any line end and parse the pieces in parallel (twice as fast as the quote-aware scan)
         quoted = bool(self.quote) and data.find(self.quote.encode(self.encoding)) >= 0
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, encoding=self.encoding, block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quote or False,
-                                             newlines_in_values=quoted, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+        def read(block_size: int) -> pa.Table:
+            return pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=names, encoding=self.encoding, block_size=block_size),
+                parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quote or False,
+                                                 newlines_in_values=quoted, invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+        try:
+            table = read(1 << 20)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or len(data) < 1 << 20:
+                raise
+            # one record longer than pyarrow's 1 MiB block (a giant single line): parse the block in one piece
+            bad.clear()
+            table = read(len(data) + 1)
         return table, bad
 
     def batches(self, after: dict | None = None) -> Iterator[Batch]:
@@ -144,6 +163,7 @@ class DelimitedReader:
         else:
             pos, row = self.data_start, 0
         quote = self.quote.encode(self.encoding) if self.quote else b"\x00"
+        newline = "\n".encode(self.encoding)
         ncols = len(self.columns)
         with open(self.info.path, "rb") as f:
             f.seek(pos)
@@ -155,7 +175,7 @@ class DelimitedReader:
                     return
                 final = not chunk
                 # a tail source's last line may be half written: it waits for its line break (and the next read)
-                n = _cut(block, quote, final and not self.info.complete_lines)
+                n = _cut(block, quote, final and not self.info.complete_lines, newline)
                 if n == 0:  # one record longer than a block: read on
                     if final:
                         return
@@ -163,7 +183,7 @@ class DelimitedReader:
                     continue
                 data, carry = block[:n], block[n:]
                 if not ncols:
-                    first = data.split(b"\n", 1)[0].decode(self.encoding, errors="replace")
+                    first = data.split(newline, 1)[0].decode(self.encoding, errors="replace")
                     ncols = len(next(csv.reader([first], delimiter=self.delimiter, quotechar=self.quote), []))
                 try:
                     table, malformed = self._parse(data, ncols)

@@ -35,6 +35,10 @@ class FixedWidthReader:
         self.encoding = info.options.get("encoding") or enc
         if self.encoding == "auto":
             self.encoding = enc
+        if self.encoding.lower().replace("_", "-").startswith("utf-16"):
+            # lines are cut at the byte b"\n", which in UTF-16 is half a character: refuse rather than misread
+            raise InvalidInput(f"{info.path.name}: fixed-width text in UTF-16 is not supported; save it as UTF-8",
+                               field="encoding")
         self.skip_lines = int(info.options.get("skip_lines", 0))
 
     def batches(self, after: dict | None = None) -> Iterator[Batch]:

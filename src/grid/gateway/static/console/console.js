@@ -85,10 +85,19 @@
       const audit = await api(`/v1/audit?customer=${encodeURIComponent(state.cid)}&limit=20`);
       node.replaceChildren(table(["When", "Who", "Change", "What changed"], audit.items.map((e) =>
         [String(e.at || "").slice(0, 19).replace("T", " "), `${e.key_id || "–"} (${e.role || "system"})`,
-          `${e.method || ""} ${e.route || e.kind}`.trim(), summarize(e.changes)])));
+          `${e.method || ""} ${e.route || e.kind}`.trim(), whatChanged(e)])));
     } catch (e) {
       node.replaceChildren(h("p", { class: "muted", text: e.status === 403 ? "The audit trail needs an operator key." : e.message }));
     }
+  }
+  function whatChanged(e) {
+    // a patch or replacement carries what really changed in the context (path, from, to; grid.audit.diff):
+    // shown one change a line, so a whole-context PUT reads as the one field it changed; else the request's words
+    if (!Array.isArray(e.diff) || !e.diff.length) return summarize(e.changes);
+    const value = (v) => (v == null ? "–" : summarize(v));
+    return h("ul", { class: "diff" }, ...e.diff.map((d) => h("li", {},
+      h("code", { text: d.path }), ": ", h("span", { class: "from", text: value(d.from) }), " → ",
+      h("span", { class: "to", text: value(d.to) }))));
   }
   function summarize(changes) {
     if (changes == null) return "";
