@@ -30,6 +30,7 @@ from grid.imports.importer import Importer
 
 ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "500000"))
 METERS = int(os.environ.get("BENCH_IMPORT_METERS", "1000"))
+REPEAT = int(os.environ.get("BENCH_IMPORT_REPEAT", "1"))
 FRESH = int(os.environ.get("BENCH_FRESH_SAMPLES", "30"))
 LOAD_RATE = int(os.environ.get("BENCH_LOAD_ROWS_PER_S", "10000"))
 LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "10"))
@@ -71,43 +72,61 @@ def _setup(root: Path, namespace: str) -> tuple[Grid, Importer]:
     return g, imp
 
 
+def _cpu(pids=()) -> float:
+    """CPU seconds (user + system) used so far by this process and the processes ``pids`` (the shards)."""
+    import psutil  # Ray's own dependency
+
+    return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in (os.getpid(), *pids))
+
+
 def test_import_throughput_beside_bare_parsers(ray_session, tmp_path, benchmark):
+    """``BENCH_IMPORT_REPEAT`` rounds (default 1), each: duckdb, pyarrow.csv, then the import into a fresh grid.
+    Wall ratios swing with the machine's load (2 cores shared with other sessions); the CPU-seconds each peer
+    spends (the import's: this process and both shards) are printed beside them and swing less."""
     import duckdb
     import pyarrow.csv as pacsv
 
     path = tmp_path / "reads.csv"
     wh = _write_reads(path, ROWS, METERS)
     size_mb = path.stat().st_size / 1e6
-    times = {}
-    t = time.perf_counter()
-    n_duck = duckdb.sql(f"select * from read_csv('{path}')").fetch_arrow_table().num_rows
-    times["duckdb read_csv"] = time.perf_counter() - t
-    t = time.perf_counter()
-    n_arrow = pacsv.read_csv(path).num_rows
-    times["pyarrow.csv"] = time.perf_counter() - t
-    assert n_duck == n_arrow == ROWS
-    g, imp = _setup(tmp_path / "grid", "cg-bench-imports")
-    t = time.perf_counter()
-    rcpt = asyncio.run(imp.import_file("interval-wh", path))
-    times["contextgrid import (durable)"] = time.perf_counter() - t
-    assert rcpt.applied == ROWS and rcpt.quarantined == 0, rcpt.view()
-    # every reading landed where it belongs: the first two meters' first month, compared exactly
-    hours = ROWS // METERS
-    for s in (0, 1):
-        got = g.customer_usage(f"C{s:07d}", "2026-01", f"S{s:08d}")["items"]
-        by_start = {i["start"]: i["import_wh"] for i in got}
-        for h in range(min(hours, 24 * 20)):
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + h * 3600))
-            assert by_start[stamp] == int(wh[h * METERS + s]), (s, h)
     print(f"\n{ROWS:,} interval reads, {size_mb:.0f} MB, {METERS} meters, 2 shards, fsync=batch")
-    for name, sec in times.items():
-        print(f"  {name:30s} {sec:7.2f} s  {ROWS / sec / 1e6:6.2f} M rows/s")
-    best = min(times["duckdb read_csv"], times["pyarrow.csv"])
-    ratio = best / times["contextgrid import (durable)"]
-    print(f"  import / faster bare parse: {ratio:.2f} (goal >= 0.5)")
-    benchmark.extra_info.update({k: ROWS / v for k, v in times.items()}, ratio=ratio)
+    ratios, cpu_ratios = [], []
+    for r in range(REPEAT):
+        times, cpus = {}, {}
+        c, t = _cpu(), time.perf_counter()
+        n_duck = duckdb.sql(f"select * from read_csv('{path}')").fetch_arrow_table().num_rows
+        times["duckdb read_csv"], cpus["duckdb read_csv"] = time.perf_counter() - t, _cpu() - c
+        c, t = _cpu(), time.perf_counter()
+        n_arrow = pacsv.read_csv(path).num_rows
+        times["pyarrow.csv"], cpus["pyarrow.csv"] = time.perf_counter() - t, _cpu() - c
+        assert n_duck == n_arrow == ROWS
+        g, imp = _setup(tmp_path / f"grid{r}", f"cg-bench-imports-{r}")
+        pids = [s["pid"] for s in g.stats()]
+        load = os.getloadavg()[0]
+        c, t = _cpu(pids), time.perf_counter()
+        rcpt = asyncio.run(imp.import_file("interval-wh", path))
+        times["contextgrid import (durable)"] = time.perf_counter() - t
+        cpus["contextgrid import (durable)"] = _cpu(pids) - c
+        assert rcpt.applied == ROWS and rcpt.quarantined == 0, rcpt.view()
+        # every reading landed where it belongs: the first two meters' first month, compared exactly
+        hours = ROWS // METERS
+        for s in (0, 1):
+            got = g.customer_usage(f"C{s:07d}", "2026-01", f"S{s:08d}")["items"]
+            by_start = {i["start"]: i["import_wh"] for i in got}
+            for h in range(min(hours, 24 * 20)):
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + h * 3600))
+                assert by_start[stamp] == int(wh[h * METERS + s]), (s, h)
+        g.shutdown()
+        print(f" round {r + 1} (load average {load:.1f}):")
+        for name, sec in times.items():
+            print(f"  {name:30s} {sec:7.2f} s  {ROWS / sec / 1e6:6.2f} M rows/s  {cpus[name]:6.2f} cpu-s")
+        best = min(times["duckdb read_csv"], times["pyarrow.csv"])
+        ratios.append(best / times["contextgrid import (durable)"])
+        cpu_ratios.append(min(cpus["duckdb read_csv"], cpus["pyarrow.csv"]) / cpus["contextgrid import (durable)"])
+        print(f"  import / faster bare parse: {ratios[-1]:.2f} wall, {cpu_ratios[-1]:.2f} cpu (goal >= 0.5)")
+    print(f" best of {REPEAT}: {max(ratios):.2f} wall, {max(cpu_ratios):.2f} cpu")
+    benchmark.extra_info.update(ratio=max(ratios), cpu_ratio=max(cpu_ratios))
     benchmark.pedantic(lambda: None, rounds=1)
-    g.shutdown()
 
 
 async def _gateway(root: Path, g: Grid, options: dict):
@@ -217,10 +236,11 @@ def test_push_is_visible_on_its_acknowledgement(ray_session, tmp_path, benchmark
     g.shutdown()
 
 
-@pytest.mark.parametrize("feed", ["tail-file", "push"])
+@pytest.mark.parametrize("feed", ["tail-file", "settle-file", "push"])
 def test_lag_under_sustained_load(ray_session, tmp_path, benchmark, feed):
     """``BENCH_LOAD_ROWS_PER_S`` readings a second (default 10k) for ``BENCH_LOAD_SECONDS``, in chunks every
-    50 ms, appended to a watched file (tail mode) or pushed over HTTP. A chunk's lag: from its (scheduled)
+    50 ms, appended to a watched file (tail mode, or the default settle: a file appended to every 50 ms never
+    settles, so its rows wait for the end) or pushed over HTTP. A chunk's lag: from its (scheduled)
     write until the importer counts it applied (durable on its shards, readable: see the push test). Keeps
     up when the rows land at the offered rate and the lag does not grow over the run."""
     root = tmp_path / "grid"
@@ -230,7 +250,7 @@ def test_lag_under_sustained_load(ray_session, tmp_path, benchmark, feed):
     chunks = max(1, int(LOAD_SECONDS / step))
 
     async def run():
-        client, imp, path = await _gateway(root, g, {"tail": True})
+        client, imp, path = await _gateway(root, g, {} if feed == "settle-file" else {"tail": True})
         prog = imp._progress("interval-wh")
         base = prog.rows_applied
         sent, landed = [], []
