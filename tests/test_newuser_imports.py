@@ -245,3 +245,22 @@ async def test_csv_labelled_as_excel_by_a_windows_browser_imports_and_unknown_ty
     assert problem["field"] == "body" and "tmp" not in problem["detail"], problem  # no temporary file names
     r = await push(iapi, "interval-wh", b'{"sp": "S00000001"}\n', "application/x-ndjson")
     assert r.status == 415 and (await r.json())["field"] == "Content-Type"  # was 406, which is about Accept
+
+
+async def test_green_button_daily_totals_are_refused_with_their_reason_not_put_in_one_hour(iapi):
+    daily = Path(__file__).resolve().parent / "data" / "greenbutton" / "nist_one_year_daily.xml"
+    before = await readings(iapi, "C0000004", "S00000004", "2013-01", "2013-02")
+    r = await push(iapi, "greenbutton", daily.read_bytes(), "application/atom+xml", service_point_id="S00000004")
+    # was 200 with 444 rows applied: each day's whole energy stored as the day's first hour
+    assert r.status == 422, await r.text()
+    problem = await r.json()
+    assert problem["field"] == "body" and "readings of 86400 s are totals, not interval data" in problem["detail"]
+    assert await readings(iapi, "C0000004", "S00000004", "2013-01", "2013-02") == before
+    # a gas file (uom 169, therms) says why, instead of "0 accepted"
+    from grid.imports import espi
+
+    feed = espi.parse(daily.read_bytes())
+    assert feed.rows() == [] and len(feed.skipped) >= 12
+    gas = COASTAL.read_text().replace("<uom>72</uom>", "<uom>169</uom>").encode()
+    r = await push(iapi, "greenbutton", gas, "application/atom+xml", service_point_id="S00000004")
+    assert r.status == 422 and "uom 169 is not energy in Wh" in (await r.json())["detail"]

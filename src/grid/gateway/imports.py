@@ -103,6 +103,9 @@ async def post_import(request: web.Request) -> web.Response:
         feed = espi.parse(raw)
         rows = feed.rows(request[PARAMS].get("service_point_id") or src.options.get("service_point_id"),
                          src.options.get("usage_points"))
+        if not rows and feed.skipped:  # a gas file, daily totals: say why nothing is imported, not "0 accepted"
+            raise InvalidInput("the file holds no electricity interval readings: "
+                               + "; ".join(sorted({x["reason"] for x in feed.skipped}))[:500], field="body")
     else:
         raise UnsupportedMediaType(f"rows must be JSON, CSV, a spreadsheet or Green Button XML, not {ctype}",
                                 field="Content-Type")

@@ -41,6 +41,7 @@ MEDIA_TYPES = ("application/atom+xml", "application/xml", "text/xml")
 UOM_WH = 72
 FLOW_IMPORT, FLOW_EXPORT = 1, 19
 DELTA_DATA = 4  # accumulationBehaviour (IEC 61968-9): interval (delta) values
+INTERVAL_SECONDS = (900, 1800, 3600)  # a meter's intervals (DOMAIN section 1): 15, 30 or 60 minutes
 QUALITY_PROJECTED = 12
 QUALITY_NAMES = {0: "valid", 7: "manually_edited", 8: "estimated_reference_day", 9: "estimated_interpolated",
                  10: "questionable", 11: "derived", 12: "projected", 13: "mixed", 14: "raw",
@@ -319,6 +320,7 @@ def _read_block(ch: Channel, href: str, block: Element, skipped: list[dict]) -> 
     interval = _child(block, "interval")
     t0 = _int(interval, "start", None, where=href)
     k = 0
+    totals: dict[int, int] = {}  # duration -> readings: daily or monthly totals, not intervals
     for r in block:
         if _local(r.tag) != "IntervalReading":
             continue
@@ -336,7 +338,14 @@ def _read_block(ch: Channel, href: str, block: Element, skipped: list[dict]) -> 
         if quality == QUALITY_PROJECTED:
             skipped.append({"href": f"{href}#{k}", "reason": "projected reading (quality 12) is not a measurement"})
             continue
+        if duration not in INTERVAL_SECONDS:
+            # a day's (or month's) total stored as one interval would put all its energy in its first hour
+            totals[duration] = totals.get(duration, 0) + 1
+            continue
         ch.readings.append((start, duration, wh_of(value, ch.power_of_ten), quality))
+    for duration, n in sorted(totals.items()):
+        skipped.append({"href": href, "reason": f"{n} readings of {duration} s are totals, not interval data "
+                                                f"(15, 30 or 60 minutes): not imported"})
 
 
 class EspiReader:
