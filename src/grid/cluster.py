@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -64,6 +65,9 @@ class Grid:
                 kwargs["address"] = config.address
             else:
                 kwargs["num_cpus"] = config.num_cpus or max(2, config.shards)
+                # Ray starts workers at nice 15; the shard actors are the database, and on a machine shared with
+                # other work they got a thirtieth of the gateway's CPU share (measured in bench/bench_outages.py)
+                os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(**kwargs)
         self.table = PartitionTable.load_or_create(self.data_dir / "partition_table.json", config.shards)
         self.shards = [self._actor(i) for i in range(self.table.shards)]
