@@ -264,3 +264,14 @@ async def test_green_button_daily_totals_are_refused_with_their_reason_not_put_i
     gas = COASTAL.read_text().replace("<uom>72</uom>", "<uom>169</uom>").encode()
     r = await push(iapi, "greenbutton", gas, "application/atom+xml", service_point_id="S00000004")
     assert r.status == 422 and "uom 169 is not energy in Wh" in (await r.json())["detail"]
+
+
+async def test_push_positions_and_audit_batch_ids_are_exact_in_javascript(iapi):
+    r = await push(iapi, "interval-wh", b"sp,ts,wh\nS00000002,2026-02-05T00:00:00Z,9\n", "text/csv")
+    assert r.status == 200, await r.text()
+    pos = (await r.json())["position"]
+    # was a nanosecond clock (~1.8e18): JSON.parse in the console rounded it (...580879 shown as ...581000)
+    assert 0 < pos["batch"] <= pos["offset"] < 2 ** 53
+    r = await iapi.get("/v1/audit", params={"customer": "C0000002"}, headers=auth("operator"))
+    batches = [e["changes"]["batch"] for e in (await r.json())["items"] if (e.get("changes") or {}).get("batch")]
+    assert pos["batch"] in batches and all(b < 2 ** 53 for b in batches)

@@ -270,7 +270,9 @@ class Importer:
                     held = max((int(v["streams"]["push"]["offset"]) for v in views if "push" in v["streams"]),
                                default=0)
                     self._push_seq[src.name] = held
-                first = max(time.time_ns(), self._push_seq[src.name] + 1)
+                # in microseconds: below 2^53, so a JSON client (the console's JavaScript) reads positions and
+                # audit batch ids exactly (a nanosecond id came back rounded: ...580879 shown as ...581000)
+                first = max(time.time_ns() // 1000, self._push_seq[src.name] + 1)
                 stream = "push"
             if not key:
                 self._push_seq[src.name] = first + len(rows) - 1
