@@ -275,3 +275,15 @@ async def test_push_positions_and_audit_batch_ids_are_exact_in_javascript(iapi):
     r = await iapi.get("/v1/audit", params={"customer": "C0000002"}, headers=auth("operator"))
     batches = [e["changes"]["batch"] for e in (await r.json())["items"] if (e.get("changes") or {}).get("batch")]
     assert pos["batch"] in batches and all(b < 2 ** 53 for b in batches)
+
+
+async def test_two_digit_year_is_quarantined_not_a_payment_in_the_year_26(iapi):
+    # Excel's short date ("1/5/26") under a source whose format says %m/%d/%Y
+    body = b"Account,Paid On,Amount,Method\nA00000005,1/5/26,12.50,Card\nA00000005,1/6/2026,13.50,Card\n"
+    r = await push(iapi, "payments", body, "text/csv")
+    assert r.status == 200, await r.text()
+    rows = (await r.json())["rows"]
+    assert rows[0]["outcome"] == "quarantined" and rows[0]["field"] == "payment.date", rows  # was: dated 0026-01-05
+    assert rows[1]["outcome"] == "linked"
+    c = await (await iapi.get("/v1/customers/C0000005", headers=auth("operator"))).json()
+    assert "2026-01-06" in {p["date"] for p in c["payments"]} and min(p["date"] for p in c["payments"]) >= "1900"

@@ -90,7 +90,7 @@ def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
             if rule.format:  # a spreadsheet's date cell among typed text arrives as ISO text (mapping._pick)
                 iso = s.cast(pl.String).str.extract(r"^(\d{4}-\d{2}-\d{2})(?:[T ][\d:.]+)?$")
                 d = d.fill_null(iso.str.to_date(format="%Y-%m-%d", strict=False))
-        return d.dt.strftime("%Y-%m-%d"), f"not a date{' like ' + rule.format if rule.format else ''}"
+        return _in_years(d).dt.strftime("%Y-%m-%d"), f"not a date{' like ' + rule.format if rule.format else ''}"
     if t == "datetime":
         reason = f"not a date-time{' like ' + rule.format if rule.format else ''}"
         if isinstance(s.dtype, pl.Datetime):
@@ -115,8 +115,15 @@ def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
                 d = pl.Series(s.name, vals, dtype=pl.Datetime("us"))
         if d.dtype.time_zone is None:
             d = d.dt.replace_time_zone(rule.timezone, ambiguous="earliest", non_existent="null")
-        return d.dt.epoch("s"), reason
+        return _in_years(d).dt.epoch("s"), reason
     raise InvalidInput(f"unknown field type {t!r}", field=rule.target)
+
+
+def _in_years(d: pl.Series) -> pl.Series:
+    """``d`` with dates outside the years the API takes (1900-2200, api/openapi.yaml) made null (bad rows): a
+    two-digit year read by ``%Y`` ("1/5/26") is the year 26, never a payment of 2026 dated 0026."""
+    year = d.dt.year()
+    return d.set(((year < 1900) | (year > 2200)).fill_null(False), None)
 
 
 # ISO 8601 shapes parsed with an explicit pattern (10x faster than inferring one per batch): (regex, pattern, utc)
