@@ -287,3 +287,13 @@ async def test_two_digit_year_is_quarantined_not_a_payment_in_the_year_26(iapi):
     assert rows[1]["outcome"] == "linked"
     c = await (await iapi.get("/v1/customers/C0000005", headers=auth("operator"))).json()
     assert "2026-01-06" in {p["date"] for p in c["payments"]} and min(p["date"] for p in c["payments"]) >= "1900"
+
+
+async def test_a_header_spelt_otherwise_names_the_absent_column(iapi):
+    body = b'\xef\xbb\xbf"Meter_ID","Read_Start","KWH"\r\n"M00000003","2026-02-06 00:00","1.5"\r\n'
+    r = await push(iapi, "meter-export", body, "text/csv")
+    assert r.status == 200, await r.text()
+    row = (await r.json())["rows"][0]
+    # was reason "missing" on every row, as if the cells were empty
+    assert row["outcome"] == "quarantined" and row["field"] == "usage.start"
+    assert row["reason"].startswith("missing: no column 'read_start' in the rows") and "'Read_Start'" in row["reason"]

@@ -237,6 +237,19 @@ def _pick(rows, rule: FieldRule, n: int) -> pl.Series:
         return pl.Series(rule.target, [None if v is None else str(v) for v in values], dtype=pl.String)
 
 
+def _missing(rows, rule: FieldRule) -> str:
+    """Why a required field has no value: empty, or its column is not in the file at all (a header spelt
+    ``Read_Start`` for ``read_start``: every row would say "missing" without naming what to fix)."""
+    col = rule.column
+    if col is None or rule.path is not None or rule.has_value:
+        return "missing"
+    names = rows.columns if isinstance(rows, pl.DataFrame) else (rows[0].keys() if rows else ())
+    if str(col) in names or (not isinstance(rows, pl.DataFrame) and any(col in r for r in rows)):
+        return "missing"
+    shown = ", ".join(repr(str(c)) for c in list(names)[:12])
+    return f"missing: no column {str(col)!r} in the rows (they have {shown})"
+
+
 def _template(rows, rule: FieldRule, n: int) -> pl.Series:
     """The template's columns joined row by row (see the module docstring), as one polars expression."""
     names = list(dict.fromkeys(name for _, name in rule.template if name))
@@ -337,7 +350,9 @@ class Mapping:
             if rule.default is not None:
                 out = out.fill_null(pl.Series([rule.default]).cast(out.dtype, strict=False)[0])
             if rule.required:
-                self._mark(bad, out.is_null() & ~present, rule, "missing")
+                missing = out.is_null() & ~present
+                if missing.any():
+                    self._mark(bad, missing, rule, _missing(rows, rule))
             name = rule.target if rule in self.fields else "id." + rule.target
             cols[name] = out.alias(name)
         frame = pl.DataFrame(list(cols.values()))
