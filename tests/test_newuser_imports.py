@@ -95,6 +95,11 @@ def test_thousands_separators_only_in_groups_of_three():
     assert _decimal_units(s, 1000, ".").to_list() == [None, None, 1234000, 1234500, None, -1000000, 1234500, 7000]
     s = pl.Series(["1,5", "0,25", "1.234", "1.234,5", "1.5", "7"])
     assert _decimal_units(s, 1000, ",").to_list() == [1500, 250, 1234000, 1234500, None, 7000]
+    from grid.imports.conversions import convert
+    from grid.imports.mapping import FieldRule
+
+    day = FieldRule("account.bill_cycle_day", "integer")  # was 10 for "1,0"
+    assert convert(pl.Series(["1,0", "12", "1,234", "15,5", "7"]), day)[0].to_list() == [None, 12, 1234, None, 7]
 
 
 # -- Green Button files from elsewhere ------------------------------------------------------------------------
