@@ -95,6 +95,11 @@ def test_thousands_separators_only_in_groups_of_three():
     assert _decimal_units(s, 1000, ".").to_list() == [None, None, 1234000, 1234500, None, -1000000, 1234500, 7000]
     s = pl.Series(["1,5", "0,25", "1.234", "1.234,5", "1.5", "7"])
     assert _decimal_units(s, 1000, ",").to_list() == [1500, 250, 1234000, 1234500, None, 7000]
+    from grid.imports.conversions import convert
+    from grid.imports.mapping import FieldRule
+
+    day = FieldRule("account.bill_cycle_day", "integer")  # was 10 for "1,0"
+    assert convert(pl.Series(["1,0", "12", "1,234", "15,5", "7"]), day)[0].to_list() == [None, 12, 1234, None, 7]
 
 
 # -- Green Button files from elsewhere ------------------------------------------------------------------------
@@ -297,3 +302,20 @@ async def test_a_header_spelt_otherwise_names_the_absent_column(iapi):
     # was reason "missing" on every row, as if the cells were empty
     assert row["outcome"] == "quarantined" and row["field"] == "usage.start"
     assert row["reason"].startswith("missing: no column 'read_start' in the rows") and "'Read_Start'" in row["reason"]
+
+
+async def test_blank_lines_and_excels_sep_hint_above_the_header_are_not_the_header(iapi):
+    # an export that starts with blank lines: account "00077001" was read by pyarrow's own type guess as 77001
+    body = ("\r\n\r\nCUST_ID,CUST_NAME,CLASS,ACCT_NO,RATE\r\n"
+            "C0077001,Zero Lead,RES,00077001,res-tou\r\n").encode()
+    r = await push(iapi, "billing-customers", body, "text/csv")
+    assert r.status == 200, await r.text()
+    assert [x["outcome"] for x in (await r.json())["rows"]] == ["new"]
+    c = await (await iapi.get("/v1/customers/C0077001", headers=auth("operator"))).json()
+    assert [a["account_id"] for a in c["accounts"]] == ["00077001"]
+    # Excel's "sep=;" first line names the delimiter; it was read as the header (every row one column)
+    body = b"sep=;\r\nCUST_ID;CUST_NAME;CLASS;ACCT_NO;RATE\r\nC0077002;Semi Colon;RES;A0077002;res-tou\r\n"
+    r = await push(iapi, "billing-customers", body, "text/csv")
+    assert r.status == 200 and [x["outcome"] for x in (await r.json())["rows"]] == ["new"], await r.text()
+    c = await (await iapi.get("/v1/customers/C0077002", headers=auth("operator"))).json()
+    assert c["name"] == "Semi Colon"

@@ -75,7 +75,10 @@ def convert(s: pl.Series, rule: FieldRule) -> tuple[pl.Series, str]:
             return s.cast(pl.Int64), "not an integer"
         if s.dtype.is_float():
             return s.cast(pl.Int64, strict=False).set(s != s.round(0), None), "not an integer"
-        return s.cast(pl.String).str.replace_all(",", "", literal=True).cast(pl.Int64, strict=False), "not an integer"
+        txt = s.cast(pl.String)
+        # thousands separators only in groups of three, as for amounts: "1,0" (a decimal comma) is not 10
+        txt = txt.set(txt.str.contains(",", literal=True) & ~txt.str.contains(r"^[+-]?\d{1,3}(?:,\d{3})+$"), None)
+        return txt.str.replace_all(",", "", literal=True).cast(pl.Int64, strict=False), "not an integer"
     if t == "boolean":
         if s.dtype == pl.Boolean:
             return s, "not true or false"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Iterator
 
 import pyarrow as pa
@@ -103,9 +104,18 @@ class DelimitedReader:
                                f"{header_row!r}", field="options.header_row")
         lines = text.splitlines(keepends=True)
         skip_lines = max(header_row - 1, 0)
+        hint = None
+        if o.get("header_row", "auto") == "auto":
+            # blank lines above the header are not the header (read as one, pyarrow named and typed the columns
+            # itself: meter "00123" became 123); nor is Excel's "sep=;" hint line, which names the delimiter
+            while skip_lines < len(lines) and not lines[skip_lines].strip():
+                skip_lines += 1
+            m = re.match(r"sep=(.)\s*$", lines[skip_lines]) if skip_lines < len(lines) else None
+            if m:
+                hint, skip_lines = m.group(1), skip_lines + 1
         self.delimiter = o.get("delimiter") or "auto"
         if self.delimiter == "auto":
-            self.delimiter = sniff_delimiter("".join(lines[skip_lines:]))
+            self.delimiter = hint or sniff_delimiter("".join(lines[skip_lines:]))
         self.has_header = bool(o.get("header", True))
         # byte offset where data starts: after the BOM, the skipped lines and the header line
         pre = lines[:skip_lines + (1 if self.has_header else 0)]
