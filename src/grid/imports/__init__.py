@@ -6,8 +6,10 @@ Modules, in the order a row travels:
 * ``readers``   the reader protocol (batches of rows with a resume position) and the file readers.
 * ``mapping``   raw columns -> context fields, vectorized per batch; bad values name their row and field.
 * ``linking``   whose context a row belongs to (deterministic keys, or ``grid.identity`` when present).
-* ``importer``  drives a source: read, map, link, route by shard, write ``import_rows`` ops, quarantine.
-* ``apply``     the ``import_rows`` op on a shard: rows + position in one WAL record, skipped once applied.
+* ``importer``  drives a source: read (file, push, replay), map, count progress; hands each batch to
+* ``batch_writer``  link, quarantine the bad, route by shard, write ``import_rows`` ops, settle refusals.
+* ``apply``     the ``import_rows`` op on a shard: rows + position in one WAL record, skipped once applied;
+  what the rows do is ``usage_rows`` (interval stores) and ``record_actions`` (upsert, payment, bill, ...).
 * ``state``     a shard's import state (positions per source and stream), snapshotted with the shard.
 * ``quarantine`` durable refused rows per source, readable and replayable.
 * ``watch``     watched folders (``watchfiles``), one task per folder source (and per database source).
