@@ -222,6 +222,8 @@ async def test_console_end_to_end(console, browser):
     assert "accounts[QA000002].service_points[QS000002].load_priority: normal → priority" in audit, audit
     assert "contacts[QK2].channels: " in audit and "rachel@example.com" in audit, audit
     assert "Rachel.Green@example.com" in audit, audit
+    # and nothing the form made up: roles re-ordered, the language box's default (was: roles and language diffs)
+    assert "contacts[QK2].roles" not in audit and "contacts[QK2].language" not in audit, audit
     assert '"replace":' not in audit, audit  # the PUT's request summary gives way to its diff
     width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 392, f"page is {width}px wide on a 390px phone"

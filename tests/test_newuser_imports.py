@@ -319,3 +319,35 @@ async def test_blank_lines_and_excels_sep_hint_above_the_header_are_not_the_head
     assert r.status == 200 and [x["outcome"] for x in (await r.json())["rows"]] == ["new"], await r.text()
     c = await (await iapi.get("/v1/customers/C0077002", headers=auth("operator"))).json()
     assert c["name"] == "Semi Colon"
+
+
+# -- regression (seen in `make run`): a shard too busy to answer in 30 s made a watched file fail for good -------
+async def test_watched_file_whose_shard_is_briefly_unavailable_is_retried_not_left_failed(iapi, igrid):
+    import asyncio
+
+    from grid.errors import ShardUnavailable
+    from grid.gateway.imports import IMPORTER
+
+    imp = iapi.server.app[IMPORTER]
+    real, refusals = imp.import_file, []
+
+    async def busy_twice(src, path, *a, **kw):
+        if Path(path).name == "busy.csv" and len(refusals) < 2:
+            refusals.append(path)
+            raise ShardUnavailable("shard is unavailable; retry shortly", retry_after=1)
+        return await real(src, path, *a, **kw)
+
+    imp.import_file = busy_twice
+    try:
+        inbox = Path(igrid.data_dir) / "inbox" / "interval-wh"
+        inbox.mkdir(parents=True, exist_ok=True)
+        (inbox / "busy.csv").write_text("sp,ts,wh\nS00000001,2026-01-20T05:00:00Z,4321\n")
+        for _ in range(300):
+            got = await readings(iapi, "C0000001", "S00000001", "2026-01")
+            if "2026-01-20T05:00:00Z" in got:
+                break
+            await asyncio.sleep(0.05)
+        # was: state "failed", the file's rows never imported (a finished export never changes again)
+        assert got.get("2026-01-20T05:00:00Z") == 4321 and len(refusals) == 2
+    finally:
+        imp.import_file = real

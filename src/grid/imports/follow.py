@@ -100,7 +100,7 @@ async def follow_database(importer, src, stop: asyncio.Event) -> None:
                     pass
         except Exception as exc:  # noqa: BLE001 - a follower outlives a bad spell (database or shards down)
             prog = importer._progress(src.name)
-            prog.state, prog.last_error = "failed", getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+            prog.state, prog.last_error = "retrying", getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
             log.warning("database source %s: %s; retrying", src.name, prog.last_error)
             if reader is not None:
                 await loop.run_in_executor(None, getattr(reader, "close", lambda: None))

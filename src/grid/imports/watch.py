@@ -19,7 +19,8 @@ from pathlib import Path
 
 import watchfiles
 
-from grid.errors import ContextGridError
+from grid.errors import ContextGridError, NotReady, ShardUnavailable, TooManyRequests
+from grid.imports.follow import BACKOFF_S
 from grid.imports.importer import Importer
 from grid.imports.sources import Source
 
@@ -60,17 +61,35 @@ async def watch_folder(importer: Importer, src: Source, stop: asyncio.Event) -> 
     async def take(p: Path, complete_lines: bool = False) -> None:
         if not complete_lines and not await _settled(p, settle):
             return
-        try:
-            await importer.import_file(src, p, complete_lines=complete_lines)
-        except ContextGridError as exc:  # recorded in the source's progress; the next change retries
-            # a file the reader refuses fails before any batch is committed: say which, in GET /v1/imports
-            prog = importer._progress(src.name)
-            prog.state, prog.last_error = "failed", f"{p.name}: {exc.detail}"
-            log.warning("import %s of %s failed: %s", src.name, p.name, exc.detail)
-        except Exception as exc:  # noqa: BLE001 - a watcher must outlive one bad file
-            importer._progress(src.name).last_error = f"{type(exc).__name__}: {exc}"
-            importer._progress(src.name).state = "failed"
-            log.exception("import %s of %s failed", src.name, p.name)
+        failures = 0
+        while True:
+            try:
+                await importer.import_file(src, p, complete_lines=complete_lines)
+                return
+            except (ShardUnavailable, TooManyRequests, NotReady) as exc:
+                # passing (a shard recovering, moving or too busy to answer in time): the file would otherwise
+                # wait for its next change, which a finished export never has; resume from the position, later
+                prog = importer._progress(src.name)
+                prog.state, prog.last_error = "retrying", f"{p.name}: {exc.detail}"
+                log.warning("import %s of %s: %s; retrying", src.name, p.name, exc.detail)
+                delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+                failures += 1
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return  # stopping
+                except asyncio.TimeoutError:
+                    continue
+            except ContextGridError as exc:  # recorded in the source's progress; the next change retries
+                # a file the reader refuses fails before any batch is committed: say which, in GET /v1/imports
+                prog = importer._progress(src.name)
+                prog.state, prog.last_error = "failed", f"{p.name}: {exc.detail}"
+                log.warning("import %s of %s failed: %s", src.name, p.name, exc.detail)
+                return
+            except Exception as exc:  # noqa: BLE001 - a watcher must outlive one bad file
+                importer._progress(src.name).last_error = f"{type(exc).__name__}: {exc}"
+                importer._progress(src.name).state = "failed"
+                log.exception("import %s of %s failed", src.name, p.name)
+                return
 
     async def changed(p: Path) -> None:
         if not tail:

@@ -261,9 +261,14 @@
       return { type: $(".ch-type", row).value, address: $(".ch-address", row).value.trim(), preference: i + 1,
         quiet_hours: qs && qe ? { start: qs, end: qe } : null };
     }).filter((ch) => ch.address);
-    const contact = { contact_id: form.dataset.contactId, name: $(".c-name", form).value.trim(),
-      language: $(".c-language", form).value.trim() || "en",
-      roles: [...form.querySelectorAll(".roles input:checked")].map((i) => i.value), channels };
+    // write back only what the agent changed: roles keep their order, and the language box's "en" (shown for a
+    // contact without one) is not sent, so the audit trail's diff holds the edit and nothing the form made up
+    const old = state.ctx.contacts.find((c) => c.contact_id === form.dataset.contactId) || {};
+    const checked = [...form.querySelectorAll(".roles input:checked")].map((i) => i.value);
+    const roles = [...(old.roles || []).filter((r) => checked.includes(r)), ...checked.filter((r) => !(old.roles || []).includes(r))];
+    const contact = { contact_id: form.dataset.contactId, name: $(".c-name", form).value.trim(), roles, channels };
+    const language = $(".c-language", form).value.trim();
+    if (language && (old.language || language !== "en")) contact.language = language;
     try {
       state.ctx = await api(cpath(), { method: "PATCH", body: { contacts: { upsert: [contact] } } });
       renderContacts();
