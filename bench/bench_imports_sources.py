@@ -9,7 +9,7 @@ and polling by the change column (``updated_at``, the fallback, same interval).
 Then both peers under a sustained load (issue 11: "lag under a sustained load of 10k rows/s"): a writer in its
 own process (this file run as a script: a system of record's writer is not the importer's process, and must
 not share its GIL) commits BENCH_SOR_LOAD_RPS row updates a second (default 10k) for BENCH_SOR_LOAD_S seconds
-(10), in transactions of BENCH_SOR_LOAD_TXN_ROWS rows (100), each setting ``name = 'load <txn>'`` on the next
+(10), in transactions of BENCH_SOR_LOAD_TXN_ROWS rows (100), each setting ``name = '<round> <txn>'`` on the next
 rows of a rotation over the customers, and prints each commit's number and monotonic time. While it runs,
 every BENCH_SOR_SAMPLE_MS (100) the newest commit is sampled: one of its customers is read through ``GET
 /v1/customers/{id}`` every 5 ms until the name shows that transaction or a later one (the stream is in commit
