@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -93,30 +94,39 @@ class FileLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self._digests: dict[str, list[np.ndarray]] = {}
+        # sources import in executor threads at once (one lock per source, not per ledger): one writer of the
+        # ledger file at a time, or two saves race on the one temp file (seen in make run: FileNotFoundError)
+        self._lock = threading.RLock()
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.entries))
-        os.replace(tmp, self.path)
+        with self._lock:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.entries))
+            os.replace(tmp, self.path)
 
     def _npy(self, stream: str) -> Path:
         return self.path.parent / "digests" / (hashlib.sha1(stream.encode()).hexdigest()[:20] + ".npy")
 
     def stream_for(self, source: str, path: Path) -> tuple[str, str | None]:
         """(stream to read ``path`` as, the stream of its previous version if it was rewritten)."""
+        # a key is only ever read by its own source's import (the importer locks per source), so the file is
+        # hashed outside the ledger's lock; only the change of the shared entries and their save are inside
         e = self.entries.get(_key(source, path))
         size = path.stat().st_size
         if e is not None and size >= e["size"] and file_digest(path, e["size"]) == e["head"]:
             if size != e["size"]:
-                e["size"], e["head"] = size, file_digest(path)
-                self._save()
+                head = file_digest(path)
+                with self._lock:
+                    e["size"], e["head"] = size, head
+                    self._save()
             return e["stream"], None
         digest = file_digest(path)
         stream = f"{path.name}@{digest}"
         previous = e["stream"] if e is not None and e["stream"] != stream else None
-        self.entries[_key(source, path)] = {"stream": stream, "size": size, "head": digest,
-                                            "previous": previous}
-        self._save()
+        with self._lock:
+            self.entries[_key(source, path)] = {"stream": stream, "size": size, "head": digest,
+                                                "previous": previous}
+            self._save()
         return stream, previous
 
     def old_digests(self, source: str, path: Path, previous: str | None) -> np.ndarray | None:
