@@ -64,7 +64,8 @@ async def test_quarter_hours_on_an_hourly_meter_sum_into_whole_hours_and_a_parti
     assert (rcpt["applied"], rcpt["quarantined"]) == (4, 3), rcpt
     # was {T0: 100}: the first quarter stored as the hour, the other six quarantined
     assert await readings(iapi, cid, sp, "2026-03") == {_z(T0): 406}
-    assert await _quarantine(iapi, "greenbutton", sp) == [(_z(T0 + 3600 + 900 * i), "usage.duration") for i in (0, 1, 3)]
+    held = await _quarantine(iapi, "greenbutton", sp)
+    assert held == [(_z(T0 + 3600 + 900 * i), "usage.duration") for i in (0, 1, 3)]
 
 
 async def test_reuploaded_usage_counts_as_unchanged_and_a_corrected_reading_as_applied(iapi):
@@ -88,3 +89,47 @@ async def test_reuploaded_usage_counts_as_unchanged_and_a_corrected_reading_as_a
     r = await iapi.get("/v1/imports", headers=auth("operator"))
     src = next(s for s in (await r.json())["items"] if s["source"] == "interval-wh")
     assert src["rows_unchanged"] >= 24 + 23
+
+
+# -- the shard's usage apply on its own (no Ray): any mix of whole and partial hours, exact to the Wh ----------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 5000), min_size=4, max_size=4), st.sets(st.integers(0, 3))),
+                min_size=1, max_size=6))
+def test_quarter_hours_sum_exactly_into_whole_hours_only_and_the_same_rows_again_are_unchanged(hours):
+    import numpy as np
+
+    from grid.imports.usage_rows import apply_usage
+    from grid.shard import Shard
+    from grid.timegrid import local_midnight_utc
+
+    shard = Shard(0)
+    shard.sp_owner = {"S1": ("C1", 60)}
+    start, wh, dur = [], [], []
+    for h, (parts, dropped) in enumerate(hours):
+        for q in range(4):
+            if q not in dropped:
+                start.append(T0 + 3600 * h + 900 * q)
+                wh.append(parts[q])
+                dur.append(900)
+    n = len(start)
+    cols = {"service_point_id": ["S1"] * n, "usage.start": start, "usage.import_wh": wh, "usage.duration": dur}
+    offs = np.arange(1, n + 1, dtype=np.int64)
+    touched: dict = {}
+    refused, unchanged = apply_usage(shard, ["C1"] * n, offs, cols, touched)
+    want = {h: sum(p) for h, (p, dropped) in enumerate(hours) if not dropped}
+    assert unchanged == 0 and len(refused) == n - 4 * len(want)
+    assert {r["field"] for r in refused} <= {"usage.duration"}
+    store = shard._store(60)
+    block = store.block("2026-03")
+    first = (T0 - local_midnight_utc(dt.date(2026, 3, 1), shard.timezone)) // 3600
+    row = store.row_of.get("S1")
+    got = {h: 0 if row is None else int(block.imp[row, first + h]) for h in range(len(hours))}
+    assert got == {h: want.get(h, 0) for h in range(len(hours))}
+    assert bool(touched) == bool(want)
+    touched.clear()
+    again, unchanged = apply_usage(shard, ["C1"] * n, offs, cols, touched)
+    assert unchanged == 4 * len(want) and len(again) == len(refused) and not touched

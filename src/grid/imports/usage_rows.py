@@ -1,7 +1,9 @@
 """Usage rows of an ``import_rows`` op into a shard's interval stores, vectorized per (interval length, month).
 
 Called by ``grid.imports.apply`` for a batch whose action is ``usage``; each row is checked (its service point
-is on its customer, Wh in range, the start on an interval boundary) and written, or refused whole.
+is on its customer, Wh in range, the start on an interval boundary, its duration that of the interval or a
+whole part of it) and written, or refused whole. Readings shorter than the interval are summed into it when all
+its parts are in the batch; a reading equal to the stored one is counted unchanged and not written.
 """
 from __future__ import annotations
 
@@ -88,14 +90,16 @@ def apply_usage(shard, cids, offs, cols, touched) -> tuple[list[dict], int]:
             row_of[missing] = store.add_service_points([sp_vals[u] for u in missing], [False] * missing.size)
         step = int(iv) * 60
         d, t = dur[sel], start[sel]
-        ts = t - np.where(d < step, t % step, 0)  # a part's interval: its start floored (exact: checked below)
-        months, month_start = _months(int(ts.min()), int(ts.max()), shard.timezone)
-        m = np.searchsorted(month_start, ts, side="right") - 1
+        # a month starts on an interval boundary, so an interval's parts lie in its month
+        months, month_start = _months(int(t.min()), int(t.max()), shard.timezone)
+        m = np.searchsorted(month_start, t, side="right") - 1
         mc = np.clip(m, 0, len(months) - 1)
-        off = ts - month_start[mc]
-        bad = (m < 0) | (m >= len(months)) | (off % step != 0) | ((t - month_start[mc]) % d != 0) | (step % d != 0)
+        part_off = t - month_start[mc]
+        off = part_off - np.where(d < step, part_off % step, 0)  # a part's interval: its start floored
+        bad = (m < 0) | (m >= len(months)) | (off % step != 0) | (part_off % d != 0) | (step % d != 0)
         for i in sel[bad]:
-            what = f"{iv}-minute interval" if dur[i] >= step else f"{_span(int(dur[i]))} part of a {iv}-minute interval"
+            what = f"{iv}-minute interval" if dur[i] >= step else \
+                f"{_span(int(dur[i]))} part of a {iv}-minute interval"
             refused.append({"offset": int(offs[i]), "field": "usage.start", "reason": f"not the start of a {what}"})
         ok[sel[bad]] = False
         keep = np.flatnonzero(~bad)
