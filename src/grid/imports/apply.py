@@ -65,7 +65,7 @@ def apply(shard, op: dict) -> tuple[dict, list[str]]:
         offs = offsets[fresh]
         digests = [body["digest"][i] for i in fresh] if body.get("digest") else [""] * int(fresh.size)
         if body["action"] == "usage":
-            refused = usage_rows.apply_usage(shard, cids, offs, cols, touched)
+            refused, unchanged = usage_rows.apply_usage(shard, cids, offs, cols, touched)
         else:
             vals, codes = text(cids)
             cids = [vals[c] for c in codes]

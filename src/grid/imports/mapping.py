@@ -54,6 +54,7 @@ FIELDS: dict[str, str] = {
     "ownership.mailing_address": "string", "ownership.parent_entity_id": "string",
     "usage.service_point_id": "string", "usage.start": "datetime", "usage.import_wh": "energy",
     "usage.export_wh": "energy",
+    "usage.duration": "integer",  # seconds a reading covers (ESPI duration); absent: one interval of its point
     "bill.bill_id": "string", "bill.account_id": "string", "bill.period_start": "date",
     "bill.period_end": "date", "bill.total_cents": "money",
     "bill.lines": "string",  # JSON: [{code, quantity, unit, amount_cents}], what reconciliation compares

@@ -23,7 +23,7 @@ from grid.partitions import partitions_of
 
 KEY_COLUMNS = (("id.service_point_id", "service_point_id"), ("usage.service_point_id", "service_point_id"),
                ("id.meter_id", "meter_id"))
-NUMBERS = ("usage.start", "usage.import_wh", "usage.export_wh")
+NUMBERS = ("usage.start", "usage.import_wh", "usage.export_wh", "usage.duration")
 
 
 @dataclass
