@@ -200,6 +200,18 @@ async def test_console_end_to_end(console, browser):
     assert "Rachel.Green@example.com" in sink.to
     assert "+14155550001" in {m["to"] for m in sms.accepted.values()}
     await page.screenshot(path=str(ARTIFACTS / "console-outage-desktop.png"), full_page=True)
+    assert await page.is_hidden("#o-unmatched")  # the feeder matched: nothing to warn of
+    # a mistyped id only: refused, the unknown id named (was: declared with every count 0)
+    await page.fill("#o-attr", "")
+    await page.fill("#o-value", "")
+    await page.fill("#o-sps", "QS-TYPO-1")
+    await page.click("#outage-form button[type=submit]")
+    await page.wait_for_selector("#outage-error:not([hidden])")
+    assert "QS-TYPO-1" in await page.text_content("#outage-error")
+    await page.fill("#o-sps", "QS000001 QS-TYPO-2")  # one known, one mistyped: declared, the typo listed
+    await page.click("#outage-form button[type=submit]")
+    await expect(page.locator("#o-unmatched")).to_contain_text("service_point_ids: QS-TYPO-2")
+    assert "1 customers" in await page.text_content("#o-summary")
 
     # phone width: everything reachable, nothing wider than the screen
     phone = await browser.new_page(viewport={"width": 390, "height": 844})

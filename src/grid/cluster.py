@@ -9,6 +9,7 @@ under it (:class:`~grid.errors.WrongShard`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -545,11 +546,16 @@ class Grid:
     async def _alerting(self, method: str, *args) -> list:
         """An alert scatter: waits while a batch of partitions moves (and holds the next batch back), so each
         customer is planned by exactly one shard, the one that owns it (grid.contacts.moves)."""
+        async with self._alert_scatter():
+            return await self._everywhere(method, *args)
+
+    @contextlib.asynccontextmanager
+    async def _alert_scatter(self):
         while self._alerts_paused:
             await asyncio.sleep(0.02)
         self._alerts_running += 1
         try:
-            return await self._everywhere(method, *args)
+            yield
         finally:
             self._alerts_running -= 1
 
@@ -559,9 +565,28 @@ class Grid:
             await asyncio.sleep(0.02)
 
     async def adeclare_outage(self, event: dict, ack_within_s: float) -> dict:
-        """Find the outage's customers on every shard at once and enqueue their alerts durably; totals."""
-        parts = await self._alerting("declare_event", event, ack_within_s)
-        return {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
+        """Find the outage's customers on every shard at once and enqueue their alerts durably; totals, with
+        ``unmatched`` (the requested ids no active service point has, bounded) and ``unmatched_total``.
+
+        Two scatters in one alert section (no partition moves in between): every shard plans and reports what
+        it matched; if nothing matched anywhere the declaration is refused (InvalidInput naming the field) and
+        nothing is written, else every shard writes its plan, the unmatched ids kept with the event.
+        """
+        from grid.contacts.targets import unmatched
+
+        ref = ray.put(event)  # a 100k-id selector serialized once for both scatters, not once per shard and call
+        async with self._alert_scatter():
+            plans = await self._everywhere("plan_event", ref, ack_within_s)
+            missing, count, any_matched = unmatched(event["selector"], [p["matched"] for p in plans])
+            if not any_matched:
+                await self._everywhere("drop_event", event["id"])
+                field = next(iter(missing))
+                shown = ", ".join(str(v) for v in missing[field][:5]) + (", ..." if count > 5 else "")
+                raise InvalidInput(f"no customer has any of the {field} named: {shown}", field=field,
+                                   unmatched=missing, unmatched_total=count)
+            extra = {"unmatched": missing, "unmatched_total": count}
+            parts = await self._everywhere("commit_event", ref, ack_within_s, extra)
+        return {**{k: sum(p[k] for p in parts) for k in parts[0]}, **extra}
 
     async def arestore_outage(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict:
         """Restoration messages to everyone alerted; ``audit`` (who restored it) is kept with the outage."""
@@ -595,7 +620,8 @@ class Grid:
         event = None
         for p in parts:  # every shard's copy (restoration updates each); merged as partition moves merge them
             event = merge_event(event, p["event"])
-        return {"event": event, "counts": counts, "total": sum(p["total"] for p in parts),
+        return {"event": event, "unmatched": event.get("unmatched") or {}, "counts": counts,
+                "total": sum(p["total"] for p in parts),
                 "attempts": sum(p["attempts"] for p in parts), "recipients": recipients[:limit]}
 
     async def aoutage_audit(self, outage_id: str, limit: int = 100) -> list[dict]:

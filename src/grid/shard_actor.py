@@ -56,6 +56,9 @@ class ShardServer:
         self.stopped: DataCorrupt | None = None
         self.started = time.time()
         self._identity_build: asyncio.Future | None = None  # identity: the index being built in slices
+        # contacts: outages planned (plan_event) and not yet committed or dropped, by event id -> (ops, summary);
+        # transient (a restart in between re-plans at commit), a handful at most (see plan_event)
+        self._planned_events: dict[str, tuple[list[dict], dict]] = {}
         # What-ifs run in these threads, not on the event loop: a heavy scenario must not delay every other
         # customer of the shard (writes, reads, alerts). They only read (records are replaced, never mutated;
         # usage cells are written in place, so a what-if sees each cell old or new); the bill kernel releases
@@ -333,11 +336,37 @@ class ShardServer:
     # -- contacts: events that alert and the outbox (logic in grid.contacts) -----------------------------
     async def declare_event(self, event: dict, ack_within_s: float) -> dict:
         """An outage on this shard's customers: plan its notifications and make them durable."""
+        await self.plan_event(event, ack_within_s)
+        return await self.commit_event(event, ack_within_s)
+
+    async def plan_event(self, event: dict, ack_within_s: float) -> dict:
+        """First half of a declaration: plan the outage here, write nothing; its summary with ``matched`` (what
+        of the selector this shard's service points matched). The grid commits it only if some shard matched
+        (an outage naming only unknown ids is refused with nothing written)."""
         from grid.contacts.events import outage_ops
 
         ops, summary = outage_ops(self.shard, event, ack_within_s)
-        await self._enqueue_chunks(ops)
+        while len(self._planned_events) >= 8:  # abandoned plans (a gateway died between the halves)
+            self._planned_events.pop(next(iter(self._planned_events)))
+        self._planned_events[event["id"]] = (ops, summary)
         return summary
+
+    async def commit_event(self, event: dict, ack_within_s: float, extra: dict | None = None) -> dict:
+        """Second half: write what :meth:`plan_event` planned (planned again if this actor restarted since);
+        ``extra`` (the grid-wide ``unmatched``) is kept with the event. Returns the summary without ``matched``."""
+        from grid.contacts.events import outage_ops
+
+        planned = self._planned_events.pop(event["id"], None)
+        ops, summary = planned or outage_ops(self.shard, event, ack_within_s)
+        if extra:
+            for o in ops:
+                o["body"]["event"] = {**o["body"]["event"], **extra}  # the write ids hang on the nids, unchanged
+        await self._enqueue_chunks(ops)
+        return {k: v for k, v in summary.items() if k != "matched"}
+
+    async def drop_event(self, event_id: str) -> None:
+        """A planned outage the grid refused: forget the plan."""
+        self._planned_events.pop(event_id, None)
 
     async def declare_restoration(self, outage_id: str, restored_at: str, audit: dict | None = None) -> dict | None:
         from grid.contacts.events import restoration_ops

@@ -57,7 +57,7 @@ def outage_op(shard, event: dict, ack_within_s: float) -> tuple[dict, dict]:
 
 def _plan_outage(shard, event: dict, ack_within_s: float) -> tuple[list[dict], dict]:
     hits = targets.affected(shard, event)
-    notifications = targets.plan_outage(shard, event, ack_within_s)
+    notifications = targets.plan_outage(shard, event, ack_within_s, hits)
     prio = Counter()
     for cid, sps in hits.items():
         p = max((sp.get("load_priority", "normal") for sp in sps), key=lambda x: targets.PRIORITY.get(x, 0))
@@ -66,7 +66,8 @@ def _plan_outage(shard, event: dict, ack_within_s: float) -> tuple[list[dict], d
     summary = {"customers": len(hits), "service_points": sum(len(v) for v in hits.values()),
                "critical": prio["critical"], "priority": prio["priority"], "normal": prio["normal"],
                "key_accounts": key_accounts, "notifications": len(notifications),
-               "without_contact": len(hits) - len({n["customer_id"] for n in notifications})}
+               "without_contact": len(hits) - len({n["customer_id"] for n in notifications}),
+               "matched": targets.matched(shard, event, hits)}
     return notifications, summary
 
 

@@ -1,7 +1,9 @@
 """Who an event reaches: affected customers found on one shard, and the route of each notification.
 
-Runs inside the shard (one scatter per event, ``ShardServer.declare_event``): selection reads the live records,
-and the result is one ``outbox_enqueue`` op, so what was decided is what the WAL holds.
+Runs inside the shard (one scatter per event, ``ShardServer.plan_event`` then ``commit_event``): selection reads
+the live records, and the result is ``outbox_enqueue`` ops, so what was decided is what the WAL holds. What of
+the selector matched is reported from the same hits (:func:`matched`); the grid refuses an outage nothing
+matched before any shard writes (:func:`unmatched`).
 
 Routing (DOMAIN.md section 9): a notification goes to the customer's contacts holding the message's role, in
 the order the customer listed them (for a critical load, ``emergency`` contacts first); each contact's channels
@@ -76,10 +78,57 @@ def _hit(sp: dict, rec: dict, sp_ids: set, premises: set, area: dict | None) -> 
     return False
 
 
-def plan_outage(shard, event: dict, ack_within_s: float) -> list[dict]:
-    """The notifications of an outage on this shard's customers: critical first, then priority, key accounts."""
+SELECTOR_FIELDS = ("service_point_ids", "premise_ids", "area")
+UNMATCHED_LIMIT = 100  # unknown ids listed in an answer (the count says how many there were)
+
+
+def matched(shard, event: dict, hits: dict[str, list[dict]]) -> dict:
+    """What of the outage's selector this shard's affected service points (``hits``, from :func:`affected`)
+    matched: ``{"service_point_ids": [...], "premise_ids": [...], "area": bool}`` for the fields the selector has.
+
+    Computed from the hits alone (already found by the scatter), so reporting unknown ids costs no second scan.
+    """
+    sp_ids, premises, area = _selector(event)
+    out: dict = {}
+    if sp_ids:
+        out["service_point_ids"] = [sp["service_point_id"] for sps in hits.values() for sp in sps
+                                    if sp["service_point_id"] in sp_ids]
+    if premises:
+        out["premise_ids"] = sorted({v for sps in hits.values() for sp in sps
+                                     for v in (sp.get("premise_id"), sp.get("premise_address")) if v in premises})
+    if area is not None:
+        out["area"] = any(_hit(sp, shard.records[cid], set(), set(), area) for cid, sps in hits.items() for sp in sps)
+    return out
+
+
+def unmatched(selector: dict, parts: list[dict], limit: int = UNMATCHED_LIMIT) -> tuple[dict, int, bool]:
+    """(unmatched, count, any_matched) of an outage over every shard's :func:`matched` ``parts``.
+
+    ``unmatched`` maps each selector field to what no active service point has (sorted, at most ``limit`` ids
+    per field; an area that matched nothing is listed as itself), ``count`` is how many there were in all.
+    """
+    out, count, any_matched = {}, 0, False
+    for field in SELECTOR_FIELDS:
+        if not selector.get(field):
+            continue
+        if field == "area":
+            hit = any(p.get("area") for p in parts)
+            missing = [] if hit else [selector["area"]]
+        else:
+            found = {v for p in parts for v in p.get(field, ())}
+            hit = bool(found)
+            missing = sorted(set(selector[field]) - found)
+        any_matched |= hit
+        if missing:
+            out[field], count = missing[:limit], count + len(missing)
+    return out, count, any_matched
+
+
+def plan_outage(shard, event: dict, ack_within_s: float, hits: dict | None = None) -> list[dict]:
+    """The notifications of an outage on this shard's customers: critical first, then priority, key accounts.
+    ``hits``: :func:`affected`, when the caller has it already (an area outage scans every record)."""
     out = []
-    for cid, sps in affected(shard, event).items():
+    for cid, sps in (affected(shard, event) if hits is None else hits).items():
         rec = shard.records[cid]
         prio = max((sp.get("load_priority", "normal") for sp in sps), key=lambda p: PRIORITY.get(p, 0))
         critical = prio == "critical"

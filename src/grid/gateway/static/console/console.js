@@ -292,8 +292,17 @@
       $("#outage-status").hidden = false;
       $("#o-title").textContent = `Outage ${out.outage_id}`;
       $("#o-summary").textContent = `${out.customers} customers, ${out.service_points} service points: ${out.critical} critical, ${out.priority} priority, ${out.key_accounts} key accounts; ${out.notifications} messages, ${out.without_contact} without an outage contact.`;
+      showUnmatched(out);
       watch();
     } catch (e) { showError(err, e); }
+  }
+  // ids the operator named that no customer has (a typo?): the outage was declared for the others only
+  function showUnmatched(out) {
+    const el = $("#o-unmatched"), lists = out.unmatched || {};
+    const parts = Object.entries(lists).map(([field, ids]) => `${field}: ${ids.map((v) => typeof v === "object" ? `${v.attribute}=${v.value}` : v).join(", ")}`);
+    const listed = Object.values(lists).reduce((n, ids) => n + ids.length, 0);
+    el.hidden = !parts.length;
+    el.textContent = parts.length ? `No customer has ${out.unmatched_total} of what you named: ${parts.join("; ")}${out.unmatched_total > listed ? " …" : ""}` : "";
   }
   async function watch() {
     clearTimeout(state.timer);
