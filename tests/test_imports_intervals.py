@@ -133,3 +133,17 @@ def test_quarter_hours_sum_exactly_into_whole_hours_only_and_the_same_rows_again
     touched.clear()
     again, unchanged = apply_usage(shard, ["C1"] * n, offs, cols, touched)
     assert unchanged == 4 * len(want) and len(again) == len(refused) and not touched
+
+
+def test_green_button_batches_never_split_an_hour_of_quarter_hours(tmp_path):
+    from grid.imports.espi import EspiReader
+    from grid.imports.readers import FileInfo, file_digest
+
+    path = tmp_path / "quarters.xml"
+    path.write_bytes(_gb([(T0 + 900 * i, 900, i) for i in range(4 * 6)]))
+    info = FileInfo(path, path.stat().st_size, file_digest(path), {"service_point_id": "S1"})
+    batches = list(EspiReader(info, batch_rows=6).batches())  # 6 rows would end mid-hour: the hour goes whole
+    assert [b.position["offset"] for b in batches] == [8, 16, 24]
+    assert [r["import_wh"] for b in batches for r in b.rows] == list(range(24))
+    rest = list(EspiReader(info, batch_rows=6).batches(batches[0].position))
+    assert [b.position["offset"] for b in rest] == [16, 24]

@@ -378,7 +378,21 @@ class EspiReader:
         rejected = [{"text": s["href"], "reason": "skipped", "detail": s["reason"]} for s in feed.skipped]
         if first > len(rows) and after is not None:
             return
-        for lo in range(first - 1, max(len(rows), first), self.batch_rows):
-            part = rows[lo:lo + self.batch_rows]
+        lo = first - 1
+        while True:
+            hi = _hour_end(rows, lo + self.batch_rows)
+            part = rows[lo:hi]
             yield Batch({"stream": stream, "offset": lo + len(part)}, part,
                         rejected=rejected if lo == first - 1 else [])
+            lo = hi
+            if lo >= len(rows):
+                return
+
+
+def _hour_end(rows: list[dict], hi: int) -> int:
+    """``hi`` moved on past the rest of its row's usage point and UTC hour: a batch never splits an hour, so
+    15-minute readings of an hourly service point meet all their parts in one batch (grid.imports.usage_rows)."""
+    while 0 < hi < len(rows) and (rows[hi]["usage_point"], rows[hi]["start"][:13]) == \
+            (rows[hi - 1]["usage_point"], rows[hi - 1]["start"][:13]):
+        hi += 1
+    return min(hi, len(rows))
