@@ -28,6 +28,17 @@ def _grow(a: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
+def _take(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]``, with zeros for rows past ``a``'s end: a month block grows only when written, so a service
+    point added after its month was last written (or trimmed) has no row in it yet, and reads as no usage."""
+    if not len(rows) or int(rows.max()) < a.shape[0]:
+        return a[rows]
+    out = np.zeros((len(rows),) + a.shape[1:], dtype=a.dtype)
+    inside = rows < a.shape[0]
+    out[inside] = a[rows[inside]]
+    return out
+
+
 @dataclass
 class MonthBlock:
     """One month of one interval length: import for every row, export for rows that export."""
@@ -213,11 +224,11 @@ def extract_rows(store: UsageStore, sp_ids: list[str]) -> dict:
     er = store.export_row[rows] if len(rows) else np.zeros(0, np.int32)
     months = {}
     for month, b in store.months.items():
-        imp = b.imp[rows].copy()
+        imp = _take(b.imp, rows).copy()
         exp = np.zeros_like(imp)
         has = er >= 0
         if has.any():
-            exp[has] = b.exp[er[has]]
+            exp[has] = _take(b.exp, er[has])
         months[month] = (imp, exp)
     return {"interval_minutes": store.interval_minutes, "sp_ids": sp_ids, "has_export": (er >= 0).tolist(),
             "filled_through": store.filled_through[rows].copy() if len(rows) else np.zeros(0, np.int64),
@@ -248,8 +259,8 @@ def drop_rows(store: UsageStore, sp_ids: set[str]) -> None:
     new_er = np.full(len(keep), -1, dtype=np.int32)
     new_er[keep_exp >= 0] = np.arange(len(exp_keep), dtype=np.int32)
     for b in store.months.values():
-        b.imp = np.ascontiguousarray(b.imp[keep])
-        b.exp = np.ascontiguousarray(b.exp[exp_keep]) if len(exp_keep) else np.zeros((1, b.n_intervals), np.int32)
+        b.imp = np.ascontiguousarray(_take(b.imp, keep))
+        b.exp = np.ascontiguousarray(_take(b.exp, exp_keep)) if len(exp_keep) else np.zeros((1, b.n_intervals), np.int32)
     store.sp_ids = [store.sp_ids[r] for r in keep]
     store.row_of = {s: i for i, s in enumerate(store.sp_ids)}
     store.filled_through = store.filled_through[keep].copy()
