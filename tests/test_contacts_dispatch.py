@@ -97,8 +97,10 @@ class SlowOutboxGrid:
 
     def __init__(self):
         self.ops: list[dict] = []
+        self.writing = asyncio.Event()
 
     async def aoutbox_write(self, shard: int, o: dict) -> dict:
+        self.writing.set()
         await asyncio.sleep(0.1)
         self.ops.append(o)
         return {"changed": len(o["body"]["items"])}
@@ -111,7 +113,9 @@ async def test_a_receipt_arriving_while_the_last_batch_is_written_is_not_left_wa
     grid = SlowOutboxGrid()
     d = Dispatcher(grid, ContactsConfig(), {})
     first = asyncio.create_task(d.receipt("M1", "k1", "delivered"))
-    await asyncio.sleep(0.05)  # the first flush is writing now
+    # the first flush is writing now (waited for, not slept for: a sleep as long as the group-commit window
+    # raced it, and both receipts went into one batch)
+    await asyncio.wait_for(grid.writing.wait(), timeout=2.0)
     second = asyncio.create_task(d.receipt("M2", "k2", "delivered"))
     await asyncio.wait_for(asyncio.gather(first, second), timeout=2.0)
     assert [[it["nid"] for it in o["body"]["items"]] for o in grid.ops] == [["M1"], ["M2"]]
