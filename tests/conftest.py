@@ -57,6 +57,28 @@ def auth(role: str) -> dict:
     return {"Authorization": f"Bearer {KEYS[role]}"}
 
 
+@contextlib.contextmanager
+def grid_with_sources(tmp_path_factory, label: str, sources=(), customers: int = 0):
+    """A module's own 2-shard grid (namespace ``cg-test-<label>``) whose data dir holds these source
+    definitions, each written as ``sources/<name>.yaml``, with ``customers`` generated customers loaded."""
+    import yaml
+    from factories import populate
+
+    from grid.cluster import Grid
+
+    root = tmp_path_factory.mktemp(label)
+    (root / "sources").mkdir()
+    for spec in sources:
+        (root / "sources" / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    g = Grid.start(data_dir=str(root), shards=2, namespace=f"cg-test-{label}")
+    if customers:
+        populate(g, customers)
+    try:
+        yield g
+    finally:
+        g.shutdown()
+
+
 @contextlib.asynccontextmanager
 async def gateway(grid, keystore, config=None):
     """An aiohttp test client on a real loopback server in front of ``grid`` (for a module's own grid)."""

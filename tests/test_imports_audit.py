@@ -8,9 +8,8 @@ import os
 import signal
 
 import pytest
-import yaml
 
-from conftest import OWN_CUSTOMER, auth, gateway
+from conftest import OWN_CUSTOMER, auth, gateway, grid_with_sources
 
 # payments keyed by customer id; the shard refuses a payment for an account the customer does not have
 CASH = {"name": "cash-audit", "kind": "push", "does": "payment", "customer_entry": True,
@@ -21,17 +20,8 @@ CASH = {"name": "cash-audit", "kind": "push", "does": "payment", "customer_entry
 
 @pytest.fixture(scope="module")
 def agrid(ray_session, tmp_path_factory):
-    from factories import populate
-
-    from grid.cluster import Grid
-
-    root = tmp_path_factory.mktemp("importaudit")
-    (root / "sources").mkdir()
-    (root / "sources" / "cash-audit.yaml").write_text(yaml.safe_dump(CASH, sort_keys=False))
-    g = Grid.start(data_dir=str(root), shards=2, namespace="cg-test-import-audit")
-    populate(g, 4)
-    yield g
-    g.shutdown()
+    with grid_with_sources(tmp_path_factory, "import-audit", [CASH], customers=4) as g:
+        yield g
 
 
 @pytest.fixture(scope="module")

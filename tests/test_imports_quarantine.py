@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import auth, gateway
+from conftest import auth, gateway, grid_with_sources
 
 # the cashiering export's mapping, with the wrong column for the account: the shard refuses every row
 # ("no account INV-... on customer ...") because the check needs the customer's accounts
@@ -24,16 +24,8 @@ PAYMENTS = {"name": "cash", "kind": "folder", "location": "inbox/cash", "format"
 
 @pytest.fixture(scope="module")
 def qgrid(ray_session, tmp_path_factory):
-    from factories import populate
-
-    from grid.cluster import Grid
-
-    root = tmp_path_factory.mktemp("quarantine")
-    (root / "sources").mkdir()
-    g = Grid.start(data_dir=str(root), shards=2, namespace="cg-test-quarantine")
-    populate(g, 6)
-    yield g
-    g.shutdown()
+    with grid_with_sources(tmp_path_factory, "quarantine", customers=6) as g:
+        yield g
 
 
 @pytest.fixture(scope="module")

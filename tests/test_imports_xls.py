@@ -9,9 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import auth, gateway
+from conftest import auth, gateway, grid_with_sources
 from grid.imports.readers import open_file
 
 XLS = Path(__file__).resolve().parent / "data" / "xls" / "optional_records.xls"
@@ -76,14 +75,8 @@ def test_header_row_per_sheet_is_refused_for_delimited_text_and_by_the_schema(tm
 
 @pytest.fixture(scope="module")
 def xgrid(ray_session, tmp_path_factory):
-    from grid.cluster import Grid
-
-    root = tmp_path_factory.mktemp("xls")
-    (root / "sources").mkdir()
-    (root / "sources" / "deals.yaml").write_text(yaml.safe_dump(DEALS, sort_keys=False))
-    g = Grid.start(data_dir=str(root), shards=2, namespace="cg-test-xls")
-    yield g
-    g.shutdown()
+    with grid_with_sources(tmp_path_factory, "xls", [DEALS]) as g:
+        yield g
 
 
 @pytest.fixture(scope="module")
